@@ -1,0 +1,22 @@
+//! The Sluice SDK: what the host and plugins share.
+//!
+//! ```text
+//!   encoder bytes ─▶ [flv, amf0, h264, aac]  (ingest adapters)
+//!                      │ samples, tracks (time: Timescale/Ticks)
+//!                      ▼
+//!   host timeline ─▶ [bmff writer]            (packagers)
+//! ```
+//!
+//! - [`time`]: typed media time, checked rescaling, RTMP clock unwrap.
+//! - [`bmff`]: ISO BMFF box reader and writer (init and media segments).
+//! - [`flv`], [`amf0`]: FLV tags and AMF0 values (RTMP and HDS).
+//! - [`h264`], [`aac`]: codec configuration parsing and codec strings.
+//! - [`plugin`]: plugin-side traits and the [`export!`] macro.
+
+pub mod aac;
+pub mod amf0;
+pub mod bmff;
+pub mod flv;
+pub mod h264;
+pub mod plugin;
+pub mod time;

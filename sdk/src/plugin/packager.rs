@@ -1,0 +1,193 @@
+//! The `packager` world: a request plus a read-only view of a presentation
+//! in, a response plan out.
+
+use super::TrackInfo;
+
+/// Live or on demand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresentationState {
+    /// Still growing; the window slides.
+    Live,
+    /// Complete.
+    Ended,
+}
+
+/// Facts about the whole presentation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresentationInfo {
+    /// Live or ended.
+    pub state: PresentationState,
+    /// The channel's fragment grid in milliseconds of media time.
+    pub fragment_duration_ms: u32,
+    /// Unix milliseconds of media time 0, when known.
+    pub epoch_ms: Option<i64>,
+    /// Length of the seekable window in milliseconds (0: everything held).
+    pub window_ms: u64,
+}
+
+/// One fragment of a track's timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fragment {
+    /// Decode time of the first sample (the fragment's name).
+    pub start: u64,
+    /// Duration in ticks.
+    pub duration: u64,
+    /// Number of samples.
+    pub sample_count: u32,
+    /// Payload size in bytes.
+    pub size: u32,
+    /// A discontinuity precedes this fragment.
+    pub discontinuity: bool,
+}
+
+/// One entry of a fragment's sample table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SampleEntry {
+    /// Duration in ticks.
+    pub duration: u32,
+    /// Payload size in bytes.
+    pub size: u32,
+    /// Presentation minus decode time.
+    pub composition_offset: i32,
+    /// Random access point.
+    pub keyframe: bool,
+}
+
+/// The read-only presentation view a packager queries.
+pub trait View {
+    /// Facts about the presentation.
+    fn info(&self) -> PresentationInfo;
+    /// All tracks.
+    fn tracks(&self) -> Vec<TrackInfo>;
+    /// Up to `limit` fragments of `track` starting at or after `from`.
+    fn fragments(&self, track: u32, from: u64, limit: u32) -> Vec<Fragment>;
+    /// The sample table of the fragment of `track` starting at `start`.
+    fn samples(&self, track: u32, start: u64) -> Option<Vec<SampleEntry>>;
+    /// A copy of payload bytes (for plugins that transform them).
+    fn sample_data(&self, track: u32, start: u64, offset: u32, length: u32) -> Option<Vec<u8>>;
+}
+
+/// What a packager declares about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackagerInfo {
+    /// Plugin name.
+    pub name: String,
+    /// Plugin version.
+    pub version: String,
+    /// One line for operators.
+    pub description: String,
+    /// Formats served (`m3u8-cmaf`, `mss`, ...).
+    pub formats: Vec<String>,
+}
+
+/// The request as routed by the host.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Request {
+    /// The resolved format.
+    pub format: String,
+    /// Path below the manifest root.
+    pub path: String,
+    /// Decoded query parameters.
+    pub query: Vec<(String, String)>,
+    /// Relevant request headers (lower-case names).
+    pub headers: Vec<(String, String)>,
+}
+
+/// Cache lifetime of a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CachePolicy {
+    /// Do not store.
+    NoStore,
+    /// May change; keep at most this many seconds.
+    MaxAge(u32),
+    /// Never changes.
+    Immutable,
+}
+
+/// A range of sample payload for the host to splice in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataRef {
+    /// Track id.
+    pub track: u32,
+    /// Fragment start.
+    pub start: u64,
+    /// Offset within the fragment payload.
+    pub offset: u32,
+    /// Length in bytes.
+    pub length: u32,
+}
+
+/// A piece of the response body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyPart {
+    /// Bytes the plugin wrote.
+    Bytes(Vec<u8>),
+    /// Sample data the host holds.
+    SampleData(DataRef),
+}
+
+/// The response plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: String,
+    /// Cache lifetime.
+    pub cache: CachePolicy,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// Body parts in order.
+    pub body: Vec<BodyPart>,
+}
+
+impl Response {
+    /// A plain-text error response with the given status and cache policy.
+    pub fn error(status: u16, cache: CachePolicy, message: &str) -> Self {
+        Response {
+            status,
+            content_type: "text/plain; charset=utf-8".to_owned(),
+            cache,
+            headers: Vec::new(),
+            body: vec![BodyPart::Bytes(message.as_bytes().to_vec())],
+        }
+    }
+
+    /// 404 for something that may appear later (short cache lifetime).
+    pub fn not_found(message: &str) -> Self {
+        Self::error(404, CachePolicy::MaxAge(1), message)
+    }
+
+    /// A successful response with one body part written by the plugin.
+    pub fn ok(content_type: &str, cache: CachePolicy, body: Vec<u8>) -> Self {
+        Response {
+            status: 200,
+            content_type: content_type.to_owned(),
+            cache,
+            headers: Vec::new(),
+            body: vec![BodyPart::Bytes(body)],
+        }
+    }
+
+    /// Total body length in bytes.
+    pub fn body_len(&self) -> u64 {
+        self.body
+            .iter()
+            .map(|p| match p {
+                BodyPart::Bytes(b) => b.len() as u64,
+                BodyPart::SampleData(r) => u64::from(r.length),
+            })
+            .sum()
+    }
+}
+
+/// A packager: stateless, one call per request.
+pub trait Packager: 'static {
+    /// Describes the packager.
+    fn info() -> PackagerInfo;
+    /// Answers one request; by default 404.
+    fn handle(request: &Request, view: &dyn View) -> Response {
+        let _ = view;
+        Response::not_found(&format!("no such resource: {}", request.path))
+    }
+}
