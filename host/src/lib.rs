@@ -1,0 +1,2 @@
+//! Sluice host library.
+pub mod plugins;
