@@ -1,2 +1,24 @@
-//! Sluice host library.
+//! Sluice: a live-streaming edge origin.
+//!
+//! ```text
+//!  encoder ─RTMP─▶ ingest (listener, auth, limits)
+//!                    │ bytes
+//!                    ▼
+//!                  plugins::IngestSession (Wasm adapter) ─ tracks, samples ─▶ channel::StreamIngest
+//!                                                                  │
+//!                                       media::segmenter (time grid) ─▶ media::timeline
+//!                                                                  │ Snapshot (View)
+//!  player ─HTTP─▶ delivery (route, moka cache, coalescing) ─▶ plugins::PackagerPlugin (Wasm)
+//!                    ◀── body: plugin bytes + spliced sample slices
+//! ```
+
+pub mod channel;
+pub mod config;
+pub mod delivery;
+pub mod demo;
+pub mod ingest;
+pub mod media;
 pub mod plugins;
+pub mod server;
+
+pub use server::Server;

@@ -1,1 +1,199 @@
-fn main() {}
+//! The `sluice` command: `sluice serve` and `sluice plugin check`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sluice::config::{Config, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "Sluice: a live-streaming edge origin")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the origin.
+    Serve(ServeArgs),
+    /// Plugin tools.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Loads a plugin and prints what it declares.
+    Check {
+        /// The `.wasm` component.
+        file: PathBuf,
+    },
+}
+
+/// Flags override the config file; each has a `SLUICE_*` variable.
+#[derive(Parser)]
+struct ServeArgs {
+    /// TOML config file.
+    #[arg(long, env = "SLUICE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (default ./sluice-data).
+    #[arg(long, env = "SLUICE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Delivery and fMP4 ingest listener (default 0.0.0.0:8080).
+    #[arg(long, env = "SLUICE_HTTP")]
+    http: Option<SocketAddr>,
+    /// RTMP ingest listener (default 0.0.0.0:1935).
+    #[arg(long, env = "SLUICE_RTMP")]
+    rtmp: Option<SocketAddr>,
+    /// Management listener (default 127.0.0.1:8081).
+    #[arg(long, env = "SLUICE_ADMIN")]
+    admin: Option<SocketAddr>,
+    /// Create channel `demo` fed by the built-in test source.
+    #[arg(long, env = "SLUICE_DEMO")]
+    demo: bool,
+    /// Plugin directory (default {data-dir}/plugins).
+    #[arg(long, env = "SLUICE_PLUGIN_DIR")]
+    plugin_dir: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
+    /// Log filter (tracing EnvFilter syntax), also `SLUICE_LOG`.
+    #[arg(long, env = "SLUICE_LOG")]
+    log: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Plugin {
+            command: PluginCommand::Check { file },
+        } => match sluice::plugins::check(&file) {
+            Ok(description) => {
+                println!("{description}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sluice: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve(args) => match serve(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sluice: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(v) = args.data_dir {
+        config.data_dir = v;
+    }
+    if let Some(v) = args.http {
+        config.http = v;
+    }
+    if let Some(v) = args.rtmp {
+        config.rtmp = v;
+    }
+    if let Some(v) = args.admin {
+        config.admin = v;
+    }
+    if args.demo {
+        config.demo = true;
+    }
+    if let Some(v) = args.plugin_dir {
+        config.plugins.dir = Some(v);
+    }
+    if let Some(v) = args.log_format {
+        config.log_format = v;
+    }
+    init_logging(config.log_format, args.log.as_deref())?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sluice")
+        .build()?;
+    runtime.block_on(async move {
+        let server = sluice::Server::start(config.clone()).await?;
+        announce(config.log_format, &format!("listening http={}", server.http));
+        announce(config.log_format, &format!("listening rtmp={}", server.rtmp));
+        announce(config.log_format, &format!("listening admin={}", server.admin));
+        if config.demo {
+            let host = if server.http.ip().is_unspecified() {
+                SocketAddr::from(([127, 0, 0, 1], server.http.port()))
+            } else {
+                server.http
+            };
+            announce(
+                config.log_format,
+                &format!(
+                    "preview http://{host}/preview/demo/preview.isml/Manifest(format=m3u8-cmaf)"
+                ),
+            );
+        }
+        wait_for_signal().await;
+        tracing::info!("draining");
+        server.shutdown().await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// Prints a start-up line on stdout: plain text, or a JSON log object.
+fn announce(format: LogFormat, line: &str) {
+    match format {
+        LogFormat::Text => println!("{line}"),
+        LogFormat::Json => tracing::info!(target: "sluice", "{line}"),
+    }
+}
+
+fn init_logging(format: LogFormat, filter: Option<&str>) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match filter {
+        Some(f) => EnvFilter::try_new(f)?,
+        None => EnvFilter::try_new("info")?,
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        // Text logs go to stderr so stdout carries only the start-up lines.
+        LogFormat::Text => builder.with_writer(std::io::stderr).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(false)
+            .with_writer(std::io::stdout)
+            .init(),
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

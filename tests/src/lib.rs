@@ -1,1 +1,335 @@
-//! Shared harness for the integration tests.
+//! Shared harness for the integration tests: starts the real `sluice`
+//! binary on port 0 (reading the bound addresses from its `listening` lines),
+//! and runs real peers (ffmpeg, ffprobe) against it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The `sluice` binary built beside the tests (`cargo test --workspace`
+/// builds it into the same target directory).
+pub fn sluice_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("SLUICE_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/{profile}/deps/test-HASH → target/{profile}/sluice
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    dir.join("sluice")
+}
+
+/// The target directory (for caches shared between tests).
+pub fn target_dir() -> PathBuf {
+    sluice_bin()
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .expect("target directory")
+}
+
+/// A running `sluice serve`, stopped (SIGTERM, then kill) on drop.
+pub struct Sluice {
+    child: Child,
+    /// Delivery address.
+    pub http: SocketAddr,
+    /// RTMP address.
+    pub rtmp: SocketAddr,
+    /// Management address.
+    pub admin: SocketAddr,
+    /// Lines printed on stdout after the listening lines (e.g. the preview URL).
+    pub stdout: mpsc::Receiver<String>,
+    /// The data directory (removed on drop).
+    pub data_dir: tempdir::TempDir,
+    stderr_log: PathBuf,
+}
+
+/// A temporary directory removed on drop (no extra crate needed).
+pub mod tempdir {
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// The directory.
+    #[derive(Debug)]
+    pub struct TempDir(PathBuf);
+
+    impl TempDir {
+        /// Creates a fresh directory under the system temp dir.
+        pub fn new(prefix: &str) -> std::io::Result<TempDir> {
+            static N: AtomicU64 = AtomicU64::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let p = std::env::temp_dir().join(format!(
+                "{prefix}-{}-{n}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.subsec_nanos())
+                    .unwrap_or(0)
+            ));
+            std::fs::create_dir_all(&p)?;
+            Ok(TempDir(p))
+        }
+
+        /// Its path.
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Sluice {
+    /// Starts `sluice serve` with `config` (TOML appended to the test
+    /// defaults) and extra arguments.
+    pub fn start(config: &str, args: &[&str]) -> Result<Sluice> {
+        let data_dir = tempdir::TempDir::new("sluice-test")?;
+        let cache = target_dir().join("test-plugin-cache");
+        let config_path = data_dir.path().join("sluice.toml");
+        let text = format!(
+            "[plugins]\ncache_dir = {cache:?}\n\n{config}\n",
+            cache = cache.display().to_string()
+        );
+        std::fs::write(&config_path, text)?;
+        let stderr_log = data_dir.path().join("stderr.log");
+        let mut child = Command::new(sluice_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .args(["--http", "127.0.0.1:0", "--rtmp", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .args(args)
+            .env("SLUICE_LOG", "info,sluice=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_log)?)
+            .spawn()
+            .with_context(|| format!("cannot start {}", sluice_bin().display()))?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (mut http, mut rtmp, mut admin) = (None, None, None);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while http.is_none() || rtmp.is_none() || admin.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(l) => l,
+                Err(_) => {
+                    let _ = child.kill();
+                    let log = std::fs::read_to_string(&stderr_log).unwrap_or_default();
+                    bail!("sluice did not report its listeners; stderr:\n{log}");
+                }
+            };
+            if let Some(a) = line.strip_prefix("listening http=") {
+                http = Some(a.parse()?);
+            } else if let Some(a) = line.strip_prefix("listening rtmp=") {
+                rtmp = Some(a.parse()?);
+            } else if let Some(a) = line.strip_prefix("listening admin=") {
+                admin = Some(a.parse()?);
+            }
+        }
+        Ok(Sluice {
+            child,
+            http: http.context("http")?,
+            rtmp: rtmp.context("rtmp")?,
+            admin: admin.context("admin")?,
+            stdout: rx,
+            data_dir,
+            stderr_log,
+        })
+    }
+
+    /// A URL on the delivery listener.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> Result<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        let status = self.child.wait()?;
+        Ok(status)
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 GET (no client crate needed): status, headers, body.
+pub fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<HttpResponse> {
+    http_request(addr, "GET", path, headers)
+}
+
+/// A minimal HTTP/1.1 request with `Connection: close`.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<HttpResponse> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no header end")?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = raw[split + 4..].to_vec();
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .context("no status")?
+        .parse()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// A response from [`http_get`].
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first header named `name` (lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Polls `f` every 100 ms until it returns `Some` or `timeout` passes.
+/// (Polling an HTTP resource is the readiness signal for media appearing.)
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("condition not met within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs a command to completion, returning (status ok, stdout, stderr).
+pub fn run(cmd: &mut Command) -> Result<(bool, String, String)> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Pushes a synthetic H.264 (B-frames) + AAC stream with ffmpeg over RTMP,
+/// as fast as ffmpeg can encode it. Returns ffmpeg's success and stderr.
+pub fn ffmpeg_push_rtmp(url: &str, seconds: u32, extra: &[&str]) -> Result<(bool, String)> {
+    let (ok, _, err) = run(Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g", "50"])
+        .args(["-keyint_min", "50", "-sc_threshold", "0", "-pix_fmt", "yuv420p"])
+        .args(["-c:a", "aac", "-b:a", "64k", "-ac", "2"])
+        .args(extra)
+        .args(["-f", "flv", url]))?;
+    Ok((ok, err))
+}
+
+/// One decoded frame as ffprobe reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedFrame {
+    /// `video` or `audio`.
+    pub media_type: String,
+    /// Presentation time in seconds.
+    pub pts_time: f64,
+}
+
+/// Decodes every frame of `url` with ffprobe; returns the frames and
+/// ffprobe's stderr (decode errors appear there at `-v error`).
+pub fn ffprobe_frames(url: &str, extra: &[&str]) -> Result<(Vec<DecodedFrame>, String)> {
+    let (ok, out, err) = run(Command::new("ffprobe")
+        .args(["-v", "error"])
+        .args(extra)
+        .args(["-show_entries", "frame=media_type,pts_time", "-of", "csv=p=0"])
+        .arg(url))?;
+    if !ok {
+        bail!("ffprobe failed: {err}");
+    }
+    let frames = out
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split(',');
+            let media_type = it.next()?.to_owned();
+            let pts_time = it.next()?.parse().ok()?;
+            Some(DecodedFrame {
+                media_type,
+                pts_time,
+            })
+        })
+        .collect();
+    Ok((frames, err))
+}

@@ -1,0 +1,392 @@
+//! Channels and the ingest path into them.
+//!
+//! ```text
+//!  adapter events ─▶ StreamIngest (per published stream)
+//!                      │ track ids: (stream, adapter track) → channel track
+//!                      │ time: adapter dts → media time (offset, discontinuities)
+//!                      ▼
+//!                    Segmenter per track ─▶ Timeline (per channel, bounded)
+//! ```
+//!
+//! Timestamp policy: media time is the encoder's decode time plus an offset
+//! chosen when a stream starts. A stream whose first timestamp continues the
+//! channel's timeline (within three fragments of its end) keeps offset 0;
+//! one that restarts from zero or jumps is moved to the timeline's end and
+//! its first fragment is flagged as a discontinuity. Within a stream a
+//! backward step or a forward jump of more than five fragments is handled
+//! the same way. Output timelines never go backward.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sluice_sdk::plugin::{Sample, TrackInfo};
+use sluice_sdk::time::mul_div_round_signed;
+
+use crate::config::{ChannelConfig, IngestLimits};
+use crate::media::segmenter::{Fragment, InputSample, SegmentError, Segmenter};
+use crate::media::timeline::{Snapshot, Timeline};
+
+/// Why ingest into a channel stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IngestError {
+    /// The channel already has its maximum number of tracks.
+    #[error("channel {0} has too many tracks")]
+    TooManyTracks(String),
+    /// A sample names a track that was never declared.
+    #[error("sample for undeclared track {0}")]
+    UnknownTrack(u32),
+    /// A track declaration is unusable.
+    #[error("bad track: {0}")]
+    BadTrack(String),
+    /// The segmenter refused the input.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+}
+
+/// One channel.
+#[derive(Debug)]
+pub struct Channel {
+    /// Name.
+    pub name: String,
+    /// Ingest key.
+    pub key: String,
+    /// Fragment grid, ms.
+    pub fragment_ms: u32,
+    timeline: RwLock<Timeline>,
+    track_ids: Mutex<Vec<(String, u32)>>,
+    max_tracks: u32,
+    publishing: AtomicUsize,
+}
+
+impl Channel {
+    /// A channel from its configuration.
+    pub fn new(config: &ChannelConfig, limits: &IngestLimits) -> Self {
+        Channel {
+            name: config.name.clone(),
+            key: config.key.clone(),
+            fragment_ms: config.fragment_ms,
+            timeline: RwLock::new(Timeline::new(config.fragment_ms, config.window_ms)),
+            track_ids: Mutex::new(Vec::new()),
+            max_tracks: limits.max_tracks_per_channel,
+            publishing: AtomicUsize::new(0),
+        }
+    }
+
+    /// A snapshot of the live timeline.
+    pub fn snapshot(&self) -> Snapshot {
+        self.timeline
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .snapshot()
+    }
+
+    /// The timeline's generation (changes with every fragment).
+    pub fn generation(&self) -> u64 {
+        self.timeline
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .generation()
+    }
+
+    fn with_timeline<R>(&self, f: impl FnOnce(&mut Timeline) -> R) -> R {
+        f(&mut self.timeline.write().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The channel track id for (stream, adapter track), assigned on first use.
+    fn track_id(&self, stream: &str, adapter_track: u32) -> Result<u32, IngestError> {
+        let mut ids = self.track_ids.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = ids
+            .iter()
+            .position(|(s, t)| s == stream && *t == adapter_track)
+        {
+            return u32::try_from(i + 1).map_err(|_| IngestError::TooManyTracks(self.name.clone()));
+        }
+        if ids.len() >= self.max_tracks as usize {
+            return Err(IngestError::TooManyTracks(self.name.clone()));
+        }
+        ids.push((stream.to_owned(), adapter_track));
+        u32::try_from(ids.len()).map_err(|_| IngestError::TooManyTracks(self.name.clone()))
+    }
+
+    /// End of the newest fragment of any track, in milliseconds.
+    fn end_ms(&self) -> Option<i64> {
+        let tl = self.timeline.read().unwrap_or_else(|e| e.into_inner());
+        tl.tracks()
+            .iter()
+            .filter_map(|t| {
+                let f = t.fragments.back()?;
+                let end = f.start + f.duration;
+                i64::try_from(end.saturating_mul(1000) / u64::from(t.info.timescale.max(1))).ok()
+            })
+            .max()
+    }
+}
+
+/// All channels of this node.
+#[derive(Debug, Default)]
+pub struct Channels {
+    map: RwLock<HashMap<String, Arc<Channel>>>,
+}
+
+impl Channels {
+    /// Adds a channel (replacing one with the same name).
+    pub fn insert(&self, channel: Channel) -> Arc<Channel> {
+        let channel = Arc::new(channel);
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(channel.name.clone(), channel.clone());
+        channel
+    }
+
+    /// The channel named `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<Channel>> {
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+}
+
+/// Per-track ingest state.
+#[derive(Debug)]
+struct TrackState {
+    id: u32,
+    timescale: u32,
+    segmenter: Segmenter,
+    last_dts: Option<i64>,
+}
+
+/// The ingest of one published stream into a channel.
+#[derive(Debug)]
+pub struct StreamIngest {
+    channel: Arc<Channel>,
+    stream: String,
+    tracks: HashMap<u32, TrackState>,
+    /// Milliseconds added to the encoder's timestamps; fixed at the first sample.
+    offset_ms: Option<i64>,
+    discontinuity_next: bool,
+    max_fragment_bytes: usize,
+    max_tracks: u32,
+}
+
+impl StreamIngest {
+    /// Starts ingest of `stream` into `channel`.
+    pub fn new(channel: Arc<Channel>, stream: &str, limits: &IngestLimits) -> Self {
+        channel.publishing.fetch_add(1, Ordering::SeqCst);
+        StreamIngest {
+            channel,
+            stream: stream.to_owned(),
+            tracks: HashMap::new(),
+            offset_ms: None,
+            discontinuity_next: false,
+            max_fragment_bytes: limits.max_fragment_bytes,
+            max_tracks: limits.max_tracks_per_channel,
+        }
+    }
+
+    /// The stream name.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// The channel.
+    pub fn channel(&self) -> &Arc<Channel> {
+        &self.channel
+    }
+
+    /// A track was declared by the adapter.
+    pub fn on_track(&mut self, mut info: TrackInfo) -> Result<(), IngestError> {
+        if info.timescale == 0 {
+            return Err(IngestError::BadTrack("timescale 0".into()));
+        }
+        if !self.tracks.contains_key(&info.id) && self.tracks.len() >= self.max_tracks as usize {
+            return Err(IngestError::TooManyTracks(self.channel.name.clone()));
+        }
+        let adapter_id = info.id;
+        let id = self.channel.track_id(&self.stream, adapter_id)?;
+        info.id = id;
+        if info.stream.is_empty() {
+            info.stream = self.stream.clone();
+        }
+        if self.tracks.contains_key(&adapter_id) {
+            // Re-declared (new codec data): what was cut so far is flushed
+            // under the old description; the next fragment starts fresh.
+            if let Some(t) = self.tracks.get_mut(&adapter_id)
+                && let Some(f) = t.segmenter.discontinuity()
+            {
+                let id = t.id;
+                self.publish(id, f);
+            }
+        }
+        let state = TrackState {
+            id,
+            timescale: info.timescale,
+            segmenter: Segmenter::new(
+                info.kind,
+                info.timescale,
+                self.channel.fragment_ms,
+                self.max_fragment_bytes,
+            ),
+            last_dts: None,
+        };
+        self.channel.with_timeline(|tl| tl.set_track(info));
+        self.tracks.insert(adapter_id, state);
+        Ok(())
+    }
+
+    /// Samples arrived from the adapter.
+    pub fn on_samples(&mut self, samples: Vec<Sample>) -> Result<(), IngestError> {
+        for s in samples {
+            self.on_sample(s)?;
+        }
+        Ok(())
+    }
+
+    fn on_sample(&mut self, s: Sample) -> Result<(), IngestError> {
+        let fragment_ms = i64::from(self.channel.fragment_ms);
+        let (timescale, last_dts) = {
+            let t = self
+                .tracks
+                .get(&s.track)
+                .ok_or(IngestError::UnknownTrack(s.track))?;
+            (t.timescale, t.last_dts)
+        };
+        let dts_ms = mul_div_round_signed(s.dts, 1000, u64::from(timescale)).unwrap_or(0);
+        let offset = match self.offset_ms {
+            Some(o) => o,
+            None => {
+                let o = self.initial_offset(dts_ms);
+                self.offset_ms = Some(o);
+                o
+            }
+        };
+        // Within the stream: a step back, or a jump of more than five
+        // fragments, moves the stream to the end of the timeline.
+        let mut offset = offset;
+        if let Some(last) = last_dts {
+            let step_ms = mul_div_round_signed(s.dts - last, 1000, u64::from(timescale))
+                .unwrap_or(i64::MAX);
+            if step_ms < 0 || step_ms > 5 * fragment_ms {
+                let end = self.channel.end_ms().unwrap_or(0);
+                offset = end + fragment_ms.min(100) - dts_ms;
+                self.offset_ms = Some(offset);
+                self.discontinuity_next = true;
+                tracing::warn!(
+                    channel = %self.channel.name,
+                    stream = %self.stream,
+                    step_ms,
+                    "timestamp jump: discontinuity"
+                );
+            }
+        }
+        if std::mem::take(&mut self.discontinuity_next) {
+            let mut done = Vec::new();
+            for t in self.tracks.values_mut() {
+                if let Some(f) = t.segmenter.discontinuity() {
+                    done.push((t.id, f));
+                }
+            }
+            for (id, f) in done {
+                self.publish(id, f);
+            }
+        }
+        let offset_ticks = mul_div_round_signed(offset, u64::from(timescale), 1000).unwrap_or(0);
+        let media = s.dts.saturating_add(offset_ticks);
+        let Ok(media) = u64::try_from(media) else {
+            // Before media time zero (a negative start): dropped.
+            return Ok(());
+        };
+        let Some(t) = self.tracks.get_mut(&s.track) else {
+            return Err(IngestError::UnknownTrack(s.track));
+        };
+        t.last_dts = Some(s.dts);
+        let id = t.id;
+        let done = t.segmenter.push(InputSample {
+            dts: media,
+            composition_offset: s.composition_offset,
+            duration: s.duration,
+            keyframe: s.keyframe,
+            data: s.data,
+        })?;
+        if let Some(f) = done {
+            self.publish(id, f);
+        }
+        Ok(())
+    }
+
+    fn initial_offset(&mut self, first_dts_ms: i64) -> i64 {
+        let fragment_ms = i64::from(self.channel.fragment_ms);
+        match self.channel.end_ms() {
+            None => (-first_dts_ms).max(0),
+            Some(end) if first_dts_ms >= end - 3 * fragment_ms && first_dts_ms <= end + 3 * fragment_ms => 0,
+            Some(end) => {
+                self.discontinuity_next = true;
+                tracing::info!(
+                    channel = %self.channel.name,
+                    stream = %self.stream,
+                    first_dts_ms,
+                    end_ms = end,
+                    "stream does not continue the timeline: discontinuity"
+                );
+                end + fragment_ms.min(100) - first_dts_ms
+            }
+        }
+    }
+
+    fn publish(&self, track: u32, fragment: Fragment) {
+        tracing::debug!(
+            channel = %self.channel.name,
+            stream = %self.stream,
+            track,
+            start = fragment.start,
+            duration = fragment.duration,
+            samples = fragment.samples.len(),
+            "fragment"
+        );
+        let now = now_ms();
+        self.channel
+            .with_timeline(|tl| tl.push(track, fragment, now));
+    }
+
+    /// The encoder ended the stream cleanly (unpublish): what is buffered is
+    /// published, and when no other stream is publishing the presentation is
+    /// complete (players see its end) until a stream starts again.
+    pub fn end_of_stream(mut self) {
+        self.finish();
+        if self.channel.publishing.load(Ordering::SeqCst) == 1 {
+            self.channel.with_timeline(|tl| tl.set_ended(true));
+        }
+    }
+
+    /// The stream stopped: every track's fragment in progress is published.
+    pub fn finish(&mut self) {
+        let mut done = Vec::new();
+        for t in self.tracks.values_mut() {
+            if let Some(f) = t.segmenter.flush() {
+                done.push((t.id, f));
+            }
+        }
+        for (id, f) in done {
+            self.publish(id, f);
+        }
+    }
+}
+
+impl Drop for StreamIngest {
+    fn drop(&mut self) {
+        self.channel.publishing.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Wall-clock Unix milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,217 @@
+//! Configuration: one serde struct tree (`deny_unknown_fields`), each
+//! field's default documented where it is declared. The config file is
+//! TOML; command-line flags and `SLUICE_*` variables override it (see
+//! `main.rs`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::plugins::PluginConfig;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Data directory: plugin cache, plugins, metadata (default `./sluice-data`).
+    pub data_dir: PathBuf,
+    /// Delivery and fMP4 ingest listener (default `0.0.0.0:8080`).
+    pub http: SocketAddr,
+    /// RTMP ingest listener (default `0.0.0.0:1935`).
+    pub rtmp: SocketAddr,
+    /// Management listener (default `127.0.0.1:8081`).
+    pub admin: SocketAddr,
+    /// `text` or `json` (default `text`).
+    pub log_format: LogFormat,
+    /// Create channel `demo` fed by the built-in test source (default false).
+    pub demo: bool,
+    /// Plugin host settings.
+    pub plugins: PluginConfig,
+    /// Ingest limits.
+    pub ingest: IngestLimits,
+    /// Delivery settings.
+    pub delivery: DeliveryConfig,
+    /// Channels defined in the config file.
+    pub channels: Vec<ChannelConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./sluice-data"),
+            http: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            rtmp: SocketAddr::from(([0, 0, 0, 0], 1935)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            log_format: LogFormat::Text,
+            demo: false,
+            plugins: PluginConfig::default(),
+            ingest: IngestLimits::default(),
+            delivery: DeliveryConfig::default(),
+            channels: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML config file.
+    pub fn from_file(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("bad config {}: {}", path.display(), e.message()))
+    }
+
+    /// Checks values that serde cannot (names, ranges).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        for c in &self.channels {
+            if !valid_name(&c.name) {
+                anyhow::bail!(
+                    "bad channel name {:?}: names are [a-z0-9][a-z0-9-]{{0,62}}",
+                    c.name
+                );
+            }
+            if !seen.insert(c.name.as_str()) {
+                anyhow::bail!("channel {:?} defined twice", c.name);
+            }
+            if c.key.is_empty() || !c.key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                anyhow::bail!("channel {:?}: key must be non-empty [A-Za-z0-9-]", c.name);
+            }
+            if !(500..=20_000).contains(&c.fragment_ms) {
+                anyhow::bail!("channel {:?}: fragment_ms must be 500..=20000", c.name);
+            }
+        }
+        if self.plugins.deadline_ms == 0 || self.plugins.memory_mib == 0 {
+            anyhow::bail!("plugins.deadline_ms and plugins.memory_mib must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Limits on what an encoder may send.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestLimits {
+    /// Time allowed from TCP accept to an authorised publish, ms (default 10000).
+    pub handshake_timeout_ms: u64,
+    /// Time without any byte from the encoder before it is dropped, ms (default 30000).
+    pub idle_timeout_ms: u64,
+    /// Largest single message (RTMP message, MP4 box), bytes (default 16 MiB).
+    pub max_message_size: u32,
+    /// Most tracks per channel (default 32).
+    pub max_tracks_per_channel: u32,
+    /// Largest fragment (bytes accumulated without a cut), bytes (default 64 MiB).
+    pub max_fragment_bytes: usize,
+    /// Connections open at once on the RTMP listener (default 256).
+    pub max_connections: usize,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        IngestLimits {
+            handshake_timeout_ms: 10_000,
+            idle_timeout_ms: 30_000,
+            max_message_size: 16 << 20,
+            max_tracks_per_channel: 32,
+            max_fragment_bytes: 64 << 20,
+            max_connections: 256,
+        }
+    }
+}
+
+/// Delivery settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Response cache size, MiB (default 512).
+    pub cache_mib: u64,
+    /// `Access-Control-Allow-Origin` value (default `*`).
+    pub cors_origin: String,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            cache_mib: 512,
+            cors_origin: "*".to_owned(),
+        }
+    }
+}
+
+/// A channel defined in the config file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// Channel name, `[a-z0-9][a-z0-9-]{0,62}`.
+    pub name: String,
+    /// Ingest key (the secret in the ingest URL).
+    pub key: String,
+    /// Fragment grid in milliseconds of media time (default 2000).
+    #[serde(default = "default_fragment_ms")]
+    pub fragment_ms: u32,
+    /// Live window kept in memory and listed in live manifests, ms (default 120000).
+    #[serde(default = "default_window_ms")]
+    pub window_ms: u64,
+}
+
+fn default_fragment_ms() -> u32 {
+    2000
+}
+
+fn default_window_ms() -> u64 {
+    120_000
+}
+
+/// Whether `name` is a valid user-chosen name (`[a-z0-9][a-z0-9-]{0,62}`).
+pub fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b
+            .iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(valid_name("ch1"));
+        assert!(valid_name("0-a"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("-a"));
+        assert!(!valid_name("A"));
+        assert!(!valid_name("a/b"));
+        assert!(!valid_name(".."));
+        assert!(!valid_name(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn parses_and_rejects_unknown_fields() {
+        let c: Config = toml::from_str(
+            "http = \"127.0.0.1:0\"\n[[channels]]\nname = \"ch1\"\nkey = \"k\"\n",
+        )
+        .expect("valid config");
+        assert_eq!(c.channels[0].fragment_ms, 2000);
+        c.validate().expect("valid");
+        assert!(toml::from_str::<Config>("bogus = 1").is_err());
+        let bad: Config =
+            toml::from_str("[[channels]]\nname = \"Bad\"\nkey = \"k\"\n").expect("parses");
+        assert!(bad.validate().is_err());
+    }
+}

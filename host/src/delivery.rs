@@ -1,0 +1,451 @@
+//! Delivery: routes a request to a presentation and a packager, caches the
+//! response (moka, one packaging call per key however many ask at once),
+//! splices sample payloads the plugin referenced, and answers with cache
+//! headers, a content ETag, conditional and HEAD handling and CORS.
+//!
+//! ```text
+//!  GET /preview/{channel}/preview.isml/{rest}
+//!      rest = Manifest[(format=F)]      → packager for F (default `mss`)
+//!           | {F}/...                   → packager for F (sub-resource)
+//!  cache key: immutable responses by path; others by path + timeline generation
+//! ```
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use hyper::body::{Frame, SizeHint};
+use moka::Expiry;
+use sluice_sdk::plugin::{BodyPart, CachePolicy, Request as PluginRequest};
+
+use crate::channel::Channels;
+use crate::config::DeliveryConfig;
+use crate::media::timeline::Snapshot;
+use crate::plugins::{PluginError, PluginHost};
+
+/// A response body made of shared byte chunks (payload slices are spliced,
+/// not copied).
+#[derive(Debug, Default)]
+pub struct Body {
+    parts: VecDeque<Bytes>,
+}
+
+impl Body {
+    /// A body from parts.
+    pub fn from_parts(parts: impl IntoIterator<Item = Bytes>) -> Self {
+        Body {
+            parts: parts.into_iter().filter(|p| !p.is_empty()).collect(),
+        }
+    }
+
+    /// An empty body.
+    pub fn empty() -> Self {
+        Body::default()
+    }
+
+    /// A body of one chunk.
+    pub fn text(s: impl Into<String>) -> Self {
+        Body::from_parts([Bytes::from(s.into())])
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Poll::Ready(self.parts.pop_front().map(|b| Ok(Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.parts.iter().map(|p| p.len() as u64).sum())
+    }
+}
+
+/// A finished response, as cached.
+#[derive(Debug)]
+pub struct Cached {
+    status: StatusCode,
+    content_type: String,
+    cache: CachePolicy,
+    headers: Vec<(String, String)>,
+    parts: Vec<Bytes>,
+    etag: String,
+    len: u64,
+}
+
+impl Cached {
+    fn ttl(&self) -> Option<Duration> {
+        match self.cache {
+            CachePolicy::Immutable => None,
+            CachePolicy::MaxAge(s) => Some(Duration::from_secs(u64::from(s))),
+            CachePolicy::NoStore => Some(Duration::ZERO),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CacheKey {
+    presentation: String,
+    path: String,
+    /// `None` for immutable responses, else the timeline generation.
+    generation: Option<u64>,
+}
+
+struct TtlExpiry;
+
+impl Expiry<CacheKey, Arc<Cached>> for TtlExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &CacheKey,
+        value: &Arc<Cached>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        value.ttl()
+    }
+}
+
+/// Why a request could not be answered by a packager.
+#[derive(Debug, Clone)]
+struct Failure {
+    status: StatusCode,
+    message: String,
+}
+
+/// The delivery service.
+pub struct Delivery {
+    plugins: Arc<PluginHost>,
+    channels: Arc<Channels>,
+    cache: moka::future::Cache<CacheKey, Arc<Cached>>,
+    config: DeliveryConfig,
+}
+
+impl Delivery {
+    /// A delivery service over `channels`, packaging with `plugins`.
+    pub fn new(plugins: Arc<PluginHost>, channels: Arc<Channels>, config: DeliveryConfig) -> Self {
+        let cache = moka::future::Cache::builder()
+            .max_capacity(config.cache_mib.saturating_mul(1 << 20))
+            .weigher(|_k: &CacheKey, v: &Arc<Cached>| -> u32 {
+                u32::try_from(v.len + 256).unwrap_or(u32::MAX)
+            })
+            .expire_after(TtlExpiry)
+            .build();
+        Delivery {
+            plugins,
+            channels,
+            cache,
+            config,
+        }
+    }
+
+    /// Answers one HTTP request.
+    pub async fn handle(&self, method: &Method, uri: &http::Uri, headers: &HeaderMap) -> http::Response<Body> {
+        let mut resp = self.route(method, uri, headers).await;
+        let h = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&self.config.cors_origin) {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        }
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("etag, content-length"),
+        );
+        resp
+    }
+
+    async fn route(&self, method: &Method, uri: &http::Uri, headers: &HeaderMap) -> http::Response<Body> {
+        if method == Method::OPTIONS {
+            return http::Response::builder()
+                .status(StatusCode::NO_CONTENT)
+                .header(header::ACCESS_CONTROL_ALLOW_METHODS, "GET, HEAD, OPTIONS")
+                .header(header::ACCESS_CONTROL_ALLOW_HEADERS, "range, if-none-match")
+                .header(header::ACCESS_CONTROL_MAX_AGE, "86400")
+                .body(Body::empty())
+                .unwrap_or_default();
+        }
+        let path = uri.path();
+        if path == "/healthz" {
+            return plain(StatusCode::OK, "ok\n", "no-store");
+        }
+        if method != Method::GET && method != Method::HEAD {
+            return plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n", "no-store");
+        }
+        let Some((channel, rest)) = parse_preview(path) else {
+            return plain(StatusCode::NOT_FOUND, "not found\n", "public, max-age=5");
+        };
+        let Some(channel) = self.channels.get(channel) else {
+            return plain(StatusCode::NOT_FOUND, "no such channel\n", "public, max-age=5");
+        };
+        let Some(format) = format_of(rest) else {
+            return plain(StatusCode::NOT_FOUND, "unknown resource\n", "public, max-age=5");
+        };
+        let presentation = format!("preview/{}", channel.name);
+        let immutable_key = CacheKey {
+            presentation: presentation.clone(),
+            path: rest.to_owned(),
+            generation: None,
+        };
+        let cached = match self.cache.get(&immutable_key).await {
+            Some(hit) => Ok(hit),
+            None => {
+                let snapshot = channel.snapshot();
+                let key = CacheKey {
+                    presentation,
+                    path: rest.to_owned(),
+                    generation: Some(snapshot.generation()),
+                };
+                let request = PluginRequest {
+                    format: format.to_owned(),
+                    path: rest.to_owned(),
+                    query: parse_query(uri.query().unwrap_or("")),
+                    headers: Vec::new(),
+                };
+                self.cache
+                    .try_get_with(key, self.package(request, snapshot, immutable_key))
+                    .await
+                    .map_err(|e: Arc<Failure>| (*e).clone())
+            }
+        };
+        match cached {
+            Ok(c) => respond(&c, method, headers),
+            Err(f) => plain(f.status, &format!("{}\n", f.message), "no-store"),
+        }
+    }
+
+    async fn package(
+        &self,
+        request: PluginRequest,
+        snapshot: Snapshot,
+        immutable_key: CacheKey,
+    ) -> Result<Arc<Cached>, Failure> {
+        let Some(plugin) = self.plugins.packager(&request.format) else {
+            return Err(Failure {
+                status: StatusCode::NOT_FOUND,
+                message: format!("unknown format {}", request.format),
+            });
+        };
+        let snapshot = Arc::new(snapshot);
+        let view = snapshot.clone();
+        let path = request.path.clone();
+        let result = tokio::task::spawn_blocking(move || plugin.handle(&request, view))
+            .await
+            .map_err(|e| Failure {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: format!("packaging task failed: {e}"),
+            })?;
+        let response = result.map_err(|e: PluginError| {
+            tracing::warn!(path = %path, error = %e, "packager failed");
+            Failure {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: "packager failed".to_owned(),
+            }
+        })?;
+        let mut parts = Vec::with_capacity(response.body.len());
+        for part in response.body {
+            match part {
+                BodyPart::Bytes(b) => parts.push(Bytes::from(b)),
+                BodyPart::SampleData(r) => match snapshot.data(r.track, r.start, r.offset, r.length) {
+                    Some(b) => parts.push(b),
+                    None => {
+                        tracing::warn!(path = %path, ?r, "packager referenced data it was not given");
+                        return Err(Failure {
+                            status: StatusCode::SERVICE_UNAVAILABLE,
+                            message: "packager referenced unknown sample data".to_owned(),
+                        });
+                    }
+                },
+            }
+        }
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        for p in &parts {
+            hasher.update(p);
+        }
+        let len = parts.iter().map(|p| p.len() as u64).sum();
+        let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let cached = Arc::new(Cached {
+            status,
+            content_type: response.content_type,
+            cache: response.cache,
+            headers: response.headers,
+            etag: format!("\"{:032x}\"", hasher.digest128()),
+            parts,
+            len,
+        });
+        if cached.cache == CachePolicy::Immutable && status.is_success() {
+            self.cache.insert(immutable_key, cached.clone()).await;
+        }
+        Ok(cached)
+    }
+}
+
+fn cache_control(policy: CachePolicy) -> String {
+    match policy {
+        CachePolicy::Immutable => "public, max-age=31536000, immutable".to_owned(),
+        CachePolicy::MaxAge(s) => format!("public, max-age={s}"),
+        CachePolicy::NoStore => "no-store".to_owned(),
+    }
+}
+
+fn respond(c: &Cached, method: &Method, req_headers: &HeaderMap) -> http::Response<Body> {
+    let mut b = http::Response::builder()
+        .header(header::CACHE_CONTROL, cache_control(c.cache))
+        .header(header::ETAG, &c.etag);
+    for (name, value) in &c.headers {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            b = b.header(n, v);
+        }
+    }
+    let not_modified = c.status.is_success()
+        && req_headers
+            .get_all(header::IF_NONE_MATCH)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim() == c.etag || t.trim() == "*");
+    if not_modified {
+        return b
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .unwrap_or_default();
+    }
+    let b = b
+        .status(c.status)
+        .header(header::CONTENT_TYPE, &c.content_type)
+        .header(header::CONTENT_LENGTH, c.len);
+    let body = if method == Method::HEAD {
+        Body::empty()
+    } else {
+        Body::from_parts(c.parts.iter().cloned())
+    };
+    b.body(body).unwrap_or_default()
+}
+
+fn plain(status: StatusCode, text: &str, cache: &str) -> http::Response<Body> {
+    http::Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(header::CACHE_CONTROL, cache)
+        .body(Body::text(text))
+        .unwrap_or_default()
+}
+
+/// `/preview/{channel}/preview.isml/{rest}` → (channel, rest).
+fn parse_preview(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/preview/")?;
+    let (channel, rest) = rest.split_once('/')?;
+    let rest = rest.strip_prefix("preview.isml/")?;
+    (crate::config::valid_name(channel) && !rest.is_empty()).then_some((channel, rest))
+}
+
+/// The format a path below the manifest root belongs to.
+fn format_of(rest: &str) -> Option<&str> {
+    if rest == "Manifest" {
+        return Some("mss");
+    }
+    if let Some(inner) = rest.strip_prefix("Manifest(") {
+        let inner = inner.strip_suffix(')')?;
+        let format = inner.strip_prefix("format=")?;
+        return valid_format(format).then_some(format);
+    }
+    let (first, _) = rest.split_once('/')?;
+    valid_format(first).then_some(first)
+}
+
+fn valid_format(f: &str) -> bool {
+    !f.is_empty()
+        && f.len() <= 32
+        && f.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Splits and percent-decodes a query string.
+fn parse_query(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .take(64)
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(
+            parse_preview("/preview/ch1/preview.isml/Manifest(format=m3u8-cmaf)"),
+            Some(("ch1", "Manifest(format=m3u8-cmaf)"))
+        );
+        assert_eq!(parse_preview("/preview/../preview.isml/Manifest"), None);
+        assert_eq!(parse_preview("/preview/ch1/other.isml/Manifest"), None);
+        assert_eq!(format_of("Manifest"), Some("mss"));
+        assert_eq!(format_of("Manifest(format=m3u8-cmaf)"), Some("m3u8-cmaf"));
+        assert_eq!(format_of("m3u8-cmaf/t1/index.m3u8"), Some("m3u8-cmaf"));
+        assert_eq!(format_of("Manifest(format=../x)"), None);
+        assert_eq!(format_of("nothing"), None);
+    }
+
+    #[test]
+    fn query() {
+        assert_eq!(
+            parse_query("a=1&b=x%20y&c&d=%zz%4"),
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "x y".into()),
+                ("c".into(), "".into()),
+                ("d".into(), "%zz%4".into())
+            ]
+        );
+    }
+}

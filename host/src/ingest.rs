@@ -1,0 +1,347 @@
+//! Ingest listeners: all I/O, authorisation and limits for encoder
+//! connections; the protocol itself lives in an ingest-adapter plugin.
+//!
+//! ```text
+//!  TCP ─read─▶ IngestSession::feed (Wasm) ─events─▶ Connection::apply
+//!                                   Send ◀─┘  Authorize → check key → authorize()
+//!                                             Track/Samples → StreamIngest
+//! ```
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_sdk::plugin::{AuthRequest, AuthStage, Event, SessionConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tracing::Instrument;
+
+use crate::channel::{Channel, Channels, StreamIngest};
+use crate::config::IngestLimits;
+use crate::plugins::{IngestSession, PluginHost};
+
+/// What every ingest connection needs.
+pub struct IngestContext {
+    /// Plugins (the adapter comes from here).
+    pub plugins: Arc<PluginHost>,
+    /// Channels to publish into.
+    pub channels: Arc<Channels>,
+    /// Limits.
+    pub limits: IngestLimits,
+    connections: Arc<Semaphore>,
+}
+
+impl IngestContext {
+    /// A context with `limits.max_connections` connection slots.
+    pub fn new(plugins: Arc<PluginHost>, channels: Arc<Channels>, limits: IngestLimits) -> Self {
+        IngestContext {
+            connections: Arc::new(Semaphore::new(limits.max_connections)),
+            plugins,
+            channels,
+            limits,
+        }
+    }
+}
+
+/// Accepts RTMP connections until `shutdown` turns true.
+pub async fn serve_rtmp(
+    listener: TcpListener,
+    ctx: Arc<IngestContext>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "rtmp accept failed");
+                continue;
+            }
+        };
+        let Ok(permit) = ctx.connections.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "rtmp connection refused: connection limit reached");
+            continue;
+        };
+        let ctx = ctx.clone();
+        let span = tracing::info_span!(
+            "rtmp",
+            %peer,
+            channel = tracing::field::Empty,
+            stream = tracing::field::Empty
+        );
+        tokio::spawn(
+            async move {
+                match rtmp_connection(stream, peer, &ctx).await {
+                    Ok(()) => tracing::info!("rtmp session ended"),
+                    Err(e) => tracing::warn!(reason = %e, "rtmp session closed"),
+                }
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn rtmp_connection(
+    mut socket: TcpStream,
+    peer: SocketAddr,
+    ctx: &IngestContext,
+) -> Result<(), String> {
+    let _ = socket.set_nodelay(true);
+    let plugin = ctx
+        .plugins
+        .ingest("rtmp")
+        .ok_or("no ingest adapter for rtmp")?;
+    let session = plugin
+        .open(SessionConfig {
+            remote_addr: peer.to_string(),
+            max_message_size: ctx.limits.max_message_size,
+            max_tracks: ctx.limits.max_tracks_per_channel,
+            stream: String::new(),
+        })
+        .map_err(|e| e.to_string())?;
+    let mut conn = Connection {
+        session,
+        ctx,
+        channel: None,
+        ingest: None,
+        out: Vec::new(),
+        close: false,
+    };
+    let handshake_deadline =
+        tokio::time::Instant::now() + Duration::from_millis(ctx.limits.handshake_timeout_ms);
+    let idle = Duration::from_millis(ctx.limits.idle_timeout_ms);
+    let mut buf = vec![0u8; 64 * 1024];
+    let result = loop {
+        let limit = if conn.ingest.is_none() {
+            handshake_deadline.min(tokio::time::Instant::now() + idle)
+        } else {
+            tokio::time::Instant::now() + idle
+        };
+        let n = match tokio::time::timeout_at(limit, socket.read(&mut buf)).await {
+            Err(_) if conn.ingest.is_none() => break Err("handshake timeout".to_owned()),
+            Err(_) => break Err("idle timeout".to_owned()),
+            Ok(Err(e)) => break Err(format!("read: {e}")),
+            Ok(Ok(0)) => {
+                let events = tokio::task::block_in_place(|| conn.session.close());
+                let r = events
+                    .map_err(|e| e.to_string())
+                    .and_then(|ev| conn.apply(ev));
+                let _ = socket.write_all(&conn.out).await;
+                break r;
+            }
+            Ok(Ok(n)) => n,
+        };
+        let data = &buf[..n];
+        let fed = tokio::task::block_in_place(|| conn.session.feed(data));
+        let r = fed.map_err(|e| e.to_string()).and_then(|ev| conn.apply(ev));
+        if !conn.out.is_empty() {
+            if let Err(e) = socket.write_all(&conn.out).await {
+                break Err(format!("write: {e}"));
+            }
+            conn.out.clear();
+        }
+        if let Err(e) = r {
+            break Err(e);
+        }
+        if conn.close {
+            break Err("refused".to_owned());
+        }
+    };
+    if let Some(mut ingest) = conn.ingest.take() {
+        ingest.finish();
+    }
+    result
+}
+
+/// One connection's state beside its adapter session.
+struct Connection<'a> {
+    session: IngestSession,
+    ctx: &'a IngestContext,
+    channel: Option<Arc<Channel>>,
+    ingest: Option<StreamIngest>,
+    out: Vec<u8>,
+    close: bool,
+}
+
+impl Connection<'_> {
+    /// Applies adapter events (answering authorisations, which may produce more).
+    fn apply(&mut self, events: Vec<Event>) -> Result<(), String> {
+        let mut queue: VecDeque<Event> = events.into();
+        while let Some(event) = queue.pop_front() {
+            match event {
+                Event::Send(bytes) => self.out.extend_from_slice(&bytes),
+                Event::Authorize(req) => {
+                    let verdict = self.authorize(&req);
+                    if let Err(reason) = &verdict {
+                        tracing::warn!(app = %req.app, stream = %req.stream, %reason, "ingest refused");
+                        self.close = true;
+                    }
+                    let more = tokio::task::block_in_place(|| {
+                        self.session.authorize(req.id, verdict)
+                    })
+                    .map_err(|e| e.to_string())?;
+                    queue.extend(more);
+                }
+                Event::Track(info) => {
+                    let ingest = self
+                        .ingest
+                        .as_mut()
+                        .ok_or("track declared before publish")?;
+                    tracing::info!(
+                        track = info.id,
+                        codec = %info.codec,
+                        timescale = info.timescale,
+                        "track"
+                    );
+                    ingest.on_track(info).map_err(|e| e.to_string())?;
+                }
+                Event::Samples(samples) => {
+                    let ingest = self
+                        .ingest
+                        .as_mut()
+                        .ok_or("media before publish")?;
+                    ingest.on_samples(samples).map_err(|e| e.to_string())?;
+                }
+                Event::EndOfStream(reason) => {
+                    if let Some(ingest) = self.ingest.take() {
+                        tracing::info!(%reason, stream = ingest.stream(), "end of stream");
+                        ingest.end_of_stream();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn authorize(&mut self, req: &AuthRequest) -> Result<(), String> {
+        let path = match req.stage {
+            AuthStage::Connect => req.app.clone(),
+            AuthStage::Publish => format!("{}/{}", req.app, req.stream),
+        };
+        let target = parse_ingest_path(&path)?;
+        let Some(name) = target.channel else {
+            // `connect` to plain `live`: the rest comes with `publish`.
+            return if req.stage == AuthStage::Connect {
+                Ok(())
+            } else {
+                Err("no channel in the ingest path".to_owned())
+            };
+        };
+        let channel = self
+            .ctx
+            .channels
+            .get(name)
+            .ok_or_else(|| format!("no channel {name}"))?;
+        match target.key {
+            Some(key) if constant_time_eq(key.as_bytes(), channel.key.as_bytes()) => {}
+            Some(_) => return Err("wrong ingest key".to_owned()),
+            None if req.stage == AuthStage::Connect => {}
+            None => return Err("no ingest key".to_owned()),
+        }
+        let span = tracing::Span::current();
+        span.record("channel", name);
+        if req.stage == AuthStage::Publish {
+            let stream = target.stream.ok_or("no stream name")?;
+            span.record("stream", stream);
+            if self.ingest.is_some() {
+                return Err("already publishing on this connection".to_owned());
+            }
+            self.ingest = Some(StreamIngest::new(channel.clone(), stream, &self.ctx.limits));
+            tracing::info!("publish accepted");
+        }
+        self.channel = Some(channel);
+        Ok(())
+    }
+}
+
+/// The parts of `live/{channel}/{key}/{stream}` present in an ingest path.
+#[derive(Debug, PartialEq, Eq)]
+struct IngestTarget<'a> {
+    channel: Option<&'a str>,
+    key: Option<&'a str>,
+    stream: Option<&'a str>,
+}
+
+/// Parses the joined RTMP app and stream path; encoders split it in
+/// different places, so only the joined form is meaningful.
+fn parse_ingest_path(path: &str) -> Result<IngestTarget<'_>, String> {
+    let path = path.split('?').next().unwrap_or("");
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let (first, rest) = parts.split_first().ok_or("empty ingest path")?;
+    if *first != "live" {
+        return Err(format!("ingest path must start with live/, got {path:?}"));
+    }
+    if rest.len() > 3 {
+        return Err("ingest path has too many parts".to_owned());
+    }
+    let channel = rest.first().copied();
+    if let Some(c) = channel
+        && !crate::config::valid_name(c)
+    {
+        return Err(format!("bad channel name {c:?}"));
+    }
+    let stream = rest.get(2).copied();
+    if let Some(s) = stream
+        && !valid_stream_name(s)
+    {
+        return Err(format!("bad stream name {s:?}"));
+    }
+    Ok(IngestTarget {
+        channel,
+        key: rest.get(1).copied(),
+        stream,
+    })
+}
+
+/// Stream names: 1..=64 of `[A-Za-z0-9_.-]`, not starting with a dot.
+pub fn valid_stream_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && !s.starts_with('.')
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ingest_paths() {
+        let t = parse_ingest_path("live/ch1/KEY/720p").expect("valid");
+        assert_eq!(
+            t,
+            IngestTarget {
+                channel: Some("ch1"),
+                key: Some("KEY"),
+                stream: Some("720p")
+            }
+        );
+        assert_eq!(
+            parse_ingest_path("live").expect("valid").channel,
+            None
+        );
+        assert_eq!(
+            parse_ingest_path("/live/ch1/KEY/720p?x=1").expect("valid").stream,
+            Some("720p")
+        );
+        assert!(parse_ingest_path("vod/ch1/KEY/720p").is_err());
+        assert!(parse_ingest_path("live/../KEY/720p").is_err());
+        assert!(parse_ingest_path("live/ch1/KEY/..").is_err());
+        assert!(parse_ingest_path("live/ch1/KEY/a/b").is_err());
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

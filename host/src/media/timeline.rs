@@ -1,0 +1,249 @@
+//! A channel's live timeline: tracks and their fragments, bounded by a
+//! window of media time, and immutable snapshots of it that packagers read
+//! through the SDK's [`View`].
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sluice_sdk::plugin::{
+    Fragment as FragmentInfo, PresentationInfo, PresentationState, SampleEntry, TrackInfo, View,
+};
+
+use super::segmenter::{Fragment, ms_to_ticks};
+
+/// A track of the timeline.
+#[derive(Debug, Clone)]
+pub struct Track {
+    /// Description (the id is the channel's track id).
+    pub info: Arc<TrackInfo>,
+    /// Fragments in time order.
+    pub fragments: VecDeque<Arc<Fragment>>,
+}
+
+/// The live timeline of one channel.
+#[derive(Debug)]
+pub struct Timeline {
+    fragment_ms: u32,
+    window_ms: u64,
+    epoch_ms: Option<i64>,
+    tracks: Vec<Track>,
+    generation: u64,
+    ended: bool,
+}
+
+impl Timeline {
+    /// An empty timeline.
+    pub fn new(fragment_ms: u32, window_ms: u64) -> Self {
+        Timeline {
+            fragment_ms,
+            window_ms,
+            epoch_ms: None,
+            tracks: Vec::new(),
+            generation: 0,
+            ended: false,
+        }
+    }
+
+    /// Changes every time a fragment or track is added.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Declares or re-declares a track (same id: new codec data).
+    pub fn set_track(&mut self, info: TrackInfo) {
+        self.generation += 1;
+        self.ended = false;
+        let info = Arc::new(info);
+        match self.tracks.iter_mut().find(|t| t.info.id == info.id) {
+            Some(t) => t.info = info,
+            None => self.tracks.push(Track {
+                info,
+                fragments: VecDeque::new(),
+            }),
+        }
+    }
+
+    /// Appends a finished fragment and trims what left the window.
+    /// `now_ms` anchors the wall clock the first time (for PROGRAM-DATE-TIME).
+    pub fn push(&mut self, track: u32, fragment: Fragment, now_ms: i64) {
+        let Some(t) = self.tracks.iter_mut().find(|t| t.info.id == track) else {
+            return;
+        };
+        let timescale = t.info.timescale.max(1);
+        if self.epoch_ms.is_none() {
+            let start_ms = i64::try_from(fragment.start.saturating_mul(1000) / u64::from(timescale))
+                .unwrap_or(0);
+            self.epoch_ms = Some(now_ms - start_ms);
+        }
+        // Timelines never go backward: a fragment not after the newest is dropped.
+        if let Some(last) = t.fragments.back()
+            && fragment.start < last.start + last.duration
+        {
+            return;
+        }
+        t.fragments.push_back(Arc::new(fragment));
+        let newest_end = t
+            .fragments
+            .back()
+            .map(|f| f.start + f.duration)
+            .unwrap_or(0);
+        let window = ms_to_ticks(self.window_ms, timescale);
+        while let Some(first) = t.fragments.front() {
+            if first.start + first.duration + window < newest_end {
+                t.fragments.pop_front();
+            } else {
+                break;
+            }
+        }
+        self.ended = false;
+        self.generation += 1;
+    }
+
+    /// Marks the presentation complete (nothing more will be added) or live again.
+    pub fn set_ended(&mut self, ended: bool) {
+        if self.ended != ended {
+            self.ended = ended;
+            self.generation += 1;
+        }
+    }
+
+    /// Forgets every track and fragment.
+    pub fn clear(&mut self) {
+        self.tracks.clear();
+        self.epoch_ms = None;
+        self.generation += 1;
+    }
+
+    /// Tracks and fragments held.
+    pub fn tracks(&self) -> &[Track] {
+        &self.tracks
+    }
+
+    /// An immutable view of the current state.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            info: PresentationInfo {
+                state: if self.ended {
+                    PresentationState::Ended
+                } else {
+                    PresentationState::Live
+                },
+                fragment_duration_ms: self.fragment_ms,
+                epoch_ms: self.epoch_ms,
+                window_ms: self.window_ms,
+            },
+            tracks: self.tracks.clone(),
+            generation: self.generation,
+        }
+    }
+}
+
+/// A point-in-time copy of a timeline (fragments shared, not copied).
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    info: PresentationInfo,
+    tracks: Vec<Track>,
+    generation: u64,
+}
+
+impl Snapshot {
+    /// The timeline generation the snapshot was taken at.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The fragment of `track` starting at `start`.
+    pub fn fragment(&self, track: u32, start: u64) -> Option<&Arc<Fragment>> {
+        let t = self.tracks.iter().find(|t| t.info.id == track)?;
+        let i = t
+            .fragments
+            .binary_search_by_key(&start, |f| f.start)
+            .ok()?;
+        t.fragments.get(i)
+    }
+
+    /// Payload bytes of a fragment, by reference, if the range is valid.
+    pub fn data(&self, track: u32, start: u64, offset: u32, length: u32) -> Option<Bytes> {
+        let f = self.fragment(track, start)?;
+        let from = usize::try_from(offset).ok()?;
+        let to = from.checked_add(usize::try_from(length).ok()?)?;
+        (to <= f.data.len()).then(|| f.data.slice(from..to))
+    }
+}
+
+impl View for Snapshot {
+    fn info(&self) -> PresentationInfo {
+        self.info.clone()
+    }
+
+    fn tracks(&self) -> Vec<TrackInfo> {
+        self.tracks.iter().map(|t| (*t.info).clone()).collect()
+    }
+
+    fn fragments(&self, track: u32, from: u64, limit: u32) -> Vec<FragmentInfo> {
+        let Some(t) = self.tracks.iter().find(|t| t.info.id == track) else {
+            return Vec::new();
+        };
+        let first = t.fragments.partition_point(|f| f.start < from);
+        t.fragments
+            .iter()
+            .skip(first)
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .map(|f| FragmentInfo {
+                start: f.start,
+                duration: f.duration,
+                sample_count: u32::try_from(f.samples.len()).unwrap_or(u32::MAX),
+                size: u32::try_from(f.data.len()).unwrap_or(u32::MAX),
+                discontinuity: f.discontinuity,
+            })
+            .collect()
+    }
+
+    fn samples(&self, track: u32, start: u64) -> Option<Vec<SampleEntry>> {
+        self.fragment(track, start).map(|f| f.samples.clone())
+    }
+
+    fn sample_data(&self, track: u32, start: u64, offset: u32, length: u32) -> Option<Vec<u8>> {
+        self.data(track, start, offset, length).map(|b| b.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_sdk::plugin::TrackKind;
+
+    fn frag(start: u64, duration: u64) -> Fragment {
+        Fragment {
+            start,
+            duration,
+            samples: vec![SampleEntry {
+                duration: u32::try_from(duration).expect("small"),
+                size: 4,
+                composition_offset: 0,
+                keyframe: true,
+            }],
+            data: Bytes::from_static(b"abcd"),
+            discontinuity: false,
+        }
+    }
+
+    #[test]
+    fn window_slides_and_never_goes_back() {
+        let mut tl = Timeline::new(2000, 6000);
+        tl.set_track(TrackInfo::new(1, TrackKind::Video, 1000));
+        for i in 0..10 {
+            tl.push(1, frag(i * 2000, 2000), 1_000_000);
+        }
+        tl.push(1, frag(4000, 2000), 1_000_000);
+        let snap = tl.snapshot();
+        let starts: Vec<u64> = snap.fragments(1, 0, 100).iter().map(|f| f.start).collect();
+        assert_eq!(starts, vec![12_000, 14_000, 16_000, 18_000]);
+        assert_eq!(snap.fragments(1, 15_000, 1)[0].start, 16_000);
+        assert_eq!(snap.info().epoch_ms, Some(1_000_000));
+        assert_eq!(snap.data(1, 12_000, 1, 2).as_deref(), Some(&b"bc"[..]));
+        assert_eq!(snap.data(1, 12_000, 3, 2), None);
+        assert_eq!(snap.data(1, 13_000, 0, 1), None);
+    }
+}

@@ -1,0 +1,194 @@
+//! Starts the listeners and ties the parts together; drains on shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::channel::{Channel, Channels};
+use crate::config::{ChannelConfig, Config};
+use crate::delivery::{Body, Delivery};
+use crate::ingest::{IngestContext, serve_rtmp};
+use crate::plugins::PluginHost;
+
+/// A running server.
+pub struct Server {
+    /// Bound delivery address.
+    pub http: SocketAddr,
+    /// Bound RTMP address.
+    pub rtmp: SocketAddr,
+    /// Bound management address.
+    pub admin: SocketAddr,
+    /// Channels (for the demo source and tests).
+    pub channels: Arc<Channels>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Server {
+    /// Binds every listener and starts serving.
+    pub async fn start(config: Config) -> anyhow::Result<Server> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("cannot create data directory {}", config.data_dir.display())
+        })?;
+        let plugins = PluginHost::new(&config.plugins, &config.data_dir)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let channels = Arc::new(Channels::default());
+        let mut channel_configs = config.channels.clone();
+        if config.demo && !channel_configs.iter().any(|c| c.name == "demo") {
+            channel_configs.push(ChannelConfig {
+                name: "demo".to_owned(),
+                key: "demo".to_owned(),
+                fragment_ms: 2000,
+                window_ms: 120_000,
+            });
+        }
+        for c in &channel_configs {
+            channels.insert(Channel::new(c, &config.ingest));
+        }
+
+        let http = TcpListener::bind(config.http)
+            .await
+            .with_context(|| format!("cannot listen on http={}", config.http))?;
+        let rtmp = TcpListener::bind(config.rtmp)
+            .await
+            .with_context(|| format!("cannot listen on rtmp={}", config.rtmp))?;
+        let http_addr = http.local_addr()?;
+        let rtmp_addr = rtmp.local_addr()?;
+        let admin = TcpListener::bind(config.admin)
+            .await
+            .with_context(|| format!("cannot listen on admin={}", config.admin))?;
+        let admin_addr = admin.local_addr()?;
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let delivery = Arc::new(Delivery::new(
+            plugins.clone(),
+            channels.clone(),
+            config.delivery.clone(),
+        ));
+        tasks.spawn(serve_http(http, delivery, shutdown_rx.clone()));
+        tasks.spawn(serve_http(admin, Arc::new(Admin), shutdown_rx.clone()));
+        let ingest = Arc::new(IngestContext::new(
+            plugins.clone(),
+            channels.clone(),
+            config.ingest.clone(),
+        ));
+        tasks.spawn(serve_rtmp(rtmp, ingest, shutdown_rx.clone()));
+        if config.demo
+            && let Some(ch) = channels.get("demo")
+        {
+            tasks.spawn(crate::demo::run(ch, config.ingest.clone(), shutdown_rx));
+        }
+        Ok(Server {
+            http: http_addr,
+            rtmp: rtmp_addr,
+            admin: admin_addr,
+            channels,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stops accepting, lets in-flight responses finish, and returns.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// An HTTP request handler of one listener.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request.
+    fn handle(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+    ) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>>;
+}
+
+impl Handler for Delivery {
+    fn handle(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+    ) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>> {
+        Box::pin(async move { Delivery::handle(self, req.method(), req.uri(), req.headers()).await })
+    }
+}
+
+/// The management listener: health and readiness for now (the REST API
+/// lands with the control plane).
+struct Admin;
+
+impl Handler for Admin {
+    fn handle(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+    ) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>> {
+        let (status, text) = match req.uri().path() {
+            "/healthz" | "/readyz" => (http::StatusCode::OK, "ok\n"),
+            _ => (http::StatusCode::NOT_FOUND, "not found\n"),
+        };
+        Box::pin(async move {
+            http::Response::builder()
+                .status(status)
+                .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                .header(http::header::CACHE_CONTROL, "no-store")
+                .body(Body::text(text))
+                .unwrap_or_default()
+        })
+    }
+}
+
+async fn serve_http(
+    listener: TcpListener,
+    handler: Arc<dyn Handler>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "http accept failed");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let handler = handler.clone();
+            let span = tracing::debug_span!(
+                "http",
+                %peer,
+                method = %req.method(),
+                path = %req.uri().path()
+            );
+            async move { Ok::<_, std::convert::Infallible>(handler.handle(req).await) }
+                .instrument(span)
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    // In-flight responses finish; idle keep-alive connections close.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown()).await;
+}

@@ -1,0 +1,136 @@
+//! First light: ffmpeg pushes RTMP (H.264 with B-frames + AAC) into a
+//! channel; ffmpeg/ffprobe read the preview HLS (fMP4) and decode it.
+
+use std::time::Duration;
+
+use sluice_tests::{DecodedFrame, Sluice, ffmpeg_push_rtmp, ffprobe_frames, http_get, wait_for};
+
+const CONFIG: &str = "[[channels]]\nname = \"ch1\"\nkey = \"s3cret\"\nfragment_ms = 2000\n";
+const MANIFEST: &str = "/preview/ch1/preview.isml/Manifest(format=m3u8-cmaf)";
+
+#[test]
+fn ffmpeg_rtmp_push_plays_back_as_hls() -> anyhow::Result<()> {
+    let server = Sluice::start(CONFIG, &[])?;
+    let seconds = 12;
+    let url = format!("rtmp://{}/live/ch1/s3cret/720p", server.rtmp);
+    let (ok, err) = ffmpeg_push_rtmp(&url, seconds, &[])?;
+    assert!(ok, "ffmpeg push failed: {err}\nserver log:\n{}", server.log());
+
+    // The encoder unpublished cleanly, so the presentation is complete.
+    let playlist = wait_for(Duration::from_secs(20), || {
+        let r = http_get(server.http, MANIFEST, &[]).ok()?;
+        (r.status == 200).then(|| r.text())
+    })?;
+    assert!(playlist.starts_with("#EXTM3U"), "{playlist}");
+    assert!(playlist.contains("avc1.") && playlist.contains("mp4a.40.2"), "{playlist}");
+
+    let (frames, errors) = ffprobe_frames(&server.url(MANIFEST), &["-live_start_index", "0"])?;
+    assert!(
+        errors.trim().is_empty(),
+        "decode errors: {errors}\nserver log:\n{}",
+        server.log()
+    );
+    let video: Vec<&DecodedFrame> = frames.iter().filter(|f| f.media_type == "video").collect();
+    let audio: Vec<&DecodedFrame> = frames.iter().filter(|f| f.media_type == "audio").collect();
+
+    // Every pushed frame comes back, give or take one fragment (2 s at 25 fps).
+    let pushed = (seconds * 25) as i64;
+    let decoded = video.len() as i64;
+    assert!(
+        (decoded - pushed).abs() <= 50,
+        "decoded {decoded} video frames, pushed {pushed}"
+    );
+    // At least 10 s of audio and video decoded.
+    let span = |v: &[&DecodedFrame]| v.last().map(|l| l.pts_time - v[0].pts_time).unwrap_or(0.0);
+    assert!(span(&video) >= 10.0, "video spans {}", span(&video));
+    assert!(span(&audio) >= 10.0, "audio spans {}", span(&audio));
+    // Presentation times only move forward (decode order is output order here).
+    for pair in video.windows(2) {
+        assert!(pair[1].pts_time > pair[0].pts_time, "video pts not monotonic: {pair:?}");
+    }
+    for pair in audio.windows(2) {
+        assert!(pair[1].pts_time > pair[0].pts_time, "audio pts not monotonic: {pair:?}");
+    }
+    // Audio and video start together.
+    let skew = (video[0].pts_time - audio[0].pts_time).abs();
+    assert!(skew <= 0.100, "audio/video start skew {skew} s");
+
+    // SIGTERM drains and exits 0.
+    let status = server.terminate()?;
+    assert!(status.success(), "exit status {status}");
+    Ok(())
+}
+
+#[test]
+fn wrong_key_is_refused_before_media() -> anyhow::Result<()> {
+    let server = Sluice::start(CONFIG, &[])?;
+    let url = format!("rtmp://{}/live/ch1/wrong/720p", server.rtmp);
+    let (ok, _) = ffmpeg_push_rtmp(&url, 2, &[])?;
+    assert!(!ok, "a push with the wrong key must fail");
+    let log = server.log();
+    assert!(log.contains("wrong ingest key"), "{log}");
+    let r = http_get(server.http, MANIFEST, &[])?;
+    assert_eq!(r.status, 404, "nothing was published");
+    // Unknown channel too.
+    let url = format!("rtmp://{}/live/nope/s3cret/720p", server.rtmp);
+    let (ok, _) = ffmpeg_push_rtmp(&url, 2, &[])?;
+    assert!(!ok);
+    Ok(())
+}
+
+#[test]
+fn delivery_headers_etag_and_conditional_requests() -> anyhow::Result<()> {
+    let server = Sluice::start(CONFIG, &[])?;
+    let url = format!("rtmp://{}/live/ch1/s3cret/720p", server.rtmp);
+    let (ok, err) = ffmpeg_push_rtmp(&url, 5, &[])?;
+    assert!(ok, "{err}");
+    let master = wait_for(Duration::from_secs(20), || {
+        let r = http_get(server.http, MANIFEST, &[]).ok()?;
+        (r.status == 200).then_some(r)
+    })?;
+    assert_eq!(master.header("content-type"), Some("application/vnd.apple.mpegurl"));
+    assert_eq!(master.header("access-control-allow-origin"), Some("*"));
+    let media_uri = master
+        .text()
+        .lines()
+        .find(|l| !l.starts_with('#') && l.ends_with(".m3u8"))
+        .map(str::to_owned)
+        .expect("a media playlist URI");
+    let base = "/preview/ch1/preview.isml/";
+    let media = http_get(server.http, &format!("{base}{media_uri}"), &[])?;
+    assert_eq!(media.status, 200);
+    let dir = media_uri.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+    let segment = media
+        .text()
+        .lines()
+        .find(|l| l.ends_with(".m4s"))
+        .map(|s| format!("{base}{dir}/{s}"))
+        .expect("a segment");
+    let seg = http_get(server.http, &segment, &[])?;
+    assert_eq!(seg.status, 200);
+    assert_eq!(
+        seg.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    assert_eq!(
+        seg.header("content-length").and_then(|v| v.parse::<usize>().ok()),
+        Some(seg.body.len())
+    );
+    assert_eq!(&seg.body[4..8], b"styp", "fMP4 segment");
+    let etag = seg.header("etag").expect("etag").to_owned();
+    let again = http_get(server.http, &segment, &[("If-None-Match", &etag)])?;
+    assert_eq!(again.status, 304);
+    let head = sluice_tests::http_request(server.http, "HEAD", &segment, &[])?;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(head.header("etag"), Some(etag.as_str()));
+    // Beyond the live edge: 404 with a short lifetime.
+    let edge = http_get(
+        server.http,
+        &format!("{base}{dir}/99999999999.m4s"),
+        &[],
+    )?;
+    assert_eq!(edge.status, 404);
+    assert_eq!(edge.header("cache-control"), Some("public, max-age=1"));
+    Ok(())
+}
