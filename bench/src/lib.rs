@@ -1,1 +1,256 @@
-//! Benchmark support.
+//! Benchmark support: in-memory presentation views shared by the native and
+//! the Wasm runs of a packager, synthetic live fragments, and a tiny timer
+//! that reports medians and percentiles.
+//!
+//! ```text
+//!  MemView (tracks, fragments, sample tables, payload)
+//!     ├─▶ sluice_plugin_hls::Hls::handle(&req, &view)           native
+//!     └─▶ PackagerPlugin::handle(&req, Arc<view>) ─▶ Wasm ─▶ view imports
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use sluice_sdk::plugin::{
+    Fragment, PresentationInfo, PresentationState, SampleEntry, TrackInfo, TrackKind, View,
+};
+
+/// A presentation held in memory.
+#[derive(Debug, Clone)]
+pub struct MemView {
+    /// What [`View::info`] answers.
+    pub info: PresentationInfo,
+    /// The tracks.
+    pub tracks: Vec<TrackInfo>,
+    /// Per track, fragments in time order with their sample tables.
+    pub fragments: BTreeMap<u32, Vec<(Fragment, Vec<SampleEntry>)>>,
+}
+
+impl MemView {
+    /// One video track and no fragments: the cheapest useful view.
+    pub fn tiny() -> Self {
+        MemView {
+            info: live_info(),
+            tracks: vec![TrackInfo::new(1, TrackKind::Video, 90_000)],
+            fragments: BTreeMap::new(),
+        }
+    }
+
+    /// A live H.264 track (id 1, 90 kHz, 1280x720) with `count` fragments of
+    /// 2 s at 3 Mbit/s: 50 samples at 25 fps, about 750 KB each, the first
+    /// sample a keyframe. Fragment `i` starts at `i * 180000`.
+    pub fn live_video(count: u32) -> Self {
+        let mut track = TrackInfo::new(1, TrackKind::Video, 90_000);
+        track.fourcc = "avc1".into();
+        track.codec = "avc1.64001f".into();
+        track.codec_private = AVCC.to_vec();
+        track.stream = "720p".into();
+        track.bitrate = 3_000_000;
+        track.width = 1280;
+        track.height = 720;
+        let frags = (0..count)
+            .map(|i| {
+                let samples = fragment_samples();
+                let size = samples.iter().map(|s| s.size).sum();
+                let f = Fragment {
+                    start: u64::from(i) * FRAGMENT_TICKS,
+                    duration: FRAGMENT_TICKS,
+                    sample_count: samples.len() as u32,
+                    size,
+                    discontinuity: false,
+                };
+                (f, samples)
+            })
+            .collect();
+        MemView {
+            info: live_info(),
+            tracks: vec![track],
+            fragments: BTreeMap::from([(1, frags)]),
+        }
+    }
+
+    /// Start of the `i`-th fragment of track 1.
+    pub fn fragment_start(&self, i: usize) -> u64 {
+        self.fragments[&1][i].0.start
+    }
+}
+
+/// Ticks of one 2 s fragment at 90 kHz.
+const FRAGMENT_TICKS: u64 = 180_000;
+/// Bytes of sample payload per fragment (3 Mbit/s for 2 s).
+pub const FRAGMENT_BYTES: u32 = 750_000;
+/// Video samples per fragment (25 fps for 2 s).
+pub const FRAGMENT_SAMPLES: u32 = 50;
+
+/// 50 samples: a 120 KB keyframe, the rest share the remaining bytes; a
+/// B-frame pattern in the composition offsets.
+fn fragment_samples() -> Vec<SampleEntry> {
+    let key = 120_000;
+    let rest = (FRAGMENT_BYTES - key) / (FRAGMENT_SAMPLES - 1);
+    (0..FRAGMENT_SAMPLES)
+        .map(|i| SampleEntry {
+            duration: 3600,
+            size: if i == 0 {
+                key + (FRAGMENT_BYTES - key) % (FRAGMENT_SAMPLES - 1)
+            } else {
+                rest
+            },
+            composition_offset: if i % 2 == 0 { 7200 } else { 0 },
+            keyframe: i == 0,
+        })
+        .collect()
+}
+
+/// An `avcC` record (High profile, level 3.1) with one SPS and one PPS.
+const AVCC: &[u8] = &[
+    0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x19, 0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40,
+    0x50, 0x05, 0xbb, 0x01, 0x6a, 0x02, 0x02, 0x02, 0x80, 0x00, 0x00, 0x03, 0x00, 0x80, 0x00,
+    0x00, 0x19, 0x07, 0x8c, 0x18, 0xcb, 0x01, 0x00, 0x06, 0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0,
+];
+
+fn live_info() -> PresentationInfo {
+    PresentationInfo {
+        state: PresentationState::Live,
+        fragment_duration_ms: 2000,
+        epoch_ms: Some(1_700_000_000_000),
+        window_ms: 0,
+    }
+}
+
+impl View for MemView {
+    fn info(&self) -> PresentationInfo {
+        self.info.clone()
+    }
+
+    fn tracks(&self) -> Vec<TrackInfo> {
+        self.tracks.clone()
+    }
+
+    fn fragments(&self, track: u32, from: u64, limit: u32) -> Vec<Fragment> {
+        self.fragments
+            .get(&track)
+            .map(|fs| {
+                fs.iter()
+                    .filter(|(f, _)| f.start >= from)
+                    .take(limit as usize)
+                    .map(|(f, _)| *f)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn samples(&self, track: u32, start: u64) -> Option<Vec<SampleEntry>> {
+        self.fragments
+            .get(&track)?
+            .iter()
+            .find(|(f, _)| f.start == start)
+            .map(|(_, s)| s.clone())
+    }
+
+    fn sample_data(&self, track: u32, start: u64, offset: u32, length: u32) -> Option<Vec<u8>> {
+        let (f, _) = self
+            .fragments
+            .get(&track)?
+            .iter()
+            .find(|(f, _)| f.start == start)?;
+        let end = offset.checked_add(length)?;
+        (end <= f.size).then(|| vec![0u8; length as usize])
+    }
+}
+
+/// Timing figures of one benchmark.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    /// Timed iterations.
+    pub iterations: usize,
+    /// Median of the iterations.
+    pub median: Duration,
+    /// 90th percentile.
+    pub p90: Duration,
+    /// Fastest iteration.
+    pub min: Duration,
+}
+
+impl Summary {
+    /// Median in microseconds.
+    pub fn median_us(&self) -> f64 {
+        self.median.as_secs_f64() * 1e6
+    }
+
+    /// 90th percentile in microseconds.
+    pub fn p90_us(&self) -> f64 {
+        self.p90.as_secs_f64() * 1e6
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "median {:>9.2} µs   p90 {:>9.2} µs   min {:>9.2} µs   ({} iterations)",
+            self.median_us(),
+            self.p90_us(),
+            self.min.as_secs_f64() * 1e6,
+            self.iterations
+        )
+    }
+}
+
+/// Runs `f` `warmup` times untimed, then `iterations` times timing each run.
+pub fn measure(warmup: usize, iterations: usize, mut f: impl FnMut()) -> Summary {
+    for _ in 0..warmup {
+        f();
+    }
+    let mut times = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let t = Instant::now();
+        f();
+        times.push(t.elapsed());
+    }
+    summarize(&mut times)
+}
+
+/// Median, p90 and minimum of `times` (sorted in place).
+pub fn summarize(times: &mut [Duration]) -> Summary {
+    assert!(!times.is_empty(), "no iterations timed");
+    times.sort_unstable();
+    let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+    Summary {
+        iterations: times.len(),
+        median: at(0.5),
+        p90: at(0.9),
+        min: times[0],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fragment_is_two_seconds_at_three_megabits() {
+        let v = MemView::live_video(3);
+        let frags = v.fragments(1, 0, 10);
+        assert_eq!(frags.len(), 3);
+        assert_eq!(frags[1].start, 180_000);
+        assert_eq!(frags[0].size, FRAGMENT_BYTES);
+        assert_eq!(frags[0].sample_count, FRAGMENT_SAMPLES);
+        let samples = v.samples(1, 180_000).expect("samples");
+        assert_eq!(samples.iter().map(|s| s.size).sum::<u32>(), FRAGMENT_BYTES);
+        assert_eq!(
+            samples.iter().map(|s| u64::from(s.duration)).sum::<u64>(),
+            180_000
+        );
+        assert!(v.sample_data(1, 0, FRAGMENT_BYTES - 4, 4).is_some());
+        assert!(v.sample_data(1, 0, FRAGMENT_BYTES - 4, 5).is_none());
+    }
+
+    #[test]
+    fn percentiles() {
+        let mut t: Vec<_> = (1..=10).map(Duration::from_micros).collect();
+        let s = summarize(&mut t);
+        assert_eq!(s.min, Duration::from_micros(1));
+        assert_eq!(s.median, Duration::from_micros(6));
+        assert_eq!(s.p90, Duration::from_micros(9));
+    }
+}

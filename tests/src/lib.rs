@@ -97,10 +97,14 @@ impl Sluice {
         let data_dir = tempdir::TempDir::new("sluice-test")?;
         let cache = target_dir().join("test-plugin-cache");
         let config_path = data_dir.path().join("sluice.toml");
-        let text = format!(
-            "[plugins]\ncache_dir = {cache:?}\n\n{config}\n",
-            cache = cache.display().to_string()
-        );
+        // Every test shares one precompiled-plugin cache, so Cranelift runs
+        // once per plugin build, not once per test.
+        let cache_line = format!("cache_dir = {:?}\n", cache.display().to_string());
+        let text = if config.contains("[plugins]\n") {
+            config.replacen("[plugins]\n", &format!("[plugins]\n{cache_line}"), 1)
+        } else {
+            format!("[plugins]\n{cache_line}\n{config}\n")
+        };
         std::fs::write(&config_path, text)?;
         let stderr_log = data_dir.path().join("stderr.log");
         let mut child = Command::new(sluice_bin())

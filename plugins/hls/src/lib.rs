@@ -1,1 +1,127 @@
-//! TODO
+//! The HLS packager: format `m3u8-cmaf`, HLS with fMP4 (CMAF) segments.
+//!
+//! ```text
+//!  Request.path ─▶ paths::Resource ─┬─ Multivariant ─▶ manifest::multivariant ─▶ playlist model ─▶ text
+//!                                   ├─ MediaPlaylist ─▶ manifest::media ───────▶ playlist model ─▶ text
+//!                                   ├─ Init ─────────▶ segments::init (ftyp + moov)
+//!                                   └─ Segment ──────▶ segments::media (styp + moof + mdat header
+//!                                                       + SampleData reference the host splices)
+//! ```
+//!
+//! URLs below the manifest root (see [`paths`](crate::paths) for the
+//! grammar): `Manifest(format=m3u8-cmaf)`, `m3u8-cmaf/t{track}/index.m3u8`,
+//! `m3u8-cmaf/t{track}/init.mp4`, `m3u8-cmaf/t{track}/{start}.m4s` with
+//! `start` the fragment's decode time in track ticks.
+//!
+//! Media sequence numbers, segment names, `tfdt` and program date times all
+//! derive from media time, so every node serving the same fragments serves
+//! the same bytes. Sample data never enters the plugin.
+
+mod manifest;
+mod paths;
+mod playlist;
+mod segments;
+mod timeline;
+
+#[cfg(test)]
+mod test_view;
+#[cfg(test)]
+mod tests;
+
+use sluice_sdk::bmff;
+use sluice_sdk::plugin::{
+    CachePolicy, Packager, PackagerInfo, PresentationState, Request, Response, View,
+};
+use sluice_sdk::time::TimeError;
+
+use paths::{FORMAT, Resource};
+
+/// Content type of both playlist kinds.
+const PLAYLIST_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
+
+/// How long an ended presentation's playlists may be cached, in seconds.
+const ENDED_MAX_AGE: u32 = 3600;
+
+/// Why a request fails; each maps to a status.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// No such resource (yet): 404 with a short lifetime.
+    #[error("{0}")]
+    NotFound(String),
+    /// Media time arithmetic overflowed: 500.
+    #[error("media time: {0}")]
+    Time(#[from] TimeError),
+    /// A box could not be written: 500.
+    #[error("ISO BMFF: {0}")]
+    Bmff(#[from] bmff::Error),
+    /// A derived value does not fit its field: 500.
+    #[error("{0} does not fit")]
+    Overflow(&'static str),
+}
+
+impl Error {
+    /// The response this error becomes.
+    fn into_response(self) -> Response {
+        match self {
+            Error::NotFound(m) => Response::not_found(&m),
+            e => Response::error(500, CachePolicy::NoStore, &e.to_string()),
+        }
+    }
+}
+
+/// The HLS (fMP4/CMAF) packager.
+pub struct Hls;
+
+impl Packager for Hls {
+    fn info() -> PackagerInfo {
+        PackagerInfo {
+            name: "hls".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "HLS with fMP4/CMAF segments (m3u8-cmaf)".into(),
+            formats: vec![FORMAT.into()],
+        }
+    }
+
+    fn handle(request: &Request, view: &dyn View) -> Response {
+        route(request, view).unwrap_or_else(Error::into_response)
+    }
+}
+
+fn route(request: &Request, view: &dyn View) -> Result<Response, Error> {
+    let not_found = || Error::NotFound(format!("no such resource: {}", request.path));
+    if request.format != FORMAT {
+        return Err(not_found());
+    }
+    match Resource::parse(&request.path).ok_or_else(not_found)? {
+        Resource::Multivariant => {
+            let text = manifest::multivariant(view)?.serialize();
+            Ok(playlist_response(view, text))
+        }
+        Resource::MediaPlaylist { track } => {
+            let text = manifest::media(view, track)?.serialize();
+            Ok(playlist_response(view, text))
+        }
+        Resource::Init { track } => segments::init(&manifest::find_track(view, track)?),
+        Resource::Segment { track, start } => {
+            let track = manifest::find_track(view, track)?;
+            segments::media(view, &view.info(), &track, start)
+        }
+    }
+}
+
+/// A playlist response: live ones may be cached about half a fragment,
+/// ended ones for an hour.
+fn playlist_response(view: &dyn View, text: String) -> Response {
+    let info = view.info();
+    let max_age = match info.state {
+        PresentationState::Live => (info.fragment_duration_ms / 2000).max(1),
+        PresentationState::Ended => ENDED_MAX_AGE,
+    };
+    Response::ok(
+        PLAYLIST_CONTENT_TYPE,
+        CachePolicy::MaxAge(max_age),
+        text.into_bytes(),
+    )
+}
+
+sluice_sdk::export!(packager: Hls);

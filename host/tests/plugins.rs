@@ -1,0 +1,350 @@
+//! The plugin host against a real misbehaving plugin (`plugins/testbed`,
+//! built for wasm32-wasip2 by `host/build.rs`): deadlines, memory caps,
+//! traps, reloads. No mocks, no sleeps where a signal exists, no timing
+//! assertions (the tests run in parallel on small machines).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use sluice::plugins::{PluginConfig, PluginError, PluginHost, World, testing};
+use sluice_sdk::plugin::{
+    BodyPart, Fragment, PresentationInfo, PresentationState, Request, Response, SampleEntry,
+    TrackInfo, TrackKind, View,
+};
+
+const MARK_A: &[u8] = b"SLUICE-TESTBED-MARK-AAAAAAAA";
+const MARK_B: &[u8] = b"SLUICE-TESTBED-MARK-BBBBBBBB";
+
+/// Precompiled components shared by every test (Cranelift runs once).
+fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache")
+}
+
+fn init_log() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("sluice=debug")
+        .try_init();
+}
+
+fn testbed_wasm() -> Vec<u8> {
+    std::fs::read(testing::TESTBED_WASM).expect("testbed plugin built by host/build.rs")
+}
+
+/// A data dir with the testbed in its plugin directory, and a host on it.
+fn host_with_testbed(config: PluginConfig) -> (tempfile::TempDir, Arc<PluginHost>) {
+    init_log();
+    let data = tempfile::tempdir().expect("temp dir");
+    let dir = data.path().join("plugins");
+    std::fs::create_dir_all(&dir).expect("plugin dir");
+    std::fs::write(dir.join("testbed.wasm"), testbed_wasm()).expect("copy testbed");
+    let host = PluginHost::new(
+        &PluginConfig {
+            cache_dir: Some(cache_dir()),
+            max_instances: 16,
+            ..config
+        },
+        data.path(),
+    )
+    .expect("plugin host");
+    (data, host)
+}
+
+fn request(path: &str) -> Request {
+    Request {
+        format: "testbed".into(),
+        path: path.into(),
+        ..Request::default()
+    }
+}
+
+/// One video track, no fragments.
+struct TinyView;
+
+impl View for TinyView {
+    fn info(&self) -> PresentationInfo {
+        PresentationInfo {
+            state: PresentationState::Live,
+            fragment_duration_ms: 2000,
+            epoch_ms: None,
+            window_ms: 0,
+        }
+    }
+    fn tracks(&self) -> Vec<TrackInfo> {
+        vec![TrackInfo::new(1, TrackKind::Video, 90_000)]
+    }
+    fn fragments(&self, _: u32, _: u64, _: u32) -> Vec<Fragment> {
+        Vec::new()
+    }
+    fn samples(&self, _: u32, _: u64) -> Option<Vec<SampleEntry>> {
+        None
+    }
+    fn sample_data(&self, _: u32, _: u64, _: u32, _: u32) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+fn body(r: &Response) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in &r.body {
+        match part {
+            BodyPart::Bytes(b) => out.extend_from_slice(b),
+            BodyPart::SampleData(_) => panic!("testbed references no samples"),
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn ok_body(host: &PluginHost) -> Vec<u8> {
+    let plugin = host.packager("testbed").expect("testbed loaded");
+    let r = plugin
+        .handle(&request("testbed/ok"), Arc::new(TinyView))
+        .expect("trivial path succeeds");
+    assert_eq!(r.status, 200);
+    body(&r)
+}
+
+#[test]
+fn trivial_path_answers_with_the_mark() {
+    let (_data, host) = host_with_testbed(PluginConfig::default());
+    let b = ok_body(&host);
+    assert!(contains(&b, MARK_A), "{}", String::from_utf8_lossy(&b));
+    assert!(contains(&b, b"tracks=1"), "{}", String::from_utf8_lossy(&b));
+    // Pure function: same input, same bytes.
+    assert_eq!(ok_body(&host), b);
+}
+
+#[test]
+fn endless_loop_is_cut_at_the_deadline() {
+    let (_data, host) = host_with_testbed(PluginConfig {
+        deadline_ms: 100,
+        ..PluginConfig::default()
+    });
+    let plugin = host.packager("testbed").expect("testbed loaded");
+    match plugin.handle(&request("testbed/loop"), Arc::new(TinyView)) {
+        Err(PluginError::Deadline {
+            plugin,
+            deadline_ms,
+        }) => {
+            assert_eq!(plugin, "testbed");
+            assert_eq!(deadline_ms, 100);
+        }
+        other => panic!("expected a deadline error, got {other:?}"),
+    }
+    // The host and the plugin are unharmed.
+    assert!(contains(&ok_body(&host), MARK_A));
+}
+
+#[test]
+fn memory_hoarder_fails_alone() {
+    let (_data, host) = host_with_testbed(PluginConfig {
+        memory_mib: 16,
+        ..PluginConfig::default()
+    });
+    let plugin = host.packager("testbed").expect("testbed loaded");
+    match plugin.handle(&request("testbed/alloc"), Arc::new(TinyView)) {
+        Err(PluginError::Memory { plugin }) => assert_eq!(plugin, "testbed"),
+        other => panic!("expected a memory error, got {other:?}"),
+    }
+    assert!(contains(&ok_body(&host), MARK_A));
+}
+
+#[test]
+fn panic_is_a_trap_carrying_the_message() {
+    let (_data, host) = host_with_testbed(PluginConfig::default());
+    let plugin = host.packager("testbed").expect("testbed loaded");
+    match plugin.handle(&request("testbed/panic"), Arc::new(TinyView)) {
+        Err(e @ PluginError::Trap { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("testbed asked to panic"), "{text}");
+            assert!(text.starts_with("plugin testbed trapped"), "{text}");
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert!(contains(&ok_body(&host), MARK_A));
+}
+
+#[test]
+fn unknown_format_has_no_packager() {
+    let (_data, host) = host_with_testbed(PluginConfig::default());
+    assert!(host.packager("no-such-format").is_none());
+    assert!(host.ingest("no-such-extension").is_none());
+    let listed = host.plugins();
+    let testbed = listed
+        .iter()
+        .find(|p| p.name == "testbed")
+        .expect("testbed listed");
+    assert_eq!(testbed.world, World::Packager);
+    assert_eq!(testbed.keys, vec!["testbed".to_owned()]);
+}
+
+#[test]
+fn bad_file_is_skipped_and_the_rest_loads() {
+    init_log();
+    let data = tempfile::tempdir().expect("temp dir");
+    let dir = data.path().join("plugins");
+    std::fs::create_dir_all(&dir).expect("plugin dir");
+    std::fs::write(dir.join("a-garbage.wasm"), b"not wasm at all").expect("write");
+    // A core module, not a component.
+    std::fs::write(dir.join("b-core.wasm"), b"\0asm\x01\0\0\0").expect("write");
+    std::fs::write(dir.join("c-testbed.wasm"), testbed_wasm()).expect("copy");
+    std::fs::write(dir.join("ignored.txt"), b"not a plugin").expect("write");
+    let host = PluginHost::new(
+        &PluginConfig {
+            cache_dir: Some(cache_dir()),
+            max_instances: 16,
+            ..PluginConfig::default()
+        },
+        data.path(),
+    )
+    .expect("host starts despite bad files");
+    assert!(contains(&ok_body(&host), MARK_A));
+}
+
+#[test]
+fn check_describes_a_plugin_and_rejects_junk() {
+    let text = sluice::plugins::check(Path::new(testing::TESTBED_WASM)).expect("testbed is valid");
+    assert!(text.contains("name: testbed"), "{text}");
+    assert!(text.contains("version: 0.1.0"), "{text}");
+    assert!(text.contains("world: packager"), "{text}");
+    assert!(text.contains("formats: testbed"), "{text}");
+
+    let junk = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(junk.path(), b"\0asm\x01\0\0\0").expect("write");
+    match sluice::plugins::check(junk.path()) {
+        Err(PluginError::Load { message, .. }) => assert!(!message.is_empty()),
+        other => panic!("expected a load error, got {other:?}"),
+    }
+    match sluice::plugins::check(Path::new("/nonexistent/plugin.wasm")) {
+        Err(PluginError::Load { .. }) => {}
+        other => panic!("expected a load error, got {other:?}"),
+    }
+}
+
+/// A view whose `tracks` blocks until released: holds a call in flight.
+struct GateView {
+    entered: Mutex<Option<mpsc::Sender<()>>>,
+    release: Mutex<mpsc::Receiver<()>>,
+}
+
+impl View for GateView {
+    fn info(&self) -> PresentationInfo {
+        TinyView.info()
+    }
+    fn tracks(&self) -> Vec<TrackInfo> {
+        if let Some(tx) = self.entered.lock().expect("lock").take() {
+            tx.send(()).expect("test waits");
+        }
+        self.release
+            .lock()
+            .expect("lock")
+            .recv()
+            .expect("test releases");
+        TinyView.tracks()
+    }
+    fn fragments(&self, t: u32, f: u64, l: u32) -> Vec<Fragment> {
+        TinyView.fragments(t, f, l)
+    }
+    fn samples(&self, t: u32, s: u64) -> Option<Vec<SampleEntry>> {
+        TinyView.samples(t, s)
+    }
+    fn sample_data(&self, t: u32, s: u64, o: u32, l: u32) -> Option<Vec<u8>> {
+        TinyView.sample_data(t, s, o, l)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_the_file_reloads_without_dropping_calls_in_flight() {
+    // A long deadline: the in-flight call waits for the reload.
+    let (data, host) = host_with_testbed(PluginConfig {
+        deadline_ms: 600_000,
+        ..PluginConfig::default()
+    });
+    assert!(contains(&ok_body(&host), MARK_A));
+
+    // Start a call on the current plugin and hold it inside the host's view.
+    let old = host.packager("testbed").expect("testbed loaded");
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel();
+    let view = Arc::new(GateView {
+        entered: Mutex::new(Some(entered_tx)),
+        release: Mutex::new(release_rx),
+    });
+    let in_flight =
+        std::thread::spawn(move || old.handle(&request("testbed/ok"), view).map(|r| body(&r)));
+    entered_rx.recv().expect("call entered the view");
+
+    // Replace the file atomically with a build carrying another mark.
+    let patched = {
+        let mut wasm = testbed_wasm();
+        let at = wasm
+            .windows(MARK_A.len())
+            .position(|w| w == MARK_A)
+            .expect("mark in the data section");
+        wasm[at..at + MARK_B.len()].copy_from_slice(MARK_B);
+        wasm
+    };
+    let dir = data.path().join("plugins");
+    let before = host.generation();
+    std::fs::write(dir.join("testbed.wasm.new"), &patched).expect("write");
+    std::fs::rename(dir.join("testbed.wasm.new"), dir.join("testbed.wasm")).expect("rename");
+
+    // Wait for the watcher's reload signal (a guard against hanging, not a
+    // timing assertion).
+    let mut seen = before;
+    tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            seen = host.reloaded(seen).await;
+            let h = host.clone();
+            let b = tokio::task::spawn_blocking(move || ok_body(&h))
+                .await
+                .expect("call");
+            if contains(&b, MARK_B) {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the watcher reloads the replaced file");
+    assert!(host.generation() > before);
+
+    // The call that started on the old plugin completes on it.
+    release_tx.send(()).expect("release");
+    let old_body = in_flight
+        .join()
+        .expect("thread")
+        .expect("in-flight call completes");
+    assert!(
+        contains(&old_body, MARK_A),
+        "{}",
+        String::from_utf8_lossy(&old_body)
+    );
+}
+
+#[test]
+fn reload_now_sees_an_added_and_a_removed_file() {
+    init_log();
+    let data = tempfile::tempdir().expect("temp dir");
+    let host = PluginHost::new(
+        &PluginConfig {
+            cache_dir: Some(cache_dir()),
+            max_instances: 16,
+            ..PluginConfig::default()
+        },
+        data.path(),
+    )
+    .expect("host");
+    assert!(host.packager("testbed").is_none());
+    let g = host.generation();
+    std::fs::write(host.dir().join("testbed.wasm"), testbed_wasm()).expect("copy");
+    assert!(host.reload_now() > g);
+    assert!(contains(&ok_body(&host), MARK_A));
+    std::fs::remove_file(host.dir().join("testbed.wasm")).expect("remove");
+    host.reload_now();
+    assert!(host.packager("testbed").is_none());
+}

@@ -1,0 +1,276 @@
+//! Playlist models built from the presentation view.
+
+use sluice_sdk::bmff;
+use sluice_sdk::plugin::{Fragment, PresentationState, TrackInfo, TrackKind, View};
+use sluice_sdk::time::mul_div_round;
+
+use crate::paths::{init_uri, media_playlist_uri, segment_uri};
+use crate::playlist::{AudioRendition, MediaPlaylist, MultivariantPlaylist, Segment, VariantStream};
+use crate::{Error, timeline};
+
+/// The one audio group.
+const AUDIO_GROUP: &str = "audio";
+
+/// Bytes a segment adds to its payload, at most: `styp`, `moof` without
+/// its sample table, `mdat` header (see `segments.rs`); plus
+/// [`OVERHEAD_PER_SAMPLE`] per sample.
+const OVERHEAD_PER_SEGMENT: u64 = 160;
+/// `trun` bytes per sample.
+const OVERHEAD_PER_SAMPLE: u64 = 16;
+
+/// A track this format can serve: video or audio with a sample entry the
+/// SDK can describe.
+pub fn servable(track: &TrackInfo) -> bool {
+    matches!(track.kind, TrackKind::Video | TrackKind::Audio) && bmff::is_supported(&track.fourcc)
+}
+
+/// The servable track with this id.
+pub fn find_track(view: &dyn View, id: u32) -> Result<TrackInfo, Error> {
+    view.tracks()
+        .into_iter()
+        .find(|t| t.id == id && servable(t))
+        .ok_or_else(|| Error::NotFound(format!("no track {id}")))
+}
+
+/// A track with its fragments and bit rates.
+struct Summary {
+    track: TrackInfo,
+    fragments: Vec<Fragment>,
+    /// Peak segment bit rate, bit/s.
+    peak: u64,
+    /// Average bit rate over the window, bit/s.
+    average: u64,
+}
+
+impl Summary {
+    fn new(view: &dyn View, track: TrackInfo) -> Result<Option<Summary>, Error> {
+        let fragments = timeline::fragments(view, track.id);
+        if fragments.is_empty() {
+            return Ok(None);
+        }
+        let ts = u64::from(track.timescale);
+        let (mut peak, mut bits, mut ticks) = (0u64, 0u64, 0u64);
+        for f in &fragments {
+            let bytes = u64::from(f.size)
+                + OVERHEAD_PER_SEGMENT
+                + OVERHEAD_PER_SAMPLE * u64::from(f.sample_count);
+            let b = bytes * 8;
+            if f.duration > 0 {
+                // Round up: BANDWIDTH must not understate any segment.
+                let rate = (u128::from(b) * u128::from(ts)).div_ceil(u128::from(f.duration));
+                peak = peak.max(u64::try_from(rate).map_err(|_| Error::Overflow("bandwidth"))?);
+            }
+            bits = bits.saturating_add(b);
+            ticks = ticks.saturating_add(f.duration);
+        }
+        let average = if ticks > 0 {
+            mul_div_round(bits, ts, ticks)?
+        } else {
+            peak
+        };
+        Ok(Some(Summary {
+            track,
+            fragments,
+            peak,
+            average,
+        }))
+    }
+}
+
+/// The RFC 6381 codec string: the track's own, or derived from its
+/// configuration when the track has none.
+fn codec(track: &TrackInfo) -> Option<String> {
+    if !track.codec.is_empty() {
+        return Some(track.codec.clone());
+    }
+    let c = &track.codec_private;
+    match track.fourcc.as_str() {
+        // avcC: version, profile, compatibility, level.
+        "avc1" if c.len() >= 4 => Some(format!("avc1.{:02x}{:02x}{:02x}", c[1], c[2], c[3])),
+        // AudioSpecificConfig: 5-bit object type, 31 escapes to 6 more bits.
+        "mp4a" if !c.is_empty() => {
+            let aot = match c[0] >> 3 {
+                31 if c.len() >= 2 => 32 + (((c[0] & 7) << 3) | (c[1] >> 5)),
+                aot => aot,
+            };
+            Some(format!("mp4a.40.{aot}"))
+        }
+        _ => None,
+    }
+}
+
+/// The multivariant playlist: audio tracks as one rendition group, one
+/// variant per video track (or per audio track when there is no video).
+/// [`Error::NotFound`] while no track has a fragment.
+pub fn multivariant(view: &dyn View) -> Result<MultivariantPlaylist, Error> {
+    let mut videos = Vec::new();
+    let mut audios = Vec::new();
+    for t in view.tracks().into_iter().filter(servable) {
+        let kind = t.kind;
+        if let Some(s) = Summary::new(view, t)? {
+            match kind {
+                TrackKind::Video => videos.push(s),
+                _ => audios.push(s),
+            }
+        }
+    }
+    if videos.is_empty() && audios.is_empty() {
+        return Err(Error::NotFound("no fragments yet".into()));
+    }
+
+    if videos.is_empty() {
+        let variants = audios
+            .iter()
+            .map(|a| VariantStream {
+                bandwidth: a.peak,
+                average_bandwidth: Some(a.average),
+                codecs: codec(&a.track).into_iter().collect(),
+                resolution: None,
+                frame_rate_milli: None,
+                audio_group: None,
+                uri: media_playlist_uri(a.track.id),
+            })
+            .collect();
+        return Ok(MultivariantPlaylist {
+            renditions: Vec::new(),
+            variants,
+        });
+    }
+
+    let mut names: Vec<String> = Vec::new();
+    let renditions = audios
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let t = &a.track;
+            let language = (!t.language.is_empty() && t.language != "und").then(|| t.language.clone());
+            let mut name = if !t.stream.is_empty() {
+                t.stream.clone()
+            } else if let Some(l) = &language {
+                l.clone()
+            } else {
+                format!("audio {}", t.id)
+            };
+            if names.contains(&name) {
+                name = format!("{name} ({})", t.id);
+            }
+            names.push(name.clone());
+            AudioRendition {
+                group_id: AUDIO_GROUP.into(),
+                name,
+                language,
+                default: i == 0,
+                autoselect: true,
+                channels: (t.channels > 0).then_some(t.channels),
+                uri: media_playlist_uri(t.id),
+            }
+        })
+        .collect();
+
+    // A variant may play with any rendition of its group: count the
+    // largest, list every codec.
+    let audio_peak = audios.iter().map(|a| a.peak).max().unwrap_or(0);
+    let audio_average = audios.iter().map(|a| a.average).max().unwrap_or(0);
+    let mut audio_codecs: Vec<String> = Vec::new();
+    for c in audios.iter().filter_map(|a| codec(&a.track)) {
+        if !audio_codecs.contains(&c) {
+            audio_codecs.push(c);
+        }
+    }
+    let variants = videos
+        .iter()
+        .map(|v| {
+            let t = &v.track;
+            let newest = v.fragments.last().map(|f| f.start);
+            let frame_rate_milli = newest
+                .and_then(|start| view.samples(t.id, start))
+                .and_then(|s| timeline::frame_rate_milli(&s, t));
+            VariantStream {
+                bandwidth: v.peak.saturating_add(audio_peak),
+                average_bandwidth: Some(v.average.saturating_add(audio_average)),
+                codecs: codec(t).into_iter().chain(audio_codecs.clone()).collect(),
+                resolution: (t.width > 0 && t.height > 0).then_some((t.width, t.height)),
+                frame_rate_milli,
+                audio_group: (!audios.is_empty()).then(|| AUDIO_GROUP.into()),
+                uri: media_playlist_uri(t.id),
+            }
+        })
+        .collect();
+    Ok(MultivariantPlaylist {
+        renditions,
+        variants,
+    })
+}
+
+/// The media playlist of one track: every fragment the view holds.
+/// [`Error::NotFound`] for an unknown track or one without fragments.
+pub fn media(view: &dyn View, id: u32) -> Result<MediaPlaylist, Error> {
+    let track = find_track(view, id)?;
+    let info = view.info();
+    let fragments = timeline::fragments(view, id);
+    let first = fragments
+        .first()
+        .ok_or_else(|| Error::NotFound(format!("no fragments in track {id} yet")))?;
+    let media_sequence = timeline::sequence_number(first.start, &track, info.fragment_duration_ms)?;
+
+    // RFC 8216: every EXTINF, rounded to the nearest integer, is at most
+    // the target duration. Rounding (not ceiling) keeps audio, whose
+    // fragments overshoot the grid by part of a frame, on the same target
+    // as video. Never below the fragment grid.
+    let mut target_duration = u64::from(info.fragment_duration_ms).div_ceil(1000).max(1);
+    let mut segments = Vec::with_capacity(fragments.len());
+    for (i, f) in fragments.iter().enumerate() {
+        target_duration = target_duration.max(timeline::round_seconds(f.duration, &track)?);
+        let program_date_time_ms = match info.epoch_ms {
+            Some(epoch) => {
+                let offset = i64::try_from(timeline::ticks_to_ms(f.start, &track)?)
+                    .map_err(|_| Error::Overflow("program date time"))?;
+                Some(
+                    epoch
+                        .checked_add(offset)
+                        .ok_or(Error::Overflow("program date time"))?,
+                )
+            }
+            None => None,
+        };
+        segments.push(Segment {
+            duration_ms: timeline::ticks_to_ms_round(f.duration, &track)?,
+            program_date_time_ms,
+            // Nothing listed precedes the first segment to be discontinuous with.
+            discontinuity: f.discontinuity && i > 0,
+            uri: segment_uri(f.start),
+        });
+    }
+    Ok(MediaPlaylist {
+        target_duration,
+        media_sequence,
+        map_uri: init_uri().into(),
+        segments,
+        end_list: info.state == PresentationState::Ended,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codec_strings_fall_back_to_the_configuration() {
+        let mut v = TrackInfo::new(1, TrackKind::Video, 90_000);
+        v.fourcc = "avc1".into();
+        v.codec_private = vec![1, 0x64, 0x00, 0x1f, 0xff];
+        assert_eq!(codec(&v).as_deref(), Some("avc1.64001f"));
+        v.codec = "avc1.4d401e".into();
+        assert_eq!(codec(&v).as_deref(), Some("avc1.4d401e"));
+        let mut a = TrackInfo::new(2, TrackKind::Audio, 48_000);
+        a.fourcc = "mp4a".into();
+        a.codec_private = vec![0x11, 0x90];
+        assert_eq!(codec(&a).as_deref(), Some("mp4a.40.2"));
+        a.codec_private = vec![0x2b, 0x92, 0x08, 0x00]; // HE-AAC (5)
+        assert_eq!(codec(&a).as_deref(), Some("mp4a.40.5"));
+        a.codec_private = vec![0xf8, 0x40]; // escape: 32 + 2 = 34
+        assert_eq!(codec(&a).as_deref(), Some("mp4a.40.34"));
+        a.codec_private.clear();
+        assert_eq!(codec(&a), None);
+    }
+}

@@ -1,0 +1,505 @@
+//! Behaviour of the packager against an in-memory presentation: playlists,
+//! init and media segments, errors. Playlists and box dumps are compared
+//! with golden files in `tests/golden/` (rewrite them with `BLESS=1`).
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+
+use sluice_sdk::bmff::{self, BmffBox, Ftyp, Moof, Moov, Reader, SampleDescription, Styp};
+use sluice_sdk::plugin::{
+    BodyPart, CachePolicy, DataRef, Packager, PresentationState, Request, Response, SampleEntry,
+    TrackInfo, TrackKind,
+};
+
+use crate::Hls;
+use crate::test_view::MemView;
+
+/// A real `avcC` from x264 (High profile, level 1.3, 320x240).
+const AVCC: [u8; 46] = [
+    0x01, 0x64, 0x00, 0x0d, 0xff, 0xe1, 0x00, 0x19, 0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41,
+    0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x42, 0x99,
+    0x60, 0x01, 0x00, 0x06, 0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0, 0xfd, 0xf8, 0xf8, 0x00,
+];
+
+/// AudioSpecificConfig: AAC LC, 48 kHz, stereo.
+const ASC: [u8; 2] = [0x11, 0x90];
+
+/// 2024-03-01T00:00:00Z.
+const EPOCH_MS: i64 = 1_709_251_200_000;
+
+/// The window starts at media time 1000 s: fragment index 500.
+const FIRST: u64 = 500;
+const COUNT: u64 = 6;
+/// Fragment index after which a discontinuity is flagged.
+const DISCONTINUITY_AT: u64 = 503;
+
+fn video_track() -> TrackInfo {
+    TrackInfo {
+        fourcc: "avc1".into(),
+        codec: "avc1.64000d".into(),
+        codec_private: AVCC.to_vec(),
+        stream: "240p".into(),
+        width: 320,
+        height: 240,
+        ..TrackInfo::new(1, TrackKind::Video, 90_000)
+    }
+}
+
+fn audio_track(id: u32, language: &str) -> TrackInfo {
+    TrackInfo {
+        fourcc: "mp4a".into(),
+        codec: "mp4a.40.2".into(),
+        codec_private: ASC.to_vec(),
+        language: language.into(),
+        sample_rate: 48_000,
+        channels: 2,
+        bitrate: 128_000,
+        ..TrackInfo::new(id, TrackKind::Audio, 48_000)
+    }
+}
+
+/// Deterministic filler bytes.
+fn payload(seed: u64, len: u32) -> Vec<u8> {
+    (0..u64::from(len))
+        .map(|i| (seed.wrapping_mul(31).wrapping_add(i * 7) % 251) as u8)
+        .collect()
+}
+
+/// 2 s of 25 fps video: a keyframe, then P/B frames with signed
+/// composition offsets.
+fn video_fragment(k: u64) -> Vec<SampleEntry> {
+    (0..50u32)
+        .map(|i| SampleEntry {
+            duration: 3600,
+            size: if i == 0 {
+                4000
+            } else {
+                400 + (i * 37 + k as u32) % 300
+            },
+            composition_offset: (i % 3) as i32 * 3600 - 3600,
+            keyframe: i == 0,
+        })
+        .collect()
+}
+
+/// First AAC frame of fragment `k` (1024-sample frames cut on the 2 s grid).
+fn audio_frame_at(k: u64) -> u64 {
+    (k * 96_000).div_ceil(1024)
+}
+
+fn audio_fragment(k: u64) -> Vec<SampleEntry> {
+    let n = audio_frame_at(k + 1) - audio_frame_at(k);
+    (0..n)
+        .map(|i| SampleEntry {
+            duration: 1024,
+            size: 300 + ((i + k) % 50) as u32,
+            composition_offset: 0,
+            keyframe: true,
+        })
+        .collect()
+}
+
+/// Adds fragments `first..first+count` of the given tracks.
+fn fill(view: &mut MemView, video: Option<u32>, audio: &[u32], first: u64, count: u64) {
+    for k in first..first + count {
+        let disc = k == DISCONTINUITY_AT;
+        if let Some(id) = video {
+            let s = video_fragment(k);
+            let len = s.iter().map(|s| s.size).sum();
+            view.push(id, k * 180_000, s, payload(k, len), disc);
+        }
+        for &id in audio {
+            let s = audio_fragment(k);
+            let len = s.iter().map(|s| s.size).sum();
+            let data = payload(k + u64::from(id), len);
+            view.push(id, audio_frame_at(k) * 1024, s, data, disc);
+        }
+    }
+}
+
+/// Video, English and French audio, and a data track that HLS skips.
+fn presentation(state: PresentationState) -> MemView {
+    let mut v = MemView::new(state, 2000, Some(EPOCH_MS));
+    v.add_track(video_track());
+    v.add_track(audio_track(2, "en"));
+    v.add_track(audio_track(3, "fr"));
+    let mut data = TrackInfo::new(4, TrackKind::Data, 1000);
+    data.fourcc = "mett".into();
+    v.add_track(data);
+    fill(&mut v, Some(1), &[2, 3], FIRST, COUNT);
+    v.push(4, FIRST * 2000, vec![], vec![], false);
+    v
+}
+
+fn get(view: &MemView, path: &str) -> Response {
+    let req = Request {
+        format: "m3u8-cmaf".into(),
+        path: path.into(),
+        ..Request::default()
+    };
+    Hls::handle(&req, view)
+}
+
+fn text(r: &Response) -> String {
+    assert_eq!(r.status, 200, "{r:?}");
+    let [BodyPart::Bytes(b)] = r.body.as_slice() else {
+        panic!("one bytes part expected: {r:?}");
+    };
+    String::from_utf8(b.clone()).unwrap()
+}
+
+/// Compares with `tests/golden/{name}`; `BLESS=1` rewrites the file.
+fn golden(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("BLESS").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing {}: run with BLESS=1", path.display()));
+    assert!(
+        expected == actual,
+        "{name} differs from its golden file (BLESS=1 rewrites it)\n--- expected\n{expected}\n--- actual\n{actual}"
+    );
+}
+
+/// The attribute `name` of the first line starting with `tag`.
+fn attribute<'a>(playlist: &'a str, tag: &str, name: &str) -> Option<&'a str> {
+    let line = playlist.lines().find(|l| l.starts_with(tag))?;
+    let at = line.find(&format!("{name}="))? + name.len() + 1;
+    let rest = &line[at..];
+    Some(match rest.strip_prefix('"') {
+        Some(q) => &q[..q.find('"')?],
+        None => rest.split(',').next()?,
+    })
+}
+
+#[test]
+fn info_names_the_format() {
+    let i = Hls::info();
+    assert_eq!(i.name, "hls");
+    assert_eq!(i.formats, ["m3u8-cmaf"]);
+}
+
+#[test]
+fn multivariant_playlist() {
+    let view = presentation(PresentationState::Live);
+    let r = get(&view, "Manifest(format=m3u8-cmaf)");
+    assert_eq!(r.content_type, "application/vnd.apple.mpegurl");
+    assert_eq!(r.cache, CachePolicy::MaxAge(1));
+    let m = text(&r);
+    golden("multivariant.m3u8", &m);
+
+    assert!(m.starts_with("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n"));
+    assert!(m.contains(
+        "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"en\",LANGUAGE=\"en\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"m3u8-cmaf/t2/index.m3u8\"\n"
+    ));
+    assert!(m.contains("NAME=\"fr\",LANGUAGE=\"fr\",DEFAULT=NO,"));
+    assert!(!m.contains("t4/"), "the data track is not listed");
+    assert_eq!(m.matches("#EXT-X-STREAM-INF").count(), 1);
+    let inf = "#EXT-X-STREAM-INF";
+    assert_eq!(
+        attribute(&m, inf, "CODECS"),
+        Some("avc1.64000d,mp4a.40.2")
+    );
+    assert_eq!(attribute(&m, inf, "RESOLUTION"), Some("320x240"));
+    assert_eq!(attribute(&m, inf, "FRAME-RATE"), Some("25.000"));
+    assert_eq!(attribute(&m, inf, "AUDIO"), Some("audio"));
+    assert!(m.ends_with("\nm3u8-cmaf/t1/index.m3u8\n"));
+
+    // BANDWIDTH covers the fattest video segment plus the fattest audio
+    // segment as actually served, without overstating them by much.
+    let peak = |track: u32, timescale: u64| -> u64 {
+        view.fragments[&track]
+            .values()
+            .map(|f| {
+                let r = get(&view, &format!("m3u8-cmaf/t{track}/{}.m4s", f.fragment.start));
+                (r.body_len() * 8 * timescale).div_ceil(f.fragment.duration)
+            })
+            .max()
+            .unwrap()
+    };
+    let actual = peak(1, 90_000) + peak(2, 48_000).max(peak(3, 48_000));
+    let bandwidth: u64 = attribute(&m, inf, "BANDWIDTH").unwrap().parse().unwrap();
+    let average: u64 = attribute(&m, inf, "AVERAGE-BANDWIDTH")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(bandwidth >= actual, "{bandwidth} < {actual}");
+    assert!(bandwidth <= actual + actual / 50, "{bandwidth} ≫ {actual}");
+    assert!(average <= bandwidth && average > actual / 2);
+}
+
+#[test]
+fn audio_only_and_video_only_presentations() {
+    let mut v = MemView::new(PresentationState::Live, 2000, None);
+    v.add_track(audio_track(2, "und"));
+    v.add_track(audio_track(3, "de"));
+    fill(&mut v, None, &[2, 3], 0, 2);
+    let m = text(&get(&v, "Manifest(format=m3u8-cmaf)"));
+    assert!(!m.contains("#EXT-X-MEDIA"), "{m}");
+    assert_eq!(m.matches("#EXT-X-STREAM-INF").count(), 2);
+    assert!(!m.contains("AUDIO="), "{m}");
+    assert!(!m.contains("RESOLUTION="), "{m}");
+    assert_eq!(
+        attribute(&m, "#EXT-X-STREAM-INF", "CODECS"),
+        Some("mp4a.40.2")
+    );
+    assert!(m.contains("\nm3u8-cmaf/t2/index.m3u8\n") && m.contains("\nm3u8-cmaf/t3/index.m3u8\n"));
+
+    let mut v = MemView::new(PresentationState::Live, 2000, None);
+    v.add_track(video_track());
+    fill(&mut v, Some(1), &[], 0, 2);
+    let m = text(&get(&v, "Manifest(format=m3u8-cmaf)"));
+    assert!(!m.contains("#EXT-X-MEDIA"), "{m}");
+    assert!(!m.contains("AUDIO="), "{m}");
+    assert_eq!(
+        attribute(&m, "#EXT-X-STREAM-INF", "CODECS"),
+        Some("avc1.64000d")
+    );
+}
+
+#[test]
+fn empty_presentation_is_not_found_briefly() {
+    let mut v = MemView::new(PresentationState::Live, 2000, None);
+    v.add_track(video_track());
+    v.add_track(audio_track(2, "en"));
+    for path in ["Manifest(format=m3u8-cmaf)", "m3u8-cmaf/t1/index.m3u8"] {
+        let r = get(&v, path);
+        assert_eq!(r.status, 404, "{path}");
+        assert_eq!(r.cache, CachePolicy::MaxAge(1));
+    }
+}
+
+#[test]
+fn live_media_playlist() {
+    let view = presentation(PresentationState::Live);
+    let r = get(&view, "m3u8-cmaf/t1/index.m3u8");
+    assert_eq!(r.content_type, "application/vnd.apple.mpegurl");
+    assert_eq!(r.cache, CachePolicy::MaxAge(1));
+    let p = text(&r);
+    golden("media_live_video.m3u8", &p);
+    assert!(p.starts_with(
+        "#EXTM3U
+#EXT-X-VERSION:7
+#EXT-X-TARGETDURATION:2
+#EXT-X-MEDIA-SEQUENCE:500
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-MAP:URI=\"init.mp4\"
+#EXT-X-PROGRAM-DATE-TIME:2024-03-01T00:16:40.000Z
+#EXTINF:2.000,
+90000000.m4s
+"
+    ));
+    assert_eq!(p.matches("#EXTINF:2.000,\n").count(), COUNT as usize);
+    assert!(p.contains(
+        "#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:2024-03-01T00:16:46.000Z\n#EXTINF:2.000,\n90540000.m4s\n"
+    ));
+    assert!(!p.contains("#EXT-X-ENDLIST"));
+
+    // Audio: starts off the grid by a fraction of a frame; the sequence
+    // number still comes out of media time.
+    let a = text(&get(&view, "m3u8-cmaf/t2/index.m3u8"));
+    golden("media_live_audio.m3u8", &a);
+    assert!(a.contains("#EXT-X-MEDIA-SEQUENCE:500\n"));
+    assert!(a.contains("#EXT-X-TARGETDURATION:2\n"), "{a}");
+    assert!(a.contains("#EXTINF:2.005,\n48096256.m4s\n"), "{a}");
+    assert!(a.contains("#EXT-X-PROGRAM-DATE-TIME:2024-03-01T00:16:42.005Z\n"));
+
+    // The same fragments give the same bytes.
+    assert_eq!(get(&view, "m3u8-cmaf/t1/index.m3u8"), r);
+}
+
+#[test]
+fn sliding_window_moves_the_media_sequence_with_media_time() {
+    let mut view = presentation(PresentationState::Live);
+    fill(&mut view, Some(1), &[2, 3], FIRST + COUNT, 2);
+    view.trim_before_ms((FIRST + 3) * 2000);
+    for track in [1, 2, 3] {
+        let p = text(&get(&view, &format!("m3u8-cmaf/t{track}/index.m3u8")));
+        assert!(p.contains("#EXT-X-MEDIA-SEQUENCE:503\n"), "track {track}: {p}");
+        assert_eq!(p.matches("#EXTINF").count(), 5);
+        // The discontinuity was on the first listed fragment: nothing to
+        // be discontinuous with.
+        assert!(!p.contains("#EXT-X-DISCONTINUITY"), "{p}");
+    }
+}
+
+#[test]
+fn ended_media_playlist_and_no_program_date_time() {
+    let mut view = presentation(PresentationState::Ended);
+    view.info.epoch_ms = None;
+    let r = get(&view, "m3u8-cmaf/t1/index.m3u8");
+    assert_eq!(r.cache, CachePolicy::MaxAge(3600));
+    let p = text(&r);
+    golden("media_ended_video.m3u8", &p);
+    assert!(p.ends_with("90900000.m4s\n#EXT-X-ENDLIST\n"));
+    assert!(!p.contains("PROGRAM-DATE-TIME"));
+    let m = get(&view, "Manifest(format=m3u8-cmaf)");
+    assert_eq!(m.cache, CachePolicy::MaxAge(3600));
+}
+
+#[test]
+fn target_duration_covers_the_longest_segment_and_the_grid() {
+    let mut v = MemView::new(PresentationState::Live, 4000, None);
+    v.add_track(video_track());
+    fill(&mut v, Some(1), &[], 0, 2); // 2 s fragments on a 4 s grid
+    let p = text(&get(&v, "m3u8-cmaf/t1/index.m3u8"));
+    assert!(p.contains("#EXT-X-TARGETDURATION:4\n"), "{p}");
+    assert_eq!(get(&v, "m3u8-cmaf/t1/index.m3u8").cache, CachePolicy::MaxAge(2));
+    // A 5.04 s fragment.
+    let long: Vec<_> = (0..126).map(|_| video_fragment(9)[1]).collect();
+    let len = long.iter().map(|s| s.size).sum();
+    v.push(1, 360_000, long, payload(0, len), false);
+    let p = text(&get(&v, "m3u8-cmaf/t1/index.m3u8"));
+    // 5.04 s rounds to 5, as RFC 8216 compares them.
+    assert!(p.contains("#EXT-X-TARGETDURATION:5\n"), "{p}");
+    assert!(p.contains("#EXTINF:5.040,\n360000.m4s\n"), "{p}");
+}
+
+#[test]
+fn init_segments_parse() {
+    let view = presentation(PresentationState::Live);
+    let r = get(&view, "m3u8-cmaf/t1/init.mp4");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.content_type, "video/mp4");
+    assert_eq!(r.cache, CachePolicy::Immutable);
+    let body = view.assemble(&r);
+    golden("init_video.dump", &bmff::dump(&body));
+
+    let mut rd = Reader::new(&body);
+    let ftyp = Ftyp::from_box(&rd.next_box().unwrap().unwrap()).unwrap();
+    assert_eq!(ftyp.major_brand.to_string(), "iso6");
+    let brands: Vec<String> = ftyp
+        .compatible_brands
+        .iter()
+        .map(|b| b.to_string())
+        .collect();
+    assert_eq!(brands, ["iso6", "cmfc"]);
+    let moov = Moov::from_box(&rd.next_box().unwrap().unwrap()).unwrap();
+    rd.finish().unwrap();
+    assert_eq!(moov.traks.len(), 1);
+    let trak = &moov.traks[0];
+    assert_eq!(trak.tkhd.track_id, 1);
+    assert_eq!(trak.mdia.mdhd.timescale, 90_000);
+    let SampleDescription::Avc1(avc1) = &trak.mdia.minf.stbl.stsd.entries[0] else {
+        panic!("avc1 expected");
+    };
+    assert_eq!(avc1.avcc, AVCC);
+    assert_eq!(moov.mvex.unwrap().trex[0].track_id, 1);
+
+    let r = get(&view, "m3u8-cmaf/t3/init.mp4");
+    assert_eq!(r.content_type, "audio/mp4");
+    let body = view.assemble(&r);
+    golden("init_audio_fr.dump", &bmff::dump(&body));
+    let moov = Moov::decode(&body[24..]).unwrap();
+    let trak = &moov.traks[0];
+    assert_eq!(trak.mdia.mdhd.language, *b"fra");
+    let SampleDescription::Mp4a(mp4a) = &trak.mdia.minf.stbl.stsd.entries[0] else {
+        panic!("mp4a expected");
+    };
+    assert_eq!(mp4a.esds.decoder_specific_info, ASC);
+    assert_eq!((mp4a.channel_count, mp4a.sample_rate), (2, 48_000));
+}
+
+#[test]
+fn media_segment_references_the_payload() {
+    let view = presentation(PresentationState::Live);
+    let start = 501 * 180_000;
+    let r = get(&view, &format!("m3u8-cmaf/t1/{start}.m4s"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.content_type, "video/mp4");
+    assert_eq!(r.cache, CachePolicy::Immutable);
+    let stored = &view.fragments[&1][&start];
+    let [BodyPart::Bytes(head), BodyPart::SampleData(data)] = r.body.as_slice() else {
+        panic!("header and one data reference expected: {r:?}");
+    };
+    assert_eq!(
+        *data,
+        DataRef {
+            track: 1,
+            start,
+            offset: 0,
+            length: stored.fragment.size
+        }
+    );
+    golden("segment_video_header.dump", &bmff::dump(head));
+
+    let body = view.assemble(&r);
+    let mut rd = Reader::new(&body);
+    let styp = Styp::from_box(&rd.next_box().unwrap().unwrap()).unwrap();
+    assert_eq!(styp.major_brand.to_string(), "cmfs");
+    let moof_box = rd.next_box().unwrap().unwrap();
+    let moof_at = body.len() - rd.remaining() - moof_box.len();
+    let moof = Moof::from_box(&moof_box).unwrap();
+    let mdat = rd.next_box().unwrap().unwrap();
+    rd.finish().unwrap();
+    assert_eq!(mdat.body, stored.data.as_slice());
+
+    assert_eq!(moof.mfhd.sequence_number, 501);
+    let traf = &moof.trafs[0];
+    assert_eq!(traf.tfhd.track_id, 1);
+    assert!(traf.tfhd.default_base_is_moof);
+    assert_eq!(traf.tfdt.unwrap().base_media_decode_time, start);
+    let trun = &traf.truns[0];
+    // The data offset, from the moof, lands on the first payload byte.
+    let first = moof_at + trun.data_offset.unwrap() as usize;
+    assert_eq!(&body[first..], stored.data.as_slice());
+    assert_eq!(trun.samples.len(), 50);
+    for (t, s) in trun.samples.iter().zip(&stored.samples) {
+        assert_eq!(t.duration, Some(s.duration));
+        assert_eq!(t.size, Some(s.size));
+        assert_eq!(t.composition_offset, Some(s.composition_offset));
+        assert_eq!(t.flags, Some(bmff::sample_flags(s.keyframe)));
+    }
+
+    // Audio: no composition offsets, all sync samples.
+    let a = &view.fragments[&2];
+    let (&start, stored) = a.iter().nth(1).unwrap();
+    let r = get(&view, &format!("m3u8-cmaf/t2/{start}.m4s"));
+    assert_eq!(r.content_type, "audio/mp4");
+    let body = view.assemble(&r);
+    let moof = Moof::decode(&body[24..24 + u32::from_be_bytes(body[24..28].try_into().unwrap()) as usize]).unwrap();
+    let trun = &moof.trafs[0].truns[0];
+    assert_eq!(trun.samples.len(), stored.samples.len());
+    assert!(trun.samples.iter().all(|s| s.composition_offset.is_none()
+        && s.flags == Some(bmff::SAMPLE_FLAGS_SYNC)));
+    assert!(body.ends_with(&stored.data));
+}
+
+#[test]
+fn not_found() {
+    let view = presentation(PresentationState::Live);
+    let newest = (FIRST + COUNT - 1) * 180_000;
+    for path in [
+        "",
+        "Manifest",
+        "Manifest(format=m3u8-aapl)",
+        "m3u8-cmaf/t9/index.m3u8",
+        "m3u8-cmaf/t9/init.mp4",
+        "m3u8-cmaf/t4/index.m3u8", // a data track
+        "m3u8-cmaf/t4/init.mp4",
+        "m3u8-cmaf/t1/index.m3u8x",
+        "m3u8-cmaf/t01/index.m3u8",
+        "m3u8-cmaf/t1/0180000.m4s",
+        "m3u8-cmaf/t1/90000001.m4s",             // inside the timeline, not a start
+        &format!("m3u8-cmaf/t1/{}.m4s", 100 * 180_000), // before the window
+        &format!("m3u8-cmaf/t1/{}.m4s", newest + 180_000), // beyond the live edge
+        "m3u8-cmaf/t1/99999999999999999999999.m4s",
+    ] {
+        let r = get(&view, path);
+        assert_eq!(r.status, 404, "{path:?}");
+        assert_eq!(r.cache, CachePolicy::MaxAge(1), "{path:?}");
+    }
+    // Another format routed here by mistake.
+    let req = Request {
+        format: "mpd-time-cmaf".into(),
+        path: "Manifest(format=m3u8-cmaf)".into(),
+        ..Request::default()
+    };
+    assert_eq!(Hls::handle(&req, &view).status, 404);
+}

@@ -1,0 +1,293 @@
+//! Interop with a real player: ffmpeg encodes H.264 and AAC into
+//! fragmented MP4, the SDK's box reader demuxes them into an in-memory
+//! presentation, the packager serves it as HLS, and a crawler writes every
+//! playlist and segment to a directory the way a player would fetch them.
+//! Then ffprobe and ffmpeg must read it back without a single error, and
+//! every packet must come out byte-identical to what ffmpeg encoded.
+//!
+//! Skipped (with a note) when `ffmpeg` is not installed.
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../src/test_view.rs"]
+mod test_view;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sluice_plugin_hls::Hls;
+use sluice_sdk::bmff::{BmffBox, Moof, Moov, Reader, SampleDescription};
+use sluice_sdk::plugin::{
+    Packager, PresentationState, Request, Response, SampleEntry, TrackInfo, TrackKind,
+};
+use test_view::MemView;
+
+const SECONDS: u32 = 8;
+
+fn have_ffmpeg() -> bool {
+    ["ffmpeg", "ffprobe"].iter().all(|tool| {
+        Command::new(tool)
+            .arg("-version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+/// Runs a command; fails the test with its stderr unless it succeeds
+/// without printing anything on stderr (every command runs with
+/// `-v error`, so any line there is an error).
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "{cmd:?} failed ({}):\n{stderr}",
+        out.status
+    );
+    out
+}
+
+fn ffmpeg(dir: &Path) -> Command {
+    let mut c = Command::new("ffmpeg");
+    c.current_dir(dir).args(["-nostdin", "-hide_banner", "-v", "error", "-y"]);
+    c
+}
+
+/// One track demuxed from a fragmented MP4 written by ffmpeg: its
+/// description and its fragments as (start, sample table, payload).
+struct Demuxed {
+    track: TrackInfo,
+    fragments: Vec<(u64, Vec<SampleEntry>, Vec<u8>)>,
+}
+
+/// Demuxes a single-track fragmented MP4 with the SDK's reader.
+fn demux(file: &[u8], id: u32) -> Demuxed {
+    let mut r = Reader::new(file);
+    let mut moov: Option<Moov> = None;
+    let mut fragments = Vec::new();
+    while let Some(b) = r.next_box().unwrap() {
+        let offset = file.len() - r.remaining() - b.len();
+        match &b.fourcc().0 {
+            b"moov" => moov = Some(Moov::from_box(&b).unwrap()),
+            b"moof" => {
+                let moov = moov.as_ref().unwrap();
+                let trex = moov.mvex.as_ref().unwrap().trex[0];
+                let moof = Moof::from_box(&b).unwrap();
+                let [traf] = moof.trafs.as_slice() else {
+                    panic!("one traf per moof expected");
+                };
+                let tfhd = traf.tfhd;
+                let base = match tfhd.base_data_offset {
+                    Some(b) => b as usize,
+                    None => offset, // default-base-is-moof, or the first traf
+                };
+                let (mut samples, mut data) = (Vec::new(), Vec::new());
+                for trun in &traf.truns {
+                    let mut at = base + trun.data_offset.unwrap_or(0) as usize;
+                    for (i, s) in trun.samples.iter().enumerate() {
+                        let flags = match (i, trun.first_sample_flags) {
+                            (0, Some(f)) => f,
+                            _ => s
+                                .flags
+                                .or(tfhd.default_sample_flags)
+                                .unwrap_or(trex.default_sample_flags),
+                        };
+                        let size = s
+                            .size
+                            .or(tfhd.default_sample_size)
+                            .unwrap_or(trex.default_sample_size);
+                        samples.push(SampleEntry {
+                            duration: s
+                                .duration
+                                .or(tfhd.default_sample_duration)
+                                .unwrap_or(trex.default_sample_duration),
+                            size,
+                            composition_offset: s.composition_offset.unwrap_or(0),
+                            keyframe: flags & 0x0001_0000 == 0,
+                        });
+                        data.extend_from_slice(&file[at..at + size as usize]);
+                        at += size as usize;
+                    }
+                }
+                let start = traf.tfdt.unwrap().base_media_decode_time;
+                fragments.push((start, samples, data));
+            }
+            _ => {}
+        }
+    }
+    let moov = moov.unwrap();
+    let trak = &moov.traks[0];
+    let timescale = trak.mdia.mdhd.timescale;
+    let track = match &trak.mdia.minf.stbl.stsd.entries[0] {
+        SampleDescription::Avc1(a) => TrackInfo {
+            fourcc: "avc1".into(),
+            codec_private: a.avcc.clone(),
+            stream: "240p".into(),
+            width: a.width.into(),
+            height: a.height.into(),
+            ..TrackInfo::new(id, TrackKind::Video, timescale)
+        },
+        SampleDescription::Mp4a(m) => TrackInfo {
+            fourcc: "mp4a".into(),
+            codec_private: m.esds.decoder_specific_info.clone(),
+            sample_rate: m.sample_rate,
+            channels: m.channel_count,
+            language: "en".into(),
+            ..TrackInfo::new(id, TrackKind::Audio, timescale)
+        },
+        other => panic!("unexpected sample entry {other:?}"),
+    };
+    // The codec strings are left empty: the packager derives them.
+    Demuxed { track, fragments }
+}
+
+fn get(view: &MemView, path: &str) -> Response {
+    let req = Request {
+        format: "m3u8-cmaf".into(),
+        path: path.into(),
+        ..Request::default()
+    };
+    let r = Hls::handle(&req, view);
+    assert_eq!(r.status, 200, "{path}: {r:?}");
+    r
+}
+
+/// Fetches `path` (below the manifest root) and writes it under `root`.
+fn fetch(view: &MemView, root: &Path, path: &str, file: &str) -> Vec<u8> {
+    let body = view.assemble(&get(view, path));
+    let dest = root.join(file);
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    std::fs::write(&dest, &body).unwrap();
+    body
+}
+
+/// The URIs a playlist names: URI lines and `URI="..."` attributes.
+fn uris(playlist: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in playlist.lines() {
+        if line.is_empty() {
+            continue;
+        }
+        if !line.starts_with('#') {
+            out.push(line.to_owned());
+        } else if let Some(at) = line.find("URI=\"") {
+            let rest = &line[at + 5..];
+            out.push(rest[..rest.find('"').unwrap()].to_owned());
+        }
+    }
+    out
+}
+
+/// Crawls the presentation as a player would, writing every resource
+/// under `root`; the multivariant playlist becomes `master.m3u8`.
+fn crawl(view: &MemView, root: &Path) -> usize {
+    let master = fetch(view, root, "Manifest(format=m3u8-cmaf)", "master.m3u8");
+    let mut files = 1;
+    for media in uris(std::str::from_utf8(&master).unwrap()) {
+        let body = fetch(view, root, &media, &media);
+        files += 1;
+        let dir = &media[..media.rfind('/').unwrap() + 1];
+        for uri in uris(std::str::from_utf8(&body).unwrap()) {
+            let path = format!("{dir}{uri}");
+            fetch(view, root, &path, &path);
+            files += 1;
+        }
+    }
+    files
+}
+
+/// Per packet of one stream, by stream copy (no decoding): composition
+/// offset (pts - dts), size and MD5 of the data.
+fn packets(dir: &Path, input: &str, map: &str) -> Vec<(i64, u64, String)> {
+    let out = run(ffmpeg(dir)
+        .args(["-i", input, "-map", map])
+        .args("-c copy -f framemd5 -".split_whitespace()));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            // stream, dts, pts, duration, size, hash
+            let f: Vec<&str> = l.split(',').map(str::trim).collect();
+            let (dts, pts): (i64, i64) = (f[1].parse().unwrap(), f[2].parse().unwrap());
+            (pts - dts, f[4].parse().unwrap(), f[5].to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn ffmpeg_plays_the_hls_output() {
+    if !have_ffmpeg() {
+        eprintln!("skipped: ffmpeg/ffprobe not installed");
+        return;
+    }
+    let dir: PathBuf = std::env::temp_dir().join(format!("sluice-hls-ffmpeg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // 25 fps H.264 with B-frames and a keyframe every 2 s; AAC cut in 2 s
+    // fragments. Both fragmented, one track per file.
+    run(ffmpeg(&dir).args(
+        format!(
+            "-f lavfi -i testsrc2=s=320x240:r=25 -t {SECONDS} \
+             -c:v libx264 -preset veryfast -g 50 -keyint_min 50 -sc_threshold 0 -bf 2 \
+             -pix_fmt yuv420p -video_track_timescale 90000 \
+             -movflags frag_keyframe+empty_moov+default_base_moof video.mp4"
+        )
+        .split_whitespace(),
+    ));
+    run(ffmpeg(&dir).args(
+        format!(
+            "-f lavfi -i sine=f=440:r=48000 -t {SECONDS} -c:a aac -b:a 96k -ac 2 \
+             -frag_duration 2000000 -movflags empty_moov+default_base_moof audio.mp4"
+        )
+        .split_whitespace(),
+    ));
+    let video = demux(&std::fs::read(dir.join("video.mp4")).unwrap(), 1);
+    let audio = demux(&std::fs::read(dir.join("audio.mp4")).unwrap(), 2);
+    assert_eq!(video.fragments.len(), (SECONDS / 2) as usize);
+    assert!(video.fragments.iter().all(|(_, s, _)| s[0].keyframe));
+    assert!(
+        video.fragments[0].1.iter().any(|s| s.composition_offset != 0),
+        "B-frames expected"
+    );
+
+    let mut view = MemView::new(PresentationState::Ended, 2000, Some(1_709_251_200_000));
+    for d in [&video, &audio] {
+        view.add_track(d.track.clone());
+        for (start, samples, data) in &d.fragments {
+            view.push(d.track.id, *start, samples.clone(), data.clone(), false);
+        }
+    }
+    let hls = dir.join("hls");
+    let files = crawl(&view, &hls);
+    assert_eq!(files, 3 + 2 + video.fragments.len() + audio.fragments.len());
+    let master = std::fs::read_to_string(hls.join("master.m3u8")).unwrap();
+    assert!(master.contains("CODECS=\"avc1.64000d,mp4a.40.2\""), "{master}");
+
+    // ffprobe sees both streams as encoded.
+    let out = run(Command::new("ffprobe").current_dir(&hls).args(
+        "-v error -show_entries stream=codec_name,width,height,sample_rate,channels \
+         -of compact=p=0:nk=1 master.m3u8"
+            .split_whitespace(),
+    ));
+    let probe = String::from_utf8(out.stdout).unwrap();
+    assert!(probe.lines().any(|l| l.starts_with("h264|320|240")), "{probe}");
+    assert!(probe.lines().any(|l| l.starts_with("aac|48000|2")), "{probe}");
+
+    // A full decode of every stream, stopping at the first error.
+    run(ffmpeg(&hls).args(
+        "-xerror -err_detect crccheck+bitstream+buffer -i master.m3u8 -map 0 -f null -"
+            .split_whitespace(),
+    ));
+
+    // Every packet arrives intact, in order, with its composition offset.
+    for (source, map) in [("video.mp4", "0:v:0"), ("audio.mp4", "0:a:0")] {
+        let expected = packets(&dir, source, "0");
+        let got = packets(&hls, "master.m3u8", map);
+        assert!(expected.len() >= 200, "{source}: {} packets", expected.len());
+        assert_eq!(expected.len(), got.len(), "{source}: packet count");
+        assert!(expected == got, "{source}: packets differ");
+    }
+
+    eprintln!("KEEP {}", dir.display());
+}
