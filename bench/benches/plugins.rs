@@ -27,6 +27,7 @@ fn main() {
     let plugin_dir = data.path().join("plugins");
     std::fs::create_dir_all(&plugin_dir).expect("plugin dir");
     std::fs::copy(testing::TESTBED_WASM, plugin_dir.join("testbed.wasm")).expect("copy testbed");
+    let started = std::time::Instant::now();
     let host = PluginHost::new(
         &PluginConfig {
             cache_dir: Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("plugin-cache")),
@@ -35,16 +36,18 @@ fn main() {
         data.path(),
     )
     .expect("plugin host");
+    println!(
+        "start      PluginHost::new (engine, built-ins + testbed, cache warm after the first run): {:.1} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
 
-    if wanted("lifecycle") {
-        lifecycle(&host);
-    }
+    let floor = wanted("lifecycle").then(|| lifecycle(&host));
     if wanted("hls") {
-        hls(&host);
+        hls(&host, floor);
     }
 }
 
-fn lifecycle(host: &PluginHost) {
+fn lifecycle(host: &PluginHost) -> Summary {
     let plugin = host.packager("testbed").expect("testbed loaded");
     let request = Request {
         format: "testbed".into(),
@@ -53,14 +56,18 @@ fn lifecycle(host: &PluginHost) {
     };
     let view: Arc<dyn View + Send + Sync> = Arc::new(MemView::tiny());
     let s = measure(2_000, 20_000, || {
-        let r = plugin.handle(&request, view.clone()).expect("testbed answers");
+        let r = plugin
+            .handle(&request, view.clone())
+            .expect("testbed answers");
         std::hint::black_box(r);
     });
     println!("lifecycle  instantiate + handle + drop (testbed, tiny view)");
     println!("           {s}");
+    s
 }
 
-fn hls(host: &PluginHost) {
+/// `floor`: the lifecycle figure, to split fixed cost from the call itself.
+fn hls(host: &PluginHost, floor: Option<Summary>) {
     let Some(plugin) = host.packager("m3u8-cmaf") else {
         println!("hls        skipped: no packager for m3u8-cmaf is loaded");
         return;
@@ -91,12 +98,16 @@ fn hls(host: &PluginHost) {
             wasm.body.len()
         );
         let w = measure(200, 3_000, || {
-            std::hint::black_box(plugin.handle(&request, shared.clone()).expect("hls answers"));
+            std::hint::black_box(
+                plugin
+                    .handle(&request, shared.clone())
+                    .expect("hls answers"),
+            );
         });
         let n = measure(200, 3_000, || {
             std::hint::black_box(native_hls(&request, &view));
         });
-        report(label, &w, &n);
+        report(label, &w, &n, floor.as_ref());
     }
 }
 
@@ -104,11 +115,20 @@ fn native_hls(request: &Request, view: &MemView) -> sluice_sdk::plugin::Response
     <sluice_plugin_hls::Hls as sluice_sdk::plugin::Packager>::handle(request, view)
 }
 
-fn report(label: &str, wasm: &Summary, native: &Summary) {
+fn report(label: &str, wasm: &Summary, native: &Summary, floor: Option<&Summary>) {
     println!("           wasm    {wasm}");
     println!("           native  {native}");
     println!(
         "           {label} ratio wasm/native (medians) {:.2}x",
         wasm.median_us() / native.median_us()
     );
+    if let Some(floor) = floor {
+        // The testbed's lifecycle includes its own (small) call, so this
+        // slightly understates the marginal cost.
+        let marginal = (wasm.median_us() - floor.median_us()).max(0.0);
+        println!(
+            "           {label} beyond the lifecycle floor {marginal:.2} µs: {:.2}x native",
+            marginal / native.median_us()
+        );
+    }
 }

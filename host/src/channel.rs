@@ -269,8 +269,8 @@ impl StreamIngest {
         // fragments, moves the stream to the end of the timeline.
         let mut offset = offset;
         if let Some(last) = last_dts {
-            let step_ms = mul_div_round_signed(s.dts - last, 1000, u64::from(timescale))
-                .unwrap_or(i64::MAX);
+            let step_ms =
+                mul_div_round_signed(s.dts - last, 1000, u64::from(timescale)).unwrap_or(i64::MAX);
             if step_ms < 0 || step_ms > 5 * fragment_ms {
                 let end = self.channel.end_ms().unwrap_or(0);
                 offset = end + fragment_ms.min(100) - dts_ms;
@@ -323,7 +323,12 @@ impl StreamIngest {
         let fragment_ms = i64::from(self.channel.fragment_ms);
         match self.channel.end_ms() {
             None => (-first_dts_ms).max(0),
-            Some(end) if first_dts_ms >= end - 3 * fragment_ms && first_dts_ms <= end + 3 * fragment_ms => 0,
+            Some(end)
+                if first_dts_ms >= end - 3 * fragment_ms
+                    && first_dts_ms <= end + 3 * fragment_ms =>
+            {
+                0
+            }
             Some(end) => {
                 self.discontinuity_next = true;
                 tracing::info!(

@@ -75,7 +75,11 @@ impl Config {
             if !seen.insert(c.name.as_str()) {
                 anyhow::bail!("channel {:?} defined twice", c.name);
             }
-            if c.key.is_empty() || !c.key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            if c.key.is_empty()
+                || !c
+                    .key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             {
                 anyhow::bail!("channel {:?}: key must be non-empty [A-Za-z0-9-]", c.name);
             }
@@ -180,8 +184,7 @@ pub fn valid_name(name: &str) -> bool {
     !b.is_empty()
         && b.len() <= 63
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
@@ -203,10 +206,9 @@ mod tests {
 
     #[test]
     fn parses_and_rejects_unknown_fields() {
-        let c: Config = toml::from_str(
-            "http = \"127.0.0.1:0\"\n[[channels]]\nname = \"ch1\"\nkey = \"k\"\n",
-        )
-        .expect("valid config");
+        let c: Config =
+            toml::from_str("http = \"127.0.0.1:0\"\n[[channels]]\nname = \"ch1\"\nkey = \"k\"\n")
+                .expect("valid config");
         assert_eq!(c.channels[0].fragment_ms, 2000);
         c.validate().expect("valid");
         assert!(toml::from_str::<Config>("bogus = 1").is_err());

@@ -150,7 +150,12 @@ impl Delivery {
     }
 
     /// Answers one HTTP request.
-    pub async fn handle(&self, method: &Method, uri: &http::Uri, headers: &HeaderMap) -> http::Response<Body> {
+    pub async fn handle(
+        &self,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+    ) -> http::Response<Body> {
         let mut resp = self.route(method, uri, headers).await;
         let h = resp.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&self.config.cors_origin) {
@@ -163,7 +168,12 @@ impl Delivery {
         resp
     }
 
-    async fn route(&self, method: &Method, uri: &http::Uri, headers: &HeaderMap) -> http::Response<Body> {
+    async fn route(
+        &self,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+    ) -> http::Response<Body> {
         if method == Method::OPTIONS {
             return http::Response::builder()
                 .status(StatusCode::NO_CONTENT)
@@ -178,16 +188,28 @@ impl Delivery {
             return plain(StatusCode::OK, "ok\n", "no-store");
         }
         if method != Method::GET && method != Method::HEAD {
-            return plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n", "no-store");
+            return plain(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed\n",
+                "no-store",
+            );
         }
         let Some((channel, rest)) = parse_preview(path) else {
             return plain(StatusCode::NOT_FOUND, "not found\n", "public, max-age=5");
         };
         let Some(channel) = self.channels.get(channel) else {
-            return plain(StatusCode::NOT_FOUND, "no such channel\n", "public, max-age=5");
+            return plain(
+                StatusCode::NOT_FOUND,
+                "no such channel\n",
+                "public, max-age=5",
+            );
         };
         let Some(format) = format_of(rest) else {
-            return plain(StatusCode::NOT_FOUND, "unknown resource\n", "public, max-age=5");
+            return plain(
+                StatusCode::NOT_FOUND,
+                "unknown resource\n",
+                "public, max-age=5",
+            );
         };
         let presentation = format!("preview/{}", channel.name);
         let immutable_key = CacheKey {
@@ -254,16 +276,18 @@ impl Delivery {
         for part in response.body {
             match part {
                 BodyPart::Bytes(b) => parts.push(Bytes::from(b)),
-                BodyPart::SampleData(r) => match snapshot.data(r.track, r.start, r.offset, r.length) {
-                    Some(b) => parts.push(b),
-                    None => {
-                        tracing::warn!(path = %path, ?r, "packager referenced data it was not given");
-                        return Err(Failure {
-                            status: StatusCode::SERVICE_UNAVAILABLE,
-                            message: "packager referenced unknown sample data".to_owned(),
-                        });
+                BodyPart::SampleData(r) => {
+                    match snapshot.data(r.track, r.start, r.offset, r.length) {
+                        Some(b) => parts.push(b),
+                        None => {
+                            tracing::warn!(path = %path, ?r, "packager referenced data it was not given");
+                            return Err(Failure {
+                                status: StatusCode::SERVICE_UNAVAILABLE,
+                                message: "packager referenced unknown sample data".to_owned(),
+                            });
+                        }
                     }
-                },
+                }
             }
         }
         let mut hasher = xxhash_rust::xxh3::Xxh3::new();
@@ -271,7 +295,8 @@ impl Delivery {
             hasher.update(p);
         }
         let len = parts.iter().map(|p| p.len() as u64).sum();
-        let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let cached = Arc::new(Cached {
             status,
             content_type: response.content_type,

@@ -182,10 +182,9 @@ impl Connection<'_> {
                         tracing::warn!(app = %req.app, stream = %req.stream, %reason, "ingest refused");
                         self.close = true;
                     }
-                    let more = tokio::task::block_in_place(|| {
-                        self.session.authorize(req.id, verdict)
-                    })
-                    .map_err(|e| e.to_string())?;
+                    let more =
+                        tokio::task::block_in_place(|| self.session.authorize(req.id, verdict))
+                            .map_err(|e| e.to_string())?;
                     queue.extend(more);
                 }
                 Event::Track(info) => {
@@ -202,10 +201,7 @@ impl Connection<'_> {
                     ingest.on_track(info).map_err(|e| e.to_string())?;
                 }
                 Event::Samples(samples) => {
-                    let ingest = self
-                        .ingest
-                        .as_mut()
-                        .ok_or("media before publish")?;
+                    let ingest = self.ingest.as_mut().ok_or("media before publish")?;
                     ingest.on_samples(samples).map_err(|e| e.to_string())?;
                 }
                 Event::EndOfStream(reason) => {
@@ -304,8 +300,7 @@ pub fn valid_stream_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && !s.starts_with('.')
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
 }
 
@@ -328,12 +323,11 @@ mod tests {
                 stream: Some("720p")
             }
         );
+        assert_eq!(parse_ingest_path("live").expect("valid").channel, None);
         assert_eq!(
-            parse_ingest_path("live").expect("valid").channel,
-            None
-        );
-        assert_eq!(
-            parse_ingest_path("/live/ch1/KEY/720p?x=1").expect("valid").stream,
+            parse_ingest_path("/live/ch1/KEY/720p?x=1")
+                .expect("valid")
+                .stream,
             Some("720p")
         );
         assert!(parse_ingest_path("vod/ch1/KEY/720p").is_err());

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use sluice::config::{Config, LogFormat};
 
 #[derive(Parser)]
-#[command(name = "sluice", version, about = "Sluice: a live-streaming edge origin")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Sluice: a live-streaming edge origin"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -125,9 +129,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         let server = sluice::Server::start(config.clone()).await?;
-        announce(config.log_format, &format!("listening http={}", server.http));
-        announce(config.log_format, &format!("listening rtmp={}", server.rtmp));
-        announce(config.log_format, &format!("listening admin={}", server.admin));
+        announce(
+            config.log_format,
+            &format!("listening http={}", server.http),
+        );
+        announce(
+            config.log_format,
+            &format!("listening rtmp={}", server.rtmp),
+        );
+        announce(
+            config.log_format,
+            &format!("listening admin={}", server.admin),
+        );
         if config.demo {
             let host = if server.http.ip().is_unspecified() {
                 SocketAddr::from(([127, 0, 0, 1], server.http.port()))
@@ -180,7 +193,10 @@ async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => {}

@@ -122,7 +122,9 @@ impl Handler for Delivery {
         &self,
         req: http::Request<hyper::body::Incoming>,
     ) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>> {
-        Box::pin(async move { Delivery::handle(self, req.method(), req.uri(), req.headers()).await })
+        Box::pin(
+            async move { Delivery::handle(self, req.method(), req.uri(), req.headers()).await },
+        )
     }
 }
 

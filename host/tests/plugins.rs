@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use sluice::plugins::{PluginConfig, PluginError, PluginHost, World, testing};
+use sluice::plugins::{Origin, PluginConfig, PluginError, PluginHost, World, testing};
 use sluice_sdk::plugin::{
-    BodyPart, Fragment, PresentationInfo, PresentationState, Request, Response, SampleEntry,
-    TrackInfo, TrackKind, View,
+    BodyPart, Event, Fragment, PresentationInfo, PresentationState, Request, Response, SampleEntry,
+    SessionConfig, TrackInfo, TrackKind, View,
 };
 
 const MARK_A: &[u8] = b"SLUICE-TESTBED-MARK-AAAAAAAA";
@@ -327,7 +327,7 @@ async fn replacing_the_file_reloads_without_dropping_calls_in_flight() {
 }
 
 #[test]
-fn reload_now_sees_an_added_and_a_removed_file() {
+fn reload_now_sees_added_broken_and_removed_files() {
     init_log();
     let data = tempfile::tempdir().expect("temp dir");
     let host = PluginHost::new(
@@ -344,7 +344,107 @@ fn reload_now_sees_an_added_and_a_removed_file() {
     std::fs::write(host.dir().join("testbed.wasm"), testbed_wasm()).expect("copy");
     assert!(host.reload_now() > g);
     assert!(contains(&ok_body(&host), MARK_A));
+    // A broken (say half-written) replacement keeps the last good version.
+    std::fs::write(host.dir().join("testbed.wasm"), &testbed_wasm()[..1000]).expect("truncate");
+    host.reload_now();
+    assert!(contains(&ok_body(&host), MARK_A));
     std::fs::remove_file(host.dir().join("testbed.wasm")).expect("remove");
     host.reload_now();
     assert!(host.packager("testbed").is_none());
+}
+
+#[test]
+fn builtins_are_embedded() {
+    let (_data, host) = host_with_testbed(PluginConfig::default());
+    let hls = host.packager("m3u8-cmaf").expect("built-in HLS packager");
+    assert_eq!(hls.origin(), &Origin::Builtin("sluice-plugin-hls"));
+    let rtmp = host.ingest("rtmp").expect("built-in RTMP adapter");
+    assert_eq!(rtmp.origin(), &Origin::Builtin("sluice-plugin-rtmp"));
+    assert_eq!(rtmp.info().extension, "rtmp");
+}
+
+#[test]
+fn a_file_with_a_builtins_name_overrides_it() {
+    let (data, host) = host_with_testbed(PluginConfig::default());
+    let builtin_name = host
+        .packager("m3u8-cmaf")
+        .expect("built-in HLS")
+        .info()
+        .name
+        .clone();
+    let file = data.path().join("plugins").join("my-hls.wasm");
+    std::fs::write(
+        &file,
+        testing::builtin("sluice-plugin-hls").expect("embedded"),
+    )
+    .expect("write");
+    host.reload_now();
+    let hls = host.packager("m3u8-cmaf").expect("HLS packager");
+    assert_eq!(hls.info().name, builtin_name);
+    assert_eq!(hls.origin(), &Origin::File(file.clone()));
+    // One plugin of that name is in effect, the file's.
+    let active: Vec<_> = host
+        .plugins()
+        .into_iter()
+        .filter(|p| p.name == builtin_name)
+        .collect();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].origin, Origin::File(file));
+}
+
+#[test]
+fn ingest_session_answers_the_rtmp_handshake() {
+    let (_data, host) = host_with_testbed(PluginConfig::default());
+    let rtmp = host.ingest("rtmp").expect("built-in RTMP adapter");
+    let mut session = rtmp
+        .open(SessionConfig {
+            remote_addr: "127.0.0.1:50000".into(),
+            ..SessionConfig::default()
+        })
+        .expect("session opens");
+    // C0 (version 3) + C1 (time, zero, 1528 arbitrary bytes).
+    let c1: Vec<u8> = (0..1536u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut input = vec![3u8];
+    input.extend_from_slice(&c1);
+    // Fed in two pieces: the session buffers across calls.
+    let mut sent = Vec::new();
+    for piece in [&input[..100], &input[100..]] {
+        for event in session.feed(piece).expect("handshake accepted") {
+            if let Event::Send(bytes) = event {
+                sent.extend_from_slice(&bytes);
+            }
+        }
+    }
+    // S0 + S1 + S2, S2 echoing C1.
+    assert_eq!(sent.len(), 1 + 1536 + 1536);
+    assert_eq!(sent[0], 3);
+    assert_eq!(&sent[1 + 1536..], &c1[..]);
+    session.close().expect("close");
+}
+
+#[test]
+fn a_full_pool_fails_with_a_host_error_and_recovers() {
+    init_log();
+    // Room for two instances.
+    let data = tempfile::tempdir().expect("temp dir");
+    let small = PluginHost::new(
+        &PluginConfig {
+            cache_dir: Some(cache_dir()),
+            max_instances: 2,
+            ..PluginConfig::default()
+        },
+        data.path(),
+    )
+    .expect("plugin host");
+    let rtmp = small.ingest("rtmp").expect("built-in RTMP adapter");
+    let first = rtmp.open(SessionConfig::default()).expect("first session");
+    let _second = rtmp.open(SessionConfig::default()).expect("second session");
+    match rtmp.open(SessionConfig::default()) {
+        Err(PluginError::Host(message)) => assert!(message.contains("rtmp"), "{message}"),
+        Err(other) => panic!("expected a host error, got {other:?}"),
+        Ok(_) => panic!("expected a host error, got a third session"),
+    }
+    drop(first);
+    rtmp.open(SessionConfig::default())
+        .expect("a slot is free again");
 }

@@ -49,7 +49,7 @@ pub use reader::{BoxRef, BoxSize, Children, Header, Reader};
 pub use stbl::{
     Avc1, Mp4a, SampleDescription, Stbl, Stco, Stsc, StscEntry, Stsd, Stsz, Stts, SttsEntry,
 };
-pub use trak::{Dinf, Dref, Hdlr, MediaHeader, Mdhd, Mdia, Minf, Smhd, Tkhd, Trak, Url, Vmhd};
+pub use trak::{Dinf, Dref, Hdlr, Mdhd, Mdia, MediaHeader, Minf, Smhd, Tkhd, Trak, Url, Vmhd};
 pub use writer::{BoxWriter, write_box, write_full_box};
 
 /// Errors of the ISO BMFF reader and writer.
@@ -252,7 +252,6 @@ pub mod fuzzing {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -113,7 +113,14 @@ impl Sluice {
             .arg(&config_path)
             .arg("--data-dir")
             .arg(data_dir.path())
-            .args(["--http", "127.0.0.1:0", "--rtmp", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .args([
+                "--http",
+                "127.0.0.1:0",
+                "--rtmp",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+            ])
             .args(args)
             .env("SLUICE_LOG", "info,sluice=debug")
             .stdin(Stdio::null())
@@ -295,8 +302,17 @@ pub fn ffmpeg_push_rtmp(url: &str, seconds: u32, extra: &[&str]) -> Result<(bool
         .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args(["-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g", "50"])
-        .args(["-keyint_min", "50", "-sc_threshold", "0", "-pix_fmt", "yuv420p"])
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g", "50",
+        ])
+        .args([
+            "-keyint_min",
+            "50",
+            "-sc_threshold",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+        ])
         .args(["-c:a", "aac", "-b:a", "64k", "-ac", "2"])
         .args(extra)
         .args(["-f", "flv", url]))?;
@@ -318,7 +334,12 @@ pub fn ffprobe_frames(url: &str, extra: &[&str]) -> Result<(Vec<DecodedFrame>, S
     let (ok, out, err) = run(Command::new("ffprobe")
         .args(["-v", "error"])
         .args(extra)
-        .args(["-show_entries", "frame=media_type,pts_time", "-of", "csv=p=0"])
+        .args([
+            "-show_entries",
+            "frame=media_type,pts_time",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(url))?;
     if !ok {
         bail!("ffprobe failed: {err}");

@@ -17,22 +17,28 @@ fn demo_preview_decodes() -> anyhow::Result<()> {
         .split_once(&server.http.port().to_string())
         .map(|(_, p)| p.to_owned())
         .expect("URL on the http port");
-    assert_eq!(path, "/preview/demo/preview.isml/Manifest(format=m3u8-cmaf)");
+    assert_eq!(
+        path,
+        "/preview/demo/preview.isml/Manifest(format=m3u8-cmaf)"
+    );
 
     // The source runs in real time: wait until three fragments (6 s) are listed.
     let media_uri = wait_for(Duration::from_secs(60), || {
         let r = http_get(server.http, &path, &[]).ok()?;
         let text = r.text();
         let uri = text.lines().find(|l| l.ends_with(".m3u8"))?.to_owned();
-        let media = http_get(server.http, &format!("/preview/demo/preview.isml/{uri}"), &[]).ok()?;
+        let media = http_get(
+            server.http,
+            &format!("/preview/demo/preview.isml/{uri}"),
+            &[],
+        )
+        .ok()?;
         (media.text().matches("#EXTINF").count() >= 3).then_some(uri)
     })?;
     assert!(media_uri.starts_with("m3u8-cmaf/"), "{media_uri}");
 
-    let (frames, errors) = ffprobe_frames(
-        &url,
-        &["-live_start_index", "0", "-read_intervals", "%+5"],
-    )?;
+    let (frames, errors) =
+        ffprobe_frames(&url, &["-live_start_index", "0", "-read_intervals", "%+5"])?;
     assert!(errors.trim().is_empty(), "decode errors: {errors}");
     let video = frames.iter().filter(|f| f.media_type == "video").count();
     let audio = frames.iter().filter(|f| f.media_type == "audio").count();

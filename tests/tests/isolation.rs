@@ -31,14 +31,22 @@ fn runaway_and_crashing_plugins_fail_alone() -> anyhow::Result<()> {
     }
     let log = server.log();
     assert!(log.contains("deadline"), "deadline cause logged: {log}");
-    assert!(log.contains("testbed asked to panic"), "panic message logged");
+    assert!(
+        log.contains("testbed asked to panic"),
+        "panic message logged"
+    );
 
     // And media still flows end to end.
     let url = format!("rtmp://{}/live/ch1/k/720p", server.rtmp);
     let (pushed, err) = ffmpeg_push_rtmp(&url, 3, &[])?;
     assert!(pushed, "{err}");
     wait_for(Duration::from_secs(20), || {
-        let r = http_get(server.http, &format!("{base}/Manifest(format=m3u8-cmaf)"), &[]).ok()?;
+        let r = http_get(
+            server.http,
+            &format!("{base}/Manifest(format=m3u8-cmaf)"),
+            &[],
+        )
+        .ok()?;
         (r.status == 200).then_some(())
     })?;
     Ok(())

@@ -14,7 +14,11 @@ fn ffmpeg_rtmp_push_plays_back_as_hls() -> anyhow::Result<()> {
     let seconds = 12;
     let url = format!("rtmp://{}/live/ch1/s3cret/720p", server.rtmp);
     let (ok, err) = ffmpeg_push_rtmp(&url, seconds, &[])?;
-    assert!(ok, "ffmpeg push failed: {err}\nserver log:\n{}", server.log());
+    assert!(
+        ok,
+        "ffmpeg push failed: {err}\nserver log:\n{}",
+        server.log()
+    );
 
     // The encoder unpublished cleanly, so the presentation is complete.
     let playlist = wait_for(Duration::from_secs(20), || {
@@ -22,7 +26,10 @@ fn ffmpeg_rtmp_push_plays_back_as_hls() -> anyhow::Result<()> {
         (r.status == 200).then(|| r.text())
     })?;
     assert!(playlist.starts_with("#EXTM3U"), "{playlist}");
-    assert!(playlist.contains("avc1.") && playlist.contains("mp4a.40.2"), "{playlist}");
+    assert!(
+        playlist.contains("avc1.") && playlist.contains("mp4a.40.2"),
+        "{playlist}"
+    );
 
     let (frames, errors) = ffprobe_frames(&server.url(MANIFEST), &["-live_start_index", "0"])?;
     assert!(
@@ -46,10 +53,16 @@ fn ffmpeg_rtmp_push_plays_back_as_hls() -> anyhow::Result<()> {
     assert!(span(&audio) >= 10.0, "audio spans {}", span(&audio));
     // Presentation times only move forward (decode order is output order here).
     for pair in video.windows(2) {
-        assert!(pair[1].pts_time > pair[0].pts_time, "video pts not monotonic: {pair:?}");
+        assert!(
+            pair[1].pts_time > pair[0].pts_time,
+            "video pts not monotonic: {pair:?}"
+        );
     }
     for pair in audio.windows(2) {
-        assert!(pair[1].pts_time > pair[0].pts_time, "audio pts not monotonic: {pair:?}");
+        assert!(
+            pair[1].pts_time > pair[0].pts_time,
+            "audio pts not monotonic: {pair:?}"
+        );
     }
     // Audio and video start together.
     let skew = (video[0].pts_time - audio[0].pts_time).abs();
@@ -88,7 +101,10 @@ fn delivery_headers_etag_and_conditional_requests() -> anyhow::Result<()> {
         let r = http_get(server.http, MANIFEST, &[]).ok()?;
         (r.status == 200).then_some(r)
     })?;
-    assert_eq!(master.header("content-type"), Some("application/vnd.apple.mpegurl"));
+    assert_eq!(
+        master.header("content-type"),
+        Some("application/vnd.apple.mpegurl")
+    );
     assert_eq!(master.header("access-control-allow-origin"), Some("*"));
     let media_uri = master
         .text()
@@ -113,7 +129,8 @@ fn delivery_headers_etag_and_conditional_requests() -> anyhow::Result<()> {
         Some("public, max-age=31536000, immutable")
     );
     assert_eq!(
-        seg.header("content-length").and_then(|v| v.parse::<usize>().ok()),
+        seg.header("content-length")
+            .and_then(|v| v.parse::<usize>().ok()),
         Some(seg.body.len())
     );
     assert_eq!(&seg.body[4..8], b"styp", "fMP4 segment");
@@ -125,11 +142,7 @@ fn delivery_headers_etag_and_conditional_requests() -> anyhow::Result<()> {
     assert!(head.body.is_empty());
     assert_eq!(head.header("etag"), Some(etag.as_str()));
     // Beyond the live edge: 404 with a short lifetime.
-    let edge = http_get(
-        server.http,
-        &format!("{base}{dir}/99999999999.m4s"),
-        &[],
-    )?;
+    let edge = http_get(server.http, &format!("{base}{dir}/99999999999.m4s"), &[])?;
     assert_eq!(edge.status, 404);
     assert_eq!(edge.header("cache-control"), Some("public, max-age=1"));
     Ok(())

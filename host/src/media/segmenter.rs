@@ -145,7 +145,8 @@ impl Segmenter {
             self.append(last)?;
         }
         let cut_point = sample.keyframe || !self.video;
-        if cut_point && (self.current.is_none() || sample.dts + self.tolerance >= self.next_boundary)
+        if cut_point
+            && (self.current.is_none() || sample.dts + self.tolerance >= self.next_boundary)
         {
             finished = self.close_current();
             let slot = self.slot(sample.dts);

@@ -72,8 +72,9 @@ impl Timeline {
         };
         let timescale = t.info.timescale.max(1);
         if self.epoch_ms.is_none() {
-            let start_ms = i64::try_from(fragment.start.saturating_mul(1000) / u64::from(timescale))
-                .unwrap_or(0);
+            let start_ms =
+                i64::try_from(fragment.start.saturating_mul(1000) / u64::from(timescale))
+                    .unwrap_or(0);
             self.epoch_ms = Some(now_ms - start_ms);
         }
         // Timelines never go backward: a fragment not after the newest is dropped.
@@ -156,10 +157,7 @@ impl Snapshot {
     /// The fragment of `track` starting at `start`.
     pub fn fragment(&self, track: u32, start: u64) -> Option<&Arc<Fragment>> {
         let t = self.tracks.iter().find(|t| t.info.id == track)?;
-        let i = t
-            .fragments
-            .binary_search_by_key(&start, |f| f.start)
-            .ok()?;
+        let i = t.fragments.binary_search_by_key(&start, |f| f.start).ok()?;
         t.fragments.get(i)
     }
 

@@ -86,10 +86,7 @@ pub(crate) fn component(
 fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("entry");
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
     let tmp: PathBuf = dir.join(format!(
         ".{name}.{}.{}.tmp",
         std::process::id(),
@@ -114,10 +111,7 @@ mod tests {
     #[test]
     fn key_names_both_hashes() {
         let k = key_from(0xabc, 0x12);
-        assert_eq!(
-            k,
-            "00000000000000000000000000000abc-0000000000000012.cwasm"
-        );
+        assert_eq!(k, "00000000000000000000000000000abc-0000000000000012.cwasm");
         assert_ne!(key_from(1, 2), key_from(2, 1));
     }
 

@@ -147,11 +147,21 @@ const BUILTINS: &[(&str, &[u8])] = &[
     ),
 ];
 
-/// Test support: the misbehaving `testbed` plugin, built but never embedded.
+/// Test support: the misbehaving `testbed` plugin, built but never embedded,
+/// and the embedded built-ins' bytes (to test overrides with real plugins).
 #[doc(hidden)]
 pub mod testing {
     /// Path of the built `testbed` component (format `testbed`).
     pub const TESTBED_WASM: &str = env!("SLUICE_TESTBED_WASM");
+
+    /// The embedded component of a built-in, by crate name
+    /// (`sluice-plugin-hls`).
+    pub fn builtin(crate_name: &str) -> Option<&'static [u8]> {
+        super::BUILTINS
+            .iter()
+            .find(|(name, _)| *name == crate_name)
+            .map(|(_, wasm)| *wasm)
+    }
 }
 
 /// What a loaded plugin declares and where it comes from.
@@ -308,60 +318,11 @@ impl PluginHost {
         let mut files = BTreeMap::new();
         for (path, fingerprint) in listing {
             let prev = loader.files.remove(&path);
-            if let Some(prev) = prev.as_ref().filter(|p| p.fingerprint == fingerprint) {
-                files.insert(
-                    path,
-                    FileState {
-                        fingerprint,
-                        hash: prev.hash,
-                        loaded: prev.loaded.clone(),
-                    },
-                );
-                continue;
-            }
-            let wasm = match std::fs::read(&path) {
-                Ok(w) => w,
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "cannot read plugin file");
-                    continue;
-                }
+            let state = match prev {
+                Some(prev) if prev.fingerprint == fingerprint => prev,
+                prev => self.load_file(&path, fingerprint, prev),
             };
-            let hash = xxhash_rust::xxh3::xxh3_128(&wasm);
-            let last_good = prev.and_then(|p| p.loaded.map(|c| (p.hash, c)));
-            let loaded = match last_good {
-                Some((h, c)) if h == hash => Some(c),
-                last_good => {
-                    let label = path.display().to_string();
-                    match load_candidate(&self.runtime, &label, &wasm, Origin::File(path.clone())) {
-                        Ok(c) => {
-                            tracing::info!(
-                                path = %path.display(),
-                                plugin = %c.name,
-                                "plugin loaded"
-                            );
-                            Some(c)
-                        }
-                        Err(e) => match last_good {
-                            Some((_, c)) => {
-                                tracing::error!(error = %e, "plugin file unusable; keeping the version loaded before");
-                                Some(c)
-                            }
-                            None => {
-                                tracing::error!(error = %e, "plugin file unusable; skipped");
-                                None
-                            }
-                        },
-                    }
-                }
-            };
-            files.insert(
-                path,
-                FileState {
-                    fingerprint,
-                    hash,
-                    loaded,
-                },
-            );
+            files.insert(path, state);
         }
         loader.files = files;
 
@@ -402,6 +363,59 @@ impl PluginHost {
         });
         drop(loader);
         generation
+    }
+
+    /// Loads a new or changed file. A file that loaded before and is now
+    /// unreadable or unusable keeps its last good version (a half-written
+    /// file is seen again, complete, at the next poll).
+    fn load_file(
+        &self,
+        path: &Path,
+        fingerprint: Fingerprint,
+        prev: Option<FileState>,
+    ) -> FileState {
+        let last_good = prev.and_then(|p| p.loaded.map(|c| (p.hash, c)));
+        let wasm = match std::fs::read(path) {
+            Ok(w) => w,
+            Err(e) => {
+                // Remembered with its fingerprint: logged once, not every poll.
+                tracing::error!(path = %path.display(), error = %e, "cannot read plugin file");
+                return FileState {
+                    fingerprint,
+                    hash: 0,
+                    loaded: last_good.map(|(_, c)| c),
+                };
+            }
+        };
+        let hash = xxhash_rust::xxh3::xxh3_128(&wasm);
+        let loaded = match last_good {
+            // Touched, not changed.
+            Some((h, c)) if h == hash => Some(c),
+            last_good => {
+                let label = path.display().to_string();
+                match load_candidate(&self.runtime, &label, &wasm, Origin::File(path.to_owned())) {
+                    Ok(c) => {
+                        tracing::info!(path = %path.display(), plugin = %c.name, "plugin loaded");
+                        Some(c)
+                    }
+                    Err(e) => match last_good {
+                        Some((_, c)) => {
+                            tracing::error!(error = %e, "plugin file unusable; keeping the version loaded before");
+                            Some(c)
+                        }
+                        None => {
+                            tracing::error!(error = %e, "plugin file unusable; skipped");
+                            None
+                        }
+                    },
+                }
+            }
+        };
+        FileState {
+            fingerprint,
+            hash,
+            loaded,
+        }
     }
 
     /// Whether the directory differs from what was loaded last.

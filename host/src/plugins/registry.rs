@@ -134,7 +134,10 @@ pub(crate) fn resolve<T: Clone>(mut candidates: Vec<Candidate<T>>) -> Resolved<T
                 ));
                 continue;
             }
-            owners.insert((c.world, key.clone()), format!("{:?} ({})", c.name, c.origin));
+            owners.insert(
+                (c.world, key.clone()),
+                format!("{:?} ({})", c.name, c.origin),
+            );
             index.insert(key.clone(), c.plugin.clone());
         }
     }

@@ -90,7 +90,8 @@ pub(crate) fn engine_config(config: &PluginConfig) -> Config {
         pool.pagemap_scan(Enabled::Yes)
             .linear_memory_keep_resident(MEMORY_KEEP_RESIDENT);
     } else {
-        pool.pagemap_scan(Enabled::No).linear_memory_keep_resident(0);
+        pool.pagemap_scan(Enabled::No)
+            .linear_memory_keep_resident(0);
     }
     let mut c = Config::new();
     c.strategy(wasmtime::Strategy::Cranelift)
@@ -106,7 +107,10 @@ fn memory_cap_bytes(config: &PluginConfig) -> usize {
 
 impl Runtime {
     /// Builds the engine, the linkers and starts the epoch ticker.
-    pub fn new(config: &PluginConfig, cache_dir: Option<PathBuf>) -> Result<Arc<Self>, PluginError> {
+    pub fn new(
+        config: &PluginConfig,
+        cache_dir: Option<PathBuf>,
+    ) -> Result<Arc<Self>, PluginError> {
         let engine = Engine::new(&engine_config(config))
             .map_err(|e| PluginError::Host(format!("cannot create the wasm engine: {e:#}")))?;
         let packager_linker = linker(&engine, World::Packager)
@@ -151,21 +155,34 @@ impl Runtime {
             path: label.to_owned(),
             message,
         };
+        match wasm.get(..8) {
+            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
+                return Err(load_err(
+                    "a core wasm module, not a component (build the plugin for wasm32-wasip2)"
+                        .into(),
+                ));
+            }
+            Some([0, b'a', b's', b'm', ..]) => {}
+            _ => return Err(load_err("not a WebAssembly file".into())),
+        }
         let component = cache::component(&self.engine, self.cache_dir.as_deref(), wasm)
-            .map_err(|e| load_err(format!("not a usable component: {e:#}")))?;
+            .map_err(|e| load_err(format!("not a usable component: {}", one_line(&e))))?;
         let world = self.world_of(&component).map_err(load_err)?;
         let linker = match world {
             World::Packager => &self.packager_linker,
             World::IngestAdapter => &self.ingest_linker,
         };
-        let pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| load_err(format!("imports what the host does not provide: {e:#}")))?;
+        let pre = linker.instantiate_pre(&component).map_err(|e| {
+            load_err(format!(
+                "imports what the host does not provide: {}",
+                one_line(&e)
+            ))
+        })?;
         let name: Arc<str> = Arc::from(label);
         match world {
             World::Packager => {
                 let pre = packager::PackagerPre::new(pre)
-                    .map_err(|e| load_err(format!("bad packager exports: {e:#}")))?;
+                    .map_err(|e| load_err(format!("bad packager exports: {}", one_line(&e))))?;
                 let mut store = self.store(&name);
                 let info = pre
                     .instantiate(&mut store)
@@ -175,8 +192,9 @@ impl Runtime {
                 Ok(Loaded::Packager { pre, info })
             }
             World::IngestAdapter => {
-                let pre = ingest::IngestAdapterPre::new(pre)
-                    .map_err(|e| load_err(format!("bad ingest-adapter exports: {e:#}")))?;
+                let pre = ingest::IngestAdapterPre::new(pre).map_err(|e| {
+                    load_err(format!("bad ingest-adapter exports: {}", one_line(&e)))
+                })?;
                 let mut store = self.store(&name);
                 let info = pre
                     .instantiate(&mut store)
@@ -265,10 +283,18 @@ impl Runtime {
     }
 }
 
+/// An error and its causes on one line (for logs and `plugin check`).
+fn one_line(err: &wasmtime::Error) -> String {
+    format!("{err:#}")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Whether instantiation failed because the pool had no free slot.
 fn is_pool_exhausted(err: &wasmtime::Error) -> bool {
-    let text = format!("{err:#}");
-    text.contains("concurrent") && text.contains("limit")
+    err.chain()
+        .any(|e| e.is::<wasmtime::PoolConcurrencyLimitError>())
 }
 
 /// What loading a component produced.
@@ -294,14 +320,12 @@ fn linker(engine: &Engine, world: World) -> wasmtime::Result<Linker<PluginState>
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
     forbid_blocking(&mut linker)?;
     match world {
-        World::Packager => packager::Packager::add_to_linker::<_, HasSelf<PluginState>>(
-            &mut linker,
-            |s| s,
-        )?,
-        World::IngestAdapter => ingest::IngestAdapter::add_to_linker::<_, HasSelf<PluginState>>(
-            &mut linker,
-            |s| s,
-        )?,
+        World::Packager => {
+            packager::Packager::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?
+        }
+        World::IngestAdapter => {
+            ingest::IngestAdapter::add_to_linker::<_, HasSelf<PluginState>>(&mut linker, |s| s)?
+        }
     }
     Ok(linker)
 }
@@ -331,7 +355,11 @@ fn forbid_blocking(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
     // name is the one wasmtime-wasi linked (after an upgrade that changes
     // the version this errors instead of silently adding a dead instance).
     linker.allow_shadowing(false);
-    if linker.instance(WASI_IO_POLL)?.func_wrap("poll", refuse_poll).is_ok() {
+    if linker
+        .instance(WASI_IO_POLL)?
+        .func_wrap("poll", refuse_poll)
+        .is_ok()
+    {
         wasmtime::bail!("wasmtime-wasi no longer links {WASI_IO_POLL}; update WASI_IO_POLL");
     }
     linker.allow_shadowing(true);

@@ -8,7 +8,7 @@
 //!                                                       + SampleData reference the host splices)
 //! ```
 //!
-//! URLs below the manifest root (see [`paths`](crate::paths) for the
+//! URLs below the manifest root (see `paths.rs` for the
 //! grammar): `Manifest(format=m3u8-cmaf)`, `m3u8-cmaf/t{track}/index.m3u8`,
 //! `m3u8-cmaf/t{track}/init.mp4`, `m3u8-cmaf/t{track}/{start}.m4s` with
 //! `start` the fragment's decode time in track ticks.

@@ -5,7 +5,9 @@ use sluice_sdk::plugin::{Fragment, PresentationState, TrackInfo, TrackKind, View
 use sluice_sdk::time::mul_div_round;
 
 use crate::paths::{init_uri, media_playlist_uri, segment_uri};
-use crate::playlist::{AudioRendition, MediaPlaylist, MultivariantPlaylist, Segment, VariantStream};
+use crate::playlist::{
+    AudioRendition, MediaPlaylist, MultivariantPlaylist, Segment, VariantStream,
+};
 use crate::{Error, timeline};
 
 /// The one audio group.
@@ -143,7 +145,8 @@ pub fn multivariant(view: &dyn View) -> Result<MultivariantPlaylist, Error> {
         .enumerate()
         .map(|(i, a)| {
             let t = &a.track;
-            let language = (!t.language.is_empty() && t.language != "und").then(|| t.language.clone());
+            let language =
+                (!t.language.is_empty() && t.language != "und").then(|| t.language.clone());
             let mut name = if !t.stream.is_empty() {
                 t.stream.clone()
             } else if let Some(l) = &language {

@@ -226,7 +226,10 @@ impl MediaPlaylist {
         w.tag("EXT-X-TARGETDURATION", self.target_duration);
         w.tag("EXT-X-MEDIA-SEQUENCE", self.media_sequence);
         w.line("#EXT-X-INDEPENDENT-SEGMENTS");
-        w.attributes("EXT-X-MAP", Attributes::default().quoted("URI", &self.map_uri));
+        w.attributes(
+            "EXT-X-MAP",
+            Attributes::default().quoted("URI", &self.map_uri),
+        );
         for s in &self.segments {
             if s.discontinuity {
                 w.line("#EXT-X-DISCONTINUITY");

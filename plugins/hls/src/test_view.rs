@@ -8,8 +8,7 @@
 use std::collections::BTreeMap;
 
 use sluice_sdk::plugin::{
-    BodyPart, Fragment, PresentationInfo, PresentationState, Response, SampleEntry, TrackInfo,
-    View,
+    BodyPart, Fragment, PresentationInfo, PresentationState, Response, SampleEntry, TrackInfo, View,
 };
 
 /// One stored fragment: its timeline entry, sample table and payload.
@@ -142,6 +141,8 @@ impl View for MemView {
     fn sample_data(&self, track: u32, start: u64, offset: u32, length: u32) -> Option<Vec<u8>> {
         let f = self.fragments.get(&track)?.get(&start)?;
         let from = offset as usize;
-        f.data.get(from..from.checked_add(length as usize)?).map(<[u8]>::to_vec)
+        f.data
+            .get(from..from.checked_add(length as usize)?)
+            .map(<[u8]>::to_vec)
     }
 }

@@ -202,10 +202,7 @@ fn multivariant_playlist() {
     assert!(!m.contains("t4/"), "the data track is not listed");
     assert_eq!(m.matches("#EXT-X-STREAM-INF").count(), 1);
     let inf = "#EXT-X-STREAM-INF";
-    assert_eq!(
-        attribute(&m, inf, "CODECS"),
-        Some("avc1.64000d,mp4a.40.2")
-    );
+    assert_eq!(attribute(&m, inf, "CODECS"), Some("avc1.64000d,mp4a.40.2"));
     assert_eq!(attribute(&m, inf, "RESOLUTION"), Some("320x240"));
     assert_eq!(attribute(&m, inf, "FRAME-RATE"), Some("25.000"));
     assert_eq!(attribute(&m, inf, "AUDIO"), Some("audio"));
@@ -217,7 +214,10 @@ fn multivariant_playlist() {
         view.fragments[&track]
             .values()
             .map(|f| {
-                let r = get(&view, &format!("m3u8-cmaf/t{track}/{}.m4s", f.fragment.start));
+                let r = get(
+                    &view,
+                    &format!("m3u8-cmaf/t{track}/{}.m4s", f.fragment.start),
+                );
                 (r.body_len() * 8 * timescale).div_ceil(f.fragment.duration)
             })
             .max()
@@ -321,7 +321,10 @@ fn sliding_window_moves_the_media_sequence_with_media_time() {
     view.trim_before_ms((FIRST + 3) * 2000);
     for track in [1, 2, 3] {
         let p = text(&get(&view, &format!("m3u8-cmaf/t{track}/index.m3u8")));
-        assert!(p.contains("#EXT-X-MEDIA-SEQUENCE:503\n"), "track {track}: {p}");
+        assert!(
+            p.contains("#EXT-X-MEDIA-SEQUENCE:503\n"),
+            "track {track}: {p}"
+        );
         assert_eq!(p.matches("#EXTINF").count(), 5);
         // The discontinuity was on the first listed fragment: nothing to
         // be discontinuous with.
@@ -350,7 +353,10 @@ fn target_duration_covers_the_longest_segment_and_the_grid() {
     fill(&mut v, Some(1), &[], 0, 2); // 2 s fragments on a 4 s grid
     let p = text(&get(&v, "m3u8-cmaf/t1/index.m3u8"));
     assert!(p.contains("#EXT-X-TARGETDURATION:4\n"), "{p}");
-    assert_eq!(get(&v, "m3u8-cmaf/t1/index.m3u8").cache, CachePolicy::MaxAge(2));
+    assert_eq!(
+        get(&v, "m3u8-cmaf/t1/index.m3u8").cache,
+        CachePolicy::MaxAge(2)
+    );
     // A 5.04 s fragment.
     let long: Vec<_> = (0..126).map(|_| video_fragment(9)[1]).collect();
     let len = long.iter().map(|s| s.size).sum();
@@ -463,11 +469,16 @@ fn media_segment_references_the_payload() {
     let r = get(&view, &format!("m3u8-cmaf/t2/{start}.m4s"));
     assert_eq!(r.content_type, "audio/mp4");
     let body = view.assemble(&r);
-    let moof = Moof::decode(&body[24..24 + u32::from_be_bytes(body[24..28].try_into().unwrap()) as usize]).unwrap();
+    let moof =
+        Moof::decode(&body[24..24 + u32::from_be_bytes(body[24..28].try_into().unwrap()) as usize])
+            .unwrap();
     let trun = &moof.trafs[0].truns[0];
     assert_eq!(trun.samples.len(), stored.samples.len());
-    assert!(trun.samples.iter().all(|s| s.composition_offset.is_none()
-        && s.flags == Some(bmff::SAMPLE_FLAGS_SYNC)));
+    assert!(
+        trun.samples
+            .iter()
+            .all(|s| s.composition_offset.is_none() && s.flags == Some(bmff::SAMPLE_FLAGS_SYNC))
+    );
     assert!(body.ends_with(&stored.data));
 }
 
@@ -486,7 +497,7 @@ fn not_found() {
         "m3u8-cmaf/t1/index.m3u8x",
         "m3u8-cmaf/t01/index.m3u8",
         "m3u8-cmaf/t1/0180000.m4s",
-        "m3u8-cmaf/t1/90000001.m4s",             // inside the timeline, not a start
+        "m3u8-cmaf/t1/90000001.m4s", // inside the timeline, not a start
         &format!("m3u8-cmaf/t1/{}.m4s", 100 * 180_000), // before the window
         &format!("m3u8-cmaf/t1/{}.m4s", newest + 180_000), // beyond the live edge
         "m3u8-cmaf/t1/99999999999999999999999.m4s",

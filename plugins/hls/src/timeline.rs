@@ -115,7 +115,7 @@ mod tests {
         let mut samples = vec![s(3600); 49];
         samples.push(s(1800)); // a short last sample does not matter
         assert_eq!(frame_rate_milli(&samples, &v), Some(25_000));
-        assert_eq!(frame_rate_milli(&vec![s(3003); 10], &v), Some(29_970));
+        assert_eq!(frame_rate_milli(&[s(3003); 10], &v), Some(29_970));
         assert_eq!(frame_rate_milli(&[], &v), None);
         assert_eq!(frame_rate_milli(&[s(0)], &v), None);
     }

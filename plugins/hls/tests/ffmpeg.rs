@@ -5,15 +5,17 @@
 //! Then ffprobe and ffmpeg must read it back without a single error, and
 //! every packet must come out byte-identical to what ffmpeg encoded.
 //!
-//! Skipped (with a note) when `ffmpeg` is not installed.
+//! Fails when `ffmpeg` is not installed (`scripts/test.sh` installs it).
 
 #![allow(clippy::unwrap_used)]
 
 #[path = "../src/test_view.rs"]
 mod test_view;
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use sluice_plugin_hls::Hls;
 use sluice_sdk::bmff::{BmffBox, Moof, Moov, Reader, SampleDescription};
@@ -33,23 +35,50 @@ fn have_ffmpeg() -> bool {
     })
 }
 
-/// Runs a command; fails the test with its stderr unless it succeeds
-/// without printing anything on stderr (every command runs with
-/// `-v error`, so any line there is an error).
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+/// How long any one tool may run.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs a command and returns its stdout; fails the test unless it
+/// succeeds within [`TIMEOUT`] without printing anything on stderr (every
+/// command runs with `-v error`, so any line there is an error).
+fn run(cmd: &mut Command) -> String {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            pipe.read_to_end(&mut v).unwrap();
+            String::from_utf8_lossy(&v).into_owned()
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("{cmd:?} timed out");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
     assert!(
-        out.status.success() && stderr.trim().is_empty(),
-        "{cmd:?} failed ({}):\n{stderr}",
-        out.status
+        status.success() && stderr.trim().is_empty(),
+        "{cmd:?} failed ({status}):\n{stderr}"
     );
-    out
+    stdout
 }
 
 fn ffmpeg(dir: &Path) -> Command {
     let mut c = Command::new("ffmpeg");
-    c.current_dir(dir).args(["-nostdin", "-hide_banner", "-v", "error", "-y"]);
+    c.current_dir(dir)
+        .args(["-nostdin", "-hide_banner", "-v", "error", "-y"]);
     c
 }
 
@@ -199,29 +228,28 @@ fn crawl(view: &MemView, root: &Path) -> usize {
 /// Per packet of one stream, by stream copy (no decoding): composition
 /// offset (pts - dts), size and MD5 of the data.
 fn packets(dir: &Path, input: &str, map: &str) -> Vec<(i64, u64, String)> {
-    let out = run(ffmpeg(dir)
+    run(ffmpeg(dir)
         .args(["-i", input, "-map", map])
-        .args("-c copy -f framemd5 -".split_whitespace()));
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| {
-            // stream, dts, pts, duration, size, hash
-            let f: Vec<&str> = l.split(',').map(str::trim).collect();
-            let (dts, pts): (i64, i64) = (f[1].parse().unwrap(), f[2].parse().unwrap());
-            (pts - dts, f[4].parse().unwrap(), f[5].to_owned())
-        })
-        .collect()
+        .args("-c copy -f framemd5 -".split_whitespace()))
+    .lines()
+    .filter(|l| !l.starts_with('#'))
+    .map(|l| {
+        // stream, dts, pts, duration, size, hash
+        let f: Vec<&str> = l.split(',').map(str::trim).collect();
+        let (dts, pts): (i64, i64) = (f[1].parse().unwrap(), f[2].parse().unwrap());
+        (pts - dts, f[4].parse().unwrap(), f[5].to_owned())
+    })
+    .collect()
 }
 
 #[test]
 fn ffmpeg_plays_the_hls_output() {
-    if !have_ffmpeg() {
-        eprintln!("skipped: ffmpeg/ffprobe not installed");
-        return;
-    }
-    let dir: PathBuf = std::env::temp_dir().join(format!("sluice-hls-ffmpeg-{}", std::process::id()));
+    assert!(
+        have_ffmpeg(),
+        "ffmpeg/ffprobe not installed: run ./scripts/test.sh, which installs them"
+    );
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("sluice-hls-ffmpeg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
 
     // 25 fps H.264 with B-frames and a keyframe every 2 s; AAC cut in 2 s
@@ -247,7 +275,10 @@ fn ffmpeg_plays_the_hls_output() {
     assert_eq!(video.fragments.len(), (SECONDS / 2) as usize);
     assert!(video.fragments.iter().all(|(_, s, _)| s[0].keyframe));
     assert!(
-        video.fragments[0].1.iter().any(|s| s.composition_offset != 0),
+        video.fragments[0]
+            .1
+            .iter()
+            .any(|s| s.composition_offset != 0),
         "B-frames expected"
     );
 
@@ -262,7 +293,10 @@ fn ffmpeg_plays_the_hls_output() {
     let files = crawl(&view, &hls);
     assert_eq!(files, 3 + 2 + video.fragments.len() + audio.fragments.len());
     let master = std::fs::read_to_string(hls.join("master.m3u8")).unwrap();
-    assert!(master.contains("CODECS=\"avc1.64000d,mp4a.40.2\""), "{master}");
+    assert!(
+        master.contains("CODECS=\"avc1.64000d,mp4a.40.2\""),
+        "{master}"
+    );
 
     // ffprobe sees both streams as encoded.
     let out = run(Command::new("ffprobe").current_dir(&hls).args(
@@ -270,9 +304,15 @@ fn ffmpeg_plays_the_hls_output() {
          -of compact=p=0:nk=1 master.m3u8"
             .split_whitespace(),
     ));
-    let probe = String::from_utf8(out.stdout).unwrap();
-    assert!(probe.lines().any(|l| l.starts_with("h264|320|240")), "{probe}");
-    assert!(probe.lines().any(|l| l.starts_with("aac|48000|2")), "{probe}");
+    let probe = out;
+    assert!(
+        probe.lines().any(|l| l.starts_with("h264|320|240")),
+        "{probe}"
+    );
+    assert!(
+        probe.lines().any(|l| l.starts_with("aac|48000|2")),
+        "{probe}"
+    );
 
     // A full decode of every stream, stopping at the first error.
     run(ffmpeg(&hls).args(
@@ -284,10 +324,33 @@ fn ffmpeg_plays_the_hls_output() {
     for (source, map) in [("video.mp4", "0:v:0"), ("audio.mp4", "0:a:0")] {
         let expected = packets(&dir, source, "0");
         let got = packets(&hls, "master.m3u8", map);
-        assert!(expected.len() >= 200, "{source}: {} packets", expected.len());
+        assert!(
+            expected.len() >= 200,
+            "{source}: {} packets",
+            expected.len()
+        );
         assert_eq!(expected.len(), got.len(), "{source}: packet count");
         assert!(expected == got, "{source}: packets differ");
     }
 
-    eprintln!("KEEP {}", dir.display());
+    // Live: the same fragments without EXT-X-ENDLIST, played from the
+    // start of the window as a live client would.
+    view.info.state = PresentationState::Live;
+    let live = dir.join("live");
+    crawl(&view, &live);
+    let playlist = std::fs::read_to_string(live.join("m3u8-cmaf/t1/index.m3u8")).unwrap();
+    assert!(!playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+    let frames = run(ffmpeg(&live).args(
+        format!(
+            "-live_start_index 0 -xerror -i master.m3u8 -map 0:v:0 -t {} -f framemd5 -",
+            SECONDS - 2
+        )
+        .split_whitespace(),
+    ))
+    .lines()
+    .filter(|l| !l.starts_with('#'))
+    .count();
+    assert!(frames >= 25 * (SECONDS as usize - 3), "{frames} frames");
+
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -50,10 +50,10 @@ fn handle(
 
 #[test]
 fn ffmpeg_publishes_h264_and_aac() -> TestResult {
-    if !Path::new(FFMPEG).exists() {
-        eprintln!("skipping: {FFMPEG} not found");
-        return Ok(());
-    }
+    assert!(
+        Path::new(FFMPEG).exists(),
+        "{FFMPEG} not found: run ./scripts/test.sh, which installs it"
+    );
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     let url = format!("rtmp://127.0.0.1:{port}/live/ch1/KEY/720p");

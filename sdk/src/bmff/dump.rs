@@ -212,7 +212,10 @@ fn fields(fourcc: FourCC, body: &[u8]) -> Result<String> {
         }
         b"stsz" => {
             let s = typed::<Stsz>(body)?;
-            format!("sample_size={} sample_count={}", s.sample_size, s.sample_count)
+            format!(
+                "sample_size={} sample_count={}",
+                s.sample_size, s.sample_count
+            )
         }
         b"avc1" => {
             r.skip(6)?;
@@ -228,7 +231,9 @@ fn fields(fourcc: FourCC, body: &[u8]) -> Result<String> {
             let (ch, bits) = (r.u16()?, r.u16()?);
             r.skip(4)?;
             let rate = r.u32()? >> 16;
-            format!("data_reference_index={dri} channels={ch} sample_size={bits} sample_rate={rate}")
+            format!(
+                "data_reference_index={dri} channels={ch} sample_size={bits} sample_rate={rate}"
+            )
         }
         b"avcC" => format!("config={}", hex(body)),
         b"esds" => {
@@ -304,7 +309,6 @@ fn fields(fourcc: FourCC, body: &[u8]) -> Result<String> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::bmff::init::tests::sample_init;
@@ -363,7 +367,10 @@ moov (";
         })
         .unwrap();
         let d = dump(&b);
-        assert!(d.starts_with("moov (16 bytes)\n  ! box bad! declares size 2"), "{d}");
+        assert!(
+            d.starts_with("moov (16 bytes)\n  ! box bad! declares size 2"),
+            "{d}"
+        );
         let mut b = Vec::new();
         write_box(&mut b, FourCC::new(b"mfhd"), |b| {
             b.push(0);

@@ -169,12 +169,13 @@ impl BmffBox for Esds {
                 decoder_specific_info,
             });
         }
-        config.ok_or(Error::Invalid("esds without a DecoderConfigDescriptor".into()))
+        config.ok_or(Error::Invalid(
+            "esds without a DecoderConfigDescriptor".into(),
+        ))
     }
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -92,7 +92,6 @@ impl BmffBox for Styp {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::bmff::Error;
@@ -114,10 +113,7 @@ mod tests {
         };
         assert_eq!(Styp::decode(&s.to_bytes().unwrap()).unwrap(), s);
         // The wrong type, a brand cut short.
-        assert!(matches!(
-            Styp::decode(&b),
-            Err(Error::UnexpectedBox { .. })
-        ));
+        assert!(matches!(Styp::decode(&b), Err(Error::UnexpectedBox { .. })));
         let mut cut = b.clone();
         cut.truncate(22);
         cut[3] = 22;

@@ -4,7 +4,7 @@
 use super::esds::{Esds, OBJECT_TYPE_MPEG4_AUDIO, STREAM_TYPE_AUDIO};
 use super::moov::{Moov, Mvex, Mvhd, Trex};
 use super::stbl::{Avc1, Mp4a, SampleDescription, Stbl, Stsd};
-use super::trak::{Dinf, Hdlr, MediaHeader, Mdhd, Mdia, Minf, Smhd, Tkhd, Trak, Vmhd};
+use super::trak::{Dinf, Hdlr, Mdhd, Mdia, MediaHeader, Minf, Smhd, Tkhd, Trak, Vmhd};
 use super::{BmffBox, Error, FourCC, Ftyp, Result};
 use crate::plugin::TrackInfo;
 
@@ -262,7 +262,6 @@ pub fn language_code(bcp47: &str) -> [u8; 3] {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 pub(crate) mod tests {
     use super::*;
     use crate::bmff::stbl::tests::AVCC;

@@ -98,8 +98,8 @@ pub fn fragment_header(
     // The moof's length does not depend on the offset's value: measure,
     // then write again with the real offset.
     let moof_len = moof.to_bytes()?.len();
-    let data_offset = i32::try_from(moof_len + mdat.len())
-        .map_err(|_| Error::Overflow("trun data offset"))?;
+    let data_offset =
+        i32::try_from(moof_len + mdat.len()).map_err(|_| Error::Overflow("trun data offset"))?;
     for traf in &mut moof.trafs {
         for trun in &mut traf.truns {
             trun.data_offset = Some(data_offset);
@@ -112,7 +112,6 @@ pub fn fragment_header(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 pub(crate) mod tests {
     use super::*;
     use crate::bmff::{BoxSize, Header, Reader};
@@ -180,7 +179,11 @@ pub(crate) mod tests {
         let flags: Vec<_> = trun.samples.iter().map(|s| s.flags.unwrap()).collect();
         assert_eq!(
             flags,
-            [SAMPLE_FLAGS_SYNC, SAMPLE_FLAGS_NON_SYNC, SAMPLE_FLAGS_NON_SYNC]
+            [
+                SAMPLE_FLAGS_SYNC,
+                SAMPLE_FLAGS_NON_SYNC,
+                SAMPLE_FLAGS_NON_SYNC
+            ]
         );
         let cto: Vec<_> = trun
             .samples
@@ -212,7 +215,10 @@ pub(crate) mod tests {
 
     #[test]
     fn mdat_header_sizes() {
-        assert_eq!(mdat_header(0).unwrap(), [0, 0, 0, 8, b'm', b'd', b'a', b't']);
+        assert_eq!(
+            mdat_header(0).unwrap(),
+            [0, 0, 0, 8, b'm', b'd', b'a', b't']
+        );
         let small = mdat_header(u64::from(u32::MAX) - 8).unwrap();
         assert_eq!(small.len(), 8);
         let large = mdat_header(u64::from(u32::MAX) - 7).unwrap();

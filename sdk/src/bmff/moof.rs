@@ -412,7 +412,6 @@ impl BmffBox for Trun {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

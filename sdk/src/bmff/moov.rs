@@ -226,7 +226,6 @@ impl BmffBox for Trex {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

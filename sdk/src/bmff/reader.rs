@@ -53,15 +53,11 @@ impl Header {
             }
             n => BoxSize::Known(u64::from(n)),
         };
-        let user_type = if fourcc == UUID {
-            let Ok(t) = r.array::<16>() else {
-                return Ok(None);
-            };
+        if fourcc == UUID {
             header_len += 16;
-            Some(t)
-        } else {
-            None
-        };
+        }
+        // Validate the size as soon as it is known: a caller buffering
+        // towards it learns of a bad one from the first bytes.
         if let BoxSize::Known(size) = size {
             if size < header_len {
                 return Err(Error::BoxTooShort {
@@ -78,6 +74,14 @@ impl Header {
                 });
             }
         }
+        let user_type = if fourcc == UUID {
+            let Ok(t) = r.array::<16>() else {
+                return Ok(None);
+            };
+            Some(t)
+        } else {
+            None
+        };
         Ok(Some(Header {
             fourcc,
             size,
@@ -341,14 +345,16 @@ impl<'a> Iterator for Children<'a> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
     #[test]
     fn header_needs_more_on_short_buffers() {
         assert_eq!(Header::parse(&[], 100), Ok(None));
-        assert_eq!(Header::parse(&[0, 0, 0, 16, b'f', b'r', b'e'], 100), Ok(None));
+        assert_eq!(
+            Header::parse(&[0, 0, 0, 16, b'f', b'r', b'e'], 100),
+            Ok(None)
+        );
         // Largesize without the 64-bit field yet.
         assert_eq!(
             Header::parse(&[0, 0, 0, 1, b'm', b'd', b'a', b't', 0, 0], 100),
@@ -359,6 +365,9 @@ mod tests {
             Header::parse(&[0, 0, 0, 40, b'u', b'u', b'i', b'd', 1, 2, 3], 100),
             Ok(None)
         );
+        // ... but a bad size is an error before the user type arrives.
+        assert!(Header::parse(&[0, 0, 0, 20, b'u', b'u', b'i', b'd'], 100).is_err());
+        assert!(Header::parse(&[0, 0, 1, 0, b'u', b'u', b'i', b'd'], 100).is_err());
     }
 
     #[test]
@@ -493,7 +502,10 @@ mod tests {
         let mut b = vec![0, 0, 0, 50];
         b.extend_from_slice(b"free");
         let mut it = Reader::new(&b).children();
-        assert!(matches!(it.next(), Some(Err(Error::BoxOverrun { size: 50, .. }))));
+        assert!(matches!(
+            it.next(),
+            Some(Err(Error::BoxOverrun { size: 50, .. }))
+        ));
         assert!(it.next().is_none());
 
         // A partial header at the end.

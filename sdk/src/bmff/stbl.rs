@@ -459,7 +459,6 @@ impl BmffBox for Stco {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 pub(crate) mod tests {
     use super::*;
 

@@ -519,7 +519,6 @@ impl BmffBox for Url {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -111,7 +111,6 @@ pub fn put_count(buf: &mut Vec<u8>, n: usize, what: &'static str) -> Result<()> 
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::bmff::Reader;
