@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use sluice::plugins::{PluginConfig, PluginHost, testing};
-use sluice_bench::{MemView, Summary, measure};
+use sluice_bench::{Summary, fragment_start, live_video, measure, tiny_view};
+use sluice_sdk::plugin::MemoryView;
 use sluice_sdk::plugin::{Request, View};
 
 fn main() {
@@ -54,7 +55,7 @@ fn lifecycle(host: &PluginHost) -> Summary {
         path: "testbed/ok".into(),
         ..Request::default()
     };
-    let view: Arc<dyn View + Send + Sync> = Arc::new(MemView::tiny());
+    let view: Arc<dyn View + Send + Sync> = Arc::new(tiny_view());
     let s = measure(2_000, 20_000, || {
         let r = plugin
             .handle(&request, view.clone())
@@ -72,8 +73,8 @@ fn hls(host: &PluginHost, floor: Option<Summary>) {
         println!("hls        skipped: no packager for m3u8-cmaf is loaded");
         return;
     };
-    let view = MemView::live_video(5);
-    let start = view.fragment_start(2);
+    let view = live_video(5);
+    let start = fragment_start(2);
     let shared: Arc<dyn View + Send + Sync> = Arc::new(view.clone());
     for (label, path) in [
         ("segment ", format!("m3u8-cmaf/t1/{start}.m4s")),
@@ -111,7 +112,7 @@ fn hls(host: &PluginHost, floor: Option<Summary>) {
     }
 }
 
-fn native_hls(request: &Request, view: &MemView) -> sluice_sdk::plugin::Response {
+fn native_hls(request: &Request, view: &MemoryView) -> sluice_sdk::plugin::Response {
     <sluice_plugin_hls::Hls as sluice_sdk::plugin::Packager>::handle(request, view)
 }
 

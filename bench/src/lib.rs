@@ -3,76 +3,51 @@
 //! that reports medians and percentiles.
 //!
 //! ```text
-//!  MemView (tracks, fragments, sample tables, payload)
+//!  MemoryView (tracks, fragments, sample tables, payload)
 //!     ├─▶ sluice_plugin_hls::Hls::handle(&req, &view)           native
 //!     └─▶ PackagerPlugin::handle(&req, Arc<view>) ─▶ Wasm ─▶ view imports
 //! ```
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use sluice_sdk::plugin::{
-    Fragment, PresentationInfo, PresentationState, SampleEntry, TrackInfo, TrackKind, View,
-};
+use sluice_sdk::plugin::{MemoryView, PresentationState, SampleEntry, TrackInfo, TrackKind};
 
-/// A presentation held in memory.
-#[derive(Debug, Clone)]
-pub struct MemView {
-    /// What [`View::info`] answers.
-    pub info: PresentationInfo,
-    /// The tracks.
-    pub tracks: Vec<TrackInfo>,
-    /// Per track, fragments in time order with their sample tables.
-    pub fragments: BTreeMap<u32, Vec<(Fragment, Vec<SampleEntry>)>>,
+/// One video track and no fragments: the cheapest useful view.
+pub fn tiny_view() -> MemoryView {
+    let mut v = live_view();
+    v.add_track(TrackInfo::new(1, TrackKind::Video, 90_000));
+    v
 }
 
-impl MemView {
-    /// One video track and no fragments: the cheapest useful view.
-    pub fn tiny() -> Self {
-        MemView {
-            info: live_info(),
-            tracks: vec![TrackInfo::new(1, TrackKind::Video, 90_000)],
-            fragments: BTreeMap::new(),
-        }
+/// A live H.264 track (id 1, 90 kHz, 1280x720) with `count` fragments of
+/// 2 s at 3 Mbit/s: 50 samples at 25 fps, about 750 KB each, the first
+/// sample a keyframe. Fragment `i` starts at [`fragment_start`]`(i)`.
+pub fn live_video(count: u32) -> MemoryView {
+    let mut track = TrackInfo::new(1, TrackKind::Video, 90_000);
+    track.fourcc = "avc1".into();
+    track.codec = "avc1.64001f".into();
+    track.codec_private = AVCC.to_vec();
+    track.stream = "720p".into();
+    track.bitrate = 3_000_000;
+    track.width = 1280;
+    track.height = 720;
+    let mut v = live_view();
+    v.add_track(track);
+    for i in 0..count {
+        let samples = fragment_samples();
+        let data = vec![0u8; FRAGMENT_BYTES as usize];
+        v.push(1, fragment_start(i), samples, data, false);
     }
+    v
+}
 
-    /// A live H.264 track (id 1, 90 kHz, 1280x720) with `count` fragments of
-    /// 2 s at 3 Mbit/s: 50 samples at 25 fps, about 750 KB each, the first
-    /// sample a keyframe. Fragment `i` starts at `i * 180000`.
-    pub fn live_video(count: u32) -> Self {
-        let mut track = TrackInfo::new(1, TrackKind::Video, 90_000);
-        track.fourcc = "avc1".into();
-        track.codec = "avc1.64001f".into();
-        track.codec_private = AVCC.to_vec();
-        track.stream = "720p".into();
-        track.bitrate = 3_000_000;
-        track.width = 1280;
-        track.height = 720;
-        let frags = (0..count)
-            .map(|i| {
-                let samples = fragment_samples();
-                let size = samples.iter().map(|s| s.size).sum();
-                let f = Fragment {
-                    start: u64::from(i) * FRAGMENT_TICKS,
-                    duration: FRAGMENT_TICKS,
-                    sample_count: samples.len() as u32,
-                    size,
-                    discontinuity: false,
-                };
-                (f, samples)
-            })
-            .collect();
-        MemView {
-            info: live_info(),
-            tracks: vec![track],
-            fragments: BTreeMap::from([(1, frags)]),
-        }
-    }
+/// Start of the `i`-th fragment of [`live_video`].
+pub fn fragment_start(i: u32) -> u64 {
+    u64::from(i) * FRAGMENT_TICKS
+}
 
-    /// Start of the `i`-th fragment of track 1.
-    pub fn fragment_start(&self, i: usize) -> u64 {
-        self.fragments[&1][i].0.start
-    }
+fn live_view() -> MemoryView {
+    MemoryView::new(PresentationState::Live, 2000, Some(1_700_000_000_000))
 }
 
 /// Ticks of one 2 s fragment at 90 kHz.
@@ -107,56 +82,6 @@ const AVCC: &[u8] = &[
     0x05, 0xbb, 0x01, 0x6a, 0x02, 0x02, 0x02, 0x80, 0x00, 0x00, 0x03, 0x00, 0x80, 0x00, 0x00, 0x19,
     0x07, 0x8c, 0x18, 0xcb, 0x01, 0x00, 0x06, 0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0,
 ];
-
-fn live_info() -> PresentationInfo {
-    PresentationInfo {
-        state: PresentationState::Live,
-        fragment_duration_ms: 2000,
-        epoch_ms: Some(1_700_000_000_000),
-        window_ms: 0,
-    }
-}
-
-impl View for MemView {
-    fn info(&self) -> PresentationInfo {
-        self.info.clone()
-    }
-
-    fn tracks(&self) -> Vec<TrackInfo> {
-        self.tracks.clone()
-    }
-
-    fn fragments(&self, track: u32, from: u64, limit: u32) -> Vec<Fragment> {
-        self.fragments
-            .get(&track)
-            .map(|fs| {
-                fs.iter()
-                    .filter(|(f, _)| f.start >= from)
-                    .take(limit as usize)
-                    .map(|(f, _)| *f)
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    fn samples(&self, track: u32, start: u64) -> Option<Vec<SampleEntry>> {
-        self.fragments
-            .get(&track)?
-            .iter()
-            .find(|(f, _)| f.start == start)
-            .map(|(_, s)| s.clone())
-    }
-
-    fn sample_data(&self, track: u32, start: u64, offset: u32, length: u32) -> Option<Vec<u8>> {
-        let (f, _) = self
-            .fragments
-            .get(&track)?
-            .iter()
-            .find(|(f, _)| f.start == start)?;
-        let end = offset.checked_add(length)?;
-        (end <= f.size).then(|| vec![0u8; length as usize])
-    }
-}
 
 /// Timing figures of one benchmark.
 #[derive(Debug, Clone, Copy)]
@@ -229,7 +154,8 @@ mod tests {
 
     #[test]
     fn fragment_is_two_seconds_at_three_megabits() {
-        let v = MemView::live_video(3);
+        use sluice_sdk::plugin::View;
+        let v = live_video(3);
         let frags = v.fragments(1, 0, 10);
         assert_eq!(frags.len(), 3);
         assert_eq!(frags[1].start, 180_000);

@@ -21,17 +21,28 @@ fn bad_config_busy_port_and_bad_data_dir_fail_with_one_line() -> anyhow::Result<
     let dir = TempDir::new("sluice-cli-config")?;
     let config = dir.path().join("bad.toml");
     std::fs::write(&config, "no_such_key = 1\n")?;
-    let (ok, _, err) = serve(&["--http", "127.0.0.1:0", "--config", config.to_str().unwrap()])?;
+    let (ok, _, err) = serve(&[
+        "--http",
+        "127.0.0.1:0",
+        "--config",
+        config.to_str().unwrap(),
+    ])?;
     assert!(!ok);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains("bad config") && err.contains("no_such_key"), "{err}");
+    assert!(
+        err.contains("bad config") && err.contains("no_such_key"),
+        "{err}"
+    );
 
     let busy = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = busy.local_addr()?.to_string();
     let (ok, _, err) = serve(&["--http", &addr])?;
     assert!(!ok);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    assert!(err.contains(&format!("cannot listen on http={addr}")), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on http={addr}")),
+        "{err}"
+    );
 
     let (ok, _, err) = run(Command::new(sluice_bin()).args([
         "serve",
@@ -52,7 +63,14 @@ fn json_logs_are_one_object_per_line() -> anyhow::Result<()> {
         .arg("serve")
         .arg("--data-dir")
         .arg(data.path())
-        .args(["--http", "127.0.0.1:0", "--rtmp", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args([
+            "--http",
+            "127.0.0.1:0",
+            "--rtmp",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ])
         .args(["--log-format", "json"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -66,8 +84,8 @@ fn json_logs_are_one_object_per_line() -> anyhow::Result<()> {
     for line in BufReader::new(stdout).lines() {
         let line = line?;
         lines += 1;
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .map_err(|e| anyhow::anyhow!("not JSON: {line:?}: {e}"))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&line).map_err(|e| anyhow::anyhow!("not JSON: {line:?}: {e}"))?;
         if let Some(m) = v["fields"]["message"].as_str()
             && m.starts_with("listening ")
         {

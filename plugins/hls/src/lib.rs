@@ -24,8 +24,6 @@ mod segments;
 mod timeline;
 
 #[cfg(test)]
-mod test_view;
-#[cfg(test)]
 mod tests;
 
 use sluice_sdk::bmff;

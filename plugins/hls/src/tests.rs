@@ -13,7 +13,7 @@ use sluice_sdk::plugin::{
 };
 
 use crate::Hls;
-use crate::test_view::MemView;
+use sluice_sdk::plugin::MemoryView;
 
 /// A real `avcC` from x264 (High profile, level 1.3, 320x240).
 const AVCC: [u8; 46] = [
@@ -101,7 +101,7 @@ fn audio_fragment(k: u64) -> Vec<SampleEntry> {
 }
 
 /// Adds fragments `first..first+count` of the given tracks.
-fn fill(view: &mut MemView, video: Option<u32>, audio: &[u32], first: u64, count: u64) {
+fn fill(view: &mut MemoryView, video: Option<u32>, audio: &[u32], first: u64, count: u64) {
     for k in first..first + count {
         let disc = k == DISCONTINUITY_AT;
         if let Some(id) = video {
@@ -119,8 +119,8 @@ fn fill(view: &mut MemView, video: Option<u32>, audio: &[u32], first: u64, count
 }
 
 /// Video, English and French audio, and a data track that HLS skips.
-fn presentation(state: PresentationState) -> MemView {
-    let mut v = MemView::new(state, 2000, Some(EPOCH_MS));
+fn presentation(state: PresentationState) -> MemoryView {
+    let mut v = MemoryView::new(state, 2000, Some(EPOCH_MS));
     v.add_track(video_track());
     v.add_track(audio_track(2, "en"));
     v.add_track(audio_track(3, "fr"));
@@ -132,7 +132,7 @@ fn presentation(state: PresentationState) -> MemView {
     v
 }
 
-fn get(view: &MemView, path: &str) -> Response {
+fn get(view: &MemoryView, path: &str) -> Response {
     let req = Request {
         format: "m3u8-cmaf".into(),
         path: path.into(),
@@ -236,7 +236,7 @@ fn multivariant_playlist() {
 
 #[test]
 fn audio_only_and_video_only_presentations() {
-    let mut v = MemView::new(PresentationState::Live, 2000, None);
+    let mut v = MemoryView::new(PresentationState::Live, 2000, None);
     v.add_track(audio_track(2, "und"));
     v.add_track(audio_track(3, "de"));
     fill(&mut v, None, &[2, 3], 0, 2);
@@ -251,7 +251,7 @@ fn audio_only_and_video_only_presentations() {
     );
     assert!(m.contains("\nm3u8-cmaf/t2/index.m3u8\n") && m.contains("\nm3u8-cmaf/t3/index.m3u8\n"));
 
-    let mut v = MemView::new(PresentationState::Live, 2000, None);
+    let mut v = MemoryView::new(PresentationState::Live, 2000, None);
     v.add_track(video_track());
     fill(&mut v, Some(1), &[], 0, 2);
     let m = text(&get(&v, "Manifest(format=m3u8-cmaf)"));
@@ -265,7 +265,7 @@ fn audio_only_and_video_only_presentations() {
 
 #[test]
 fn empty_presentation_is_not_found_briefly() {
-    let mut v = MemView::new(PresentationState::Live, 2000, None);
+    let mut v = MemoryView::new(PresentationState::Live, 2000, None);
     v.add_track(video_track());
     v.add_track(audio_track(2, "en"));
     for path in ["Manifest(format=m3u8-cmaf)", "m3u8-cmaf/t1/index.m3u8"] {
@@ -348,7 +348,7 @@ fn ended_media_playlist_and_no_program_date_time() {
 
 #[test]
 fn target_duration_covers_the_longest_segment_and_the_grid() {
-    let mut v = MemView::new(PresentationState::Live, 4000, None);
+    let mut v = MemoryView::new(PresentationState::Live, 4000, None);
     v.add_track(video_track());
     fill(&mut v, Some(1), &[], 0, 2); // 2 s fragments on a 4 s grid
     let p = text(&get(&v, "m3u8-cmaf/t1/index.m3u8"));
@@ -374,7 +374,7 @@ fn init_segments_parse() {
     assert_eq!(r.status, 200);
     assert_eq!(r.content_type, "video/mp4");
     assert_eq!(r.cache, CachePolicy::Immutable);
-    let body = view.assemble(&r);
+    let body = view.assemble(&r).expect("references resolve");
     golden("init_video.dump", &bmff::dump(&body));
 
     let mut rd = Reader::new(&body);
@@ -400,7 +400,7 @@ fn init_segments_parse() {
 
     let r = get(&view, "m3u8-cmaf/t3/init.mp4");
     assert_eq!(r.content_type, "audio/mp4");
-    let body = view.assemble(&r);
+    let body = view.assemble(&r).expect("references resolve");
     golden("init_audio_fr.dump", &bmff::dump(&body));
     let moov = Moov::decode(&body[24..]).unwrap();
     let trak = &moov.traks[0];
@@ -435,7 +435,7 @@ fn media_segment_references_the_payload() {
     );
     golden("segment_video_header.dump", &bmff::dump(head));
 
-    let body = view.assemble(&r);
+    let body = view.assemble(&r).expect("references resolve");
     let mut rd = Reader::new(&body);
     let styp = Styp::from_box(&rd.next_box().unwrap().unwrap()).unwrap();
     assert_eq!(styp.major_brand.to_string(), "cmfs");
@@ -468,7 +468,7 @@ fn media_segment_references_the_payload() {
     let (&start, stored) = a.iter().nth(1).unwrap();
     let r = get(&view, &format!("m3u8-cmaf/t2/{start}.m4s"));
     assert_eq!(r.content_type, "audio/mp4");
-    let body = view.assemble(&r);
+    let body = view.assemble(&r).expect("references resolve");
     let moof =
         Moof::decode(&body[24..24 + u32::from_be_bytes(body[24..28].try_into().unwrap()) as usize])
             .unwrap();

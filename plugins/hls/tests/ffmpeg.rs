@@ -9,9 +9,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../src/test_view.rs"]
-mod test_view;
-
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use sluice_plugin_hls::Hls;
 use sluice_sdk::bmff::{BmffBox, Moof, Moov, Reader, SampleDescription};
+use sluice_sdk::plugin::MemoryView;
 use sluice_sdk::plugin::{
     Packager, PresentationState, Request, Response, SampleEntry, TrackInfo, TrackKind,
 };
-use test_view::MemView;
 
 const SECONDS: u32 = 8;
 
@@ -170,7 +167,7 @@ fn demux(file: &[u8], id: u32) -> Demuxed {
     Demuxed { track, fragments }
 }
 
-fn get(view: &MemView, path: &str) -> Response {
+fn get(view: &MemoryView, path: &str) -> Response {
     let req = Request {
         format: "m3u8-cmaf".into(),
         path: path.into(),
@@ -182,8 +179,8 @@ fn get(view: &MemView, path: &str) -> Response {
 }
 
 /// Fetches `path` (below the manifest root) and writes it under `root`.
-fn fetch(view: &MemView, root: &Path, path: &str, file: &str) -> Vec<u8> {
-    let body = view.assemble(&get(view, path));
+fn fetch(view: &MemoryView, root: &Path, path: &str, file: &str) -> Vec<u8> {
+    let body = view.assemble(&get(view, path)).expect("references resolve");
     let dest = root.join(file);
     std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
     std::fs::write(&dest, &body).unwrap();
@@ -209,7 +206,7 @@ fn uris(playlist: &str) -> Vec<String> {
 
 /// Crawls the presentation as a player would, writing every resource
 /// under `root`; the multivariant playlist becomes `master.m3u8`.
-fn crawl(view: &MemView, root: &Path) -> usize {
+fn crawl(view: &MemoryView, root: &Path) -> usize {
     let master = fetch(view, root, "Manifest(format=m3u8-cmaf)", "master.m3u8");
     let mut files = 1;
     for media in uris(std::str::from_utf8(&master).unwrap()) {
@@ -282,7 +279,7 @@ fn ffmpeg_plays_the_hls_output() {
         "B-frames expected"
     );
 
-    let mut view = MemView::new(PresentationState::Ended, 2000, Some(1_709_251_200_000));
+    let mut view = MemoryView::new(PresentationState::Ended, 2000, Some(1_709_251_200_000));
     for d in [&video, &audio] {
         view.add_track(d.track.clone());
         for (start, samples, data) in &d.fragments {

@@ -14,6 +14,7 @@
 //! ```
 
 mod ingest;
+mod memory;
 mod packager;
 
 #[cfg(target_arch = "wasm32")]
@@ -23,6 +24,7 @@ pub mod guest;
 pub use ingest::{
     AdapterInfo, AuthRequest, AuthStage, Event, IngestAdapter, Sample, SessionConfig, SessionError,
 };
+pub use memory::{MemoryFragment, MemoryView};
 pub use packager::{
     BodyPart, CachePolicy, DataRef, Fragment, Packager, PackagerInfo, PresentationInfo,
     PresentationState, Request, Response, SampleEntry, View,

@@ -1,19 +1,17 @@
-//! An in-memory presentation [`View`] for tests, and the host's splice of
-//! sample data into a response plan. Shared by the unit tests and the
-//! ffmpeg interop test (`tests/ffmpeg.rs` includes this file by path), so
-//! it names only `sluice_sdk` items.
-
-#![allow(dead_code, clippy::unwrap_used)]
+//! [`MemoryView`]: a presentation held in memory, for plugin authors' native
+//! tests and benchmarks (a packager runs against it exactly as against the
+//! host's timeline), with [`MemoryView::assemble`] doing the host's splice
+//! of referenced sample data into a response body.
 
 use std::collections::BTreeMap;
 
-use sluice_sdk::plugin::{
+use super::{
     BodyPart, Fragment, PresentationInfo, PresentationState, Response, SampleEntry, TrackInfo, View,
 };
 
 /// One stored fragment: its timeline entry, sample table and payload.
 #[derive(Debug, Clone)]
-pub struct MemFragment {
+pub struct MemoryFragment {
     /// The timeline entry.
     pub fragment: Fragment,
     /// The sample table.
@@ -24,19 +22,19 @@ pub struct MemFragment {
 
 /// A presentation held in memory.
 #[derive(Debug, Clone)]
-pub struct MemView {
+pub struct MemoryView {
     /// What `info()` answers.
     pub info: PresentationInfo,
     /// The tracks, in order.
     pub tracks: Vec<TrackInfo>,
     /// Fragments per track, by start.
-    pub fragments: BTreeMap<u32, BTreeMap<u64, MemFragment>>,
+    pub fragments: BTreeMap<u32, BTreeMap<u64, MemoryFragment>>,
 }
 
-impl MemView {
+impl MemoryView {
     /// An empty presentation.
     pub fn new(state: PresentationState, fragment_duration_ms: u32, epoch_ms: Option<i64>) -> Self {
-        MemView {
+        MemoryView {
             info: PresentationInfo {
                 state,
                 fragment_duration_ms,
@@ -54,8 +52,11 @@ impl MemView {
         self.tracks.push(track);
     }
 
-    /// Adds a fragment of `track` at `start` with these samples and payload
-    /// (`data` must be the sum of the sample sizes long).
+    /// Adds a fragment of `track` at `start` with these samples and payload.
+    ///
+    /// # Panics
+    /// When `data` is not exactly the sum of the sample sizes long (a
+    /// mistake in the test that builds the view).
     pub fn push(
         &mut self,
         track: u32,
@@ -75,7 +76,7 @@ impl MemView {
         };
         self.fragments.entry(track).or_default().insert(
             start,
-            MemFragment {
+            MemoryFragment {
                 fragment,
                 samples,
                 data,
@@ -95,25 +96,26 @@ impl MemView {
     }
 
     /// The body of a response with every sample-data reference replaced by
-    /// the bytes it names, as the host splices them; panics on a reference
-    /// to data the view does not hold.
-    pub fn assemble(&self, response: &Response) -> Vec<u8> {
+    /// the bytes it names, as the host splices them; `None` when a reference
+    /// names data the view does not hold (the host answers 503 then).
+    pub fn assemble(&self, response: &Response) -> Option<Vec<u8>> {
         let mut out = Vec::new();
         for part in &response.body {
             match part {
                 BodyPart::Bytes(b) => out.extend_from_slice(b),
                 BodyPart::SampleData(r) => {
-                    let f = &self.fragments[&r.track][&r.start];
-                    let from = r.offset as usize;
-                    out.extend_from_slice(&f.data[from..from + r.length as usize]);
+                    let data = &self.fragments.get(&r.track)?.get(&r.start)?.data;
+                    let from = usize::try_from(r.offset).ok()?;
+                    let to = from.checked_add(usize::try_from(r.length).ok()?)?;
+                    out.extend_from_slice(data.get(from..to)?);
                 }
             }
         }
-        out
+        Some(out)
     }
 }
 
-impl View for MemView {
+impl View for MemoryView {
     fn info(&self) -> PresentationInfo {
         self.info.clone()
     }
