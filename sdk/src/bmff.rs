@@ -26,6 +26,7 @@ use std::fmt;
 
 pub mod dump;
 pub mod esds;
+mod fields;
 pub mod ftyp;
 pub mod init;
 pub mod media;

@@ -275,6 +275,28 @@ mod tests {
     }
 
     #[test]
+    fn two_encoders_with_identical_timestamps_cut_identically() {
+        // ms timestamps of 30 fps video (33/33/34 ms steps), keyframe every 60.
+        let stream: Vec<(u64, bool)> = (0..900u64).map(|i| (i * 1000 / 30, i % 60 == 0)).collect();
+        let cut = |from: usize| {
+            let mut seg = Segmenter::new(TrackKind::Video, 1000, 2000, 1 << 20);
+            let mut starts = Vec::new();
+            for &(dts, key) in &stream[from..] {
+                if let Some(f) = seg.push(s(dts, key)).expect("fits") {
+                    starts.push(f.start);
+                }
+            }
+            starts
+        };
+        // One encoder joined 7 s late: after its first fragment, every
+        // boundary matches the other's.
+        let early = cut(0);
+        let late = cut(210);
+        assert_eq!(&late[1..], &early[early.len() - (late.len() - 1)..]);
+        assert_eq!(early[..4], [0, 2000, 4000, 6000]);
+    }
+
+    #[test]
     fn oversize_fragment_errors() {
         let mut seg = Segmenter::new(TrackKind::Video, 1000, 2000, 5);
         seg.push(s(0, true)).expect("ok");

@@ -4,7 +4,7 @@
 //! `SLConfigDescriptor` (7.3.2.3.1), in the descriptors' own
 //! tag-length-value encoding.
 
-use super::moov::check_version;
+use super::fields::check_version;
 use super::writer::{put_u16, put_u24, put_u32, put_version_flags};
 use super::{BmffBox, Error, FourCC, Reader, Result};
 

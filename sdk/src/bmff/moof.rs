@@ -1,7 +1,7 @@
 //! Movie fragments: `moof` (ISO/IEC 14496-12 8.8.4), `mfhd` (8.8.5),
 //! `traf` (8.8.6), `tfhd` (8.8.7), `tfdt` (8.8.12), `trun` (8.8.8).
 
-use super::moov::{check_version, once};
+use super::fields::{check_version, once};
 use super::writer::{put_count, put_u32, put_u64, put_version_flags};
 use super::{BmffBox, Error, FourCC, Reader, Result};
 

@@ -4,7 +4,7 @@
 //! (8.7.5). Fragmented files carry empty tables; the samples are in `moof`.
 
 use super::esds::Esds;
-use super::moov::{check_version, once};
+use super::fields::{check_version, once};
 use super::writer::{put_count, put_u16, put_u32, put_version_flags};
 use super::{BmffBox, Error, FourCC, Reader, Result, write_box};
 

@@ -3,7 +3,7 @@
 //! (8.4.4), `vmhd`/`smhd`/`nmhd` (12.1.2, 12.2.2, 8.4.5.2), `dinf` (8.7.1),
 //! `dref` and `url ` (8.7.2). The sample table is in [`stbl`](super::stbl).
 
-use super::moov::{UNITY_MATRIX, check_version, get_time, once, put_time, version_for};
+use super::fields::{UNITY_MATRIX, check_version, get_time, once, put_time, version_for};
 use super::stbl::Stbl;
 use super::writer::{put_count, put_u16, put_u32, put_version_flags, write_full_box};
 use super::{BmffBox, Error, FourCC, Reader, Result};
