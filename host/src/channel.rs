@@ -213,25 +213,26 @@ impl StreamIngest {
         if info.stream.is_empty() {
             info.stream = self.stream.clone();
         }
-        if self.tracks.contains_key(&adapter_id) {
-            // Re-declared (new codec data): what was cut so far is flushed
-            // under the old description; the next fragment starts fresh.
-            if let Some(t) = self.tracks.get_mut(&adapter_id)
-                && let Some(f) = t.segmenter.discontinuity()
-            {
-                let id = t.id;
+        let mut segmenter = Segmenter::new(
+            info.kind,
+            info.timescale,
+            self.channel.fragment_ms,
+            self.max_fragment_bytes,
+        );
+        if let Some(old) = self.tracks.get_mut(&adapter_id) {
+            // Re-declared (new codec data): what was cut so far is published
+            // under the old description; the next fragment follows a
+            // discontinuity.
+            if let Some(f) = old.segmenter.discontinuity() {
+                let id = old.id;
                 self.publish(id, f);
             }
+            let _ = segmenter.discontinuity();
         }
         let state = TrackState {
             id,
             timescale: info.timescale,
-            segmenter: Segmenter::new(
-                info.kind,
-                info.timescale,
-                self.channel.fragment_ms,
-                self.max_fragment_bytes,
-            ),
+            segmenter,
             last_dts: None,
         };
         self.channel.with_timeline(|tl| tl.set_track(info));
@@ -272,10 +273,17 @@ impl StreamIngest {
             let step_ms =
                 mul_div_round_signed(s.dts - last, 1000, u64::from(timescale)).unwrap_or(i64::MAX);
             if step_ms < 0 || step_ms > 5 * fragment_ms {
+                // What was cut so far is published first, so the new offset
+                // starts after it.
+                self.flush_for_discontinuity();
                 let end = self.channel.end_ms().unwrap_or(0);
                 offset = end + fragment_ms.min(100) - dts_ms;
                 self.offset_ms = Some(offset);
-                self.discontinuity_next = true;
+                // The other tracks jumped with this one: their next sample
+                // is measured against the new offset, not their old clock.
+                for t in self.tracks.values_mut() {
+                    t.last_dts = None;
+                }
                 tracing::warn!(
                     channel = %self.channel.name,
                     stream = %self.stream,
@@ -285,15 +293,7 @@ impl StreamIngest {
             }
         }
         if std::mem::take(&mut self.discontinuity_next) {
-            let mut done = Vec::new();
-            for t in self.tracks.values_mut() {
-                if let Some(f) = t.segmenter.discontinuity() {
-                    done.push((t.id, f));
-                }
-            }
-            for (id, f) in done {
-                self.publish(id, f);
-            }
+            self.flush_for_discontinuity();
         }
         let offset_ticks = mul_div_round_signed(offset, u64::from(timescale), 1000).unwrap_or(0);
         let media = s.dts.saturating_add(offset_ticks);
@@ -317,6 +317,20 @@ impl StreamIngest {
             self.publish(id, f);
         }
         Ok(())
+    }
+
+    /// Publishes every track's fragment in progress and flags the next
+    /// fragment of each as following a discontinuity.
+    fn flush_for_discontinuity(&mut self) {
+        let mut done = Vec::new();
+        for t in self.tracks.values_mut() {
+            if let Some(f) = t.segmenter.discontinuity() {
+                done.push((t.id, f));
+            }
+        }
+        for (id, f) in done {
+            self.publish(id, f);
+        }
     }
 
     fn initial_offset(&mut self, first_dts_ms: i64) -> i64 {
@@ -394,4 +408,99 @@ pub fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_sdk::plugin::{TrackKind, View};
+
+    fn channel() -> Arc<Channel> {
+        let config = ChannelConfig {
+            name: "ch1".into(),
+            key: "k".into(),
+            fragment_ms: 2000,
+            window_ms: 600_000,
+        };
+        Arc::new(Channel::new(&config, &IngestLimits::default()))
+    }
+
+    fn sample(track: u32, dts: i64, keyframe: bool) -> Sample {
+        Sample {
+            track,
+            dts,
+            composition_offset: 0,
+            duration: 0,
+            keyframe,
+            data: vec![0; 10],
+        }
+    }
+
+    /// Feeds `seconds` of 25 fps video (1 kHz) and 50 Hz "audio" (1 kHz)
+    /// from encoder time `from_ms`.
+    fn feed(ingest: &mut StreamIngest, from_ms: i64, seconds: i64) {
+        for i in 0..seconds * 50 {
+            let t = from_ms + i * 20;
+            let mut batch = vec![sample(2, t, true)];
+            if i % 2 == 0 {
+                batch.push(sample(1, t, (i / 2) % 50 == 0));
+            }
+            ingest.on_samples(batch).expect("accepted");
+        }
+    }
+
+    fn declare(ingest: &mut StreamIngest) {
+        ingest
+            .on_track(TrackInfo::new(1, TrackKind::Video, 1000))
+            .expect("video");
+        ingest
+            .on_track(TrackInfo::new(2, TrackKind::Audio, 1000))
+            .expect("audio");
+    }
+
+    #[test]
+    fn a_timestamp_jump_back_is_one_discontinuity_and_time_moves_on() {
+        let ch = channel();
+        let mut ingest = StreamIngest::new(ch.clone(), "720p", &IngestLimits::default());
+        declare(&mut ingest);
+        feed(&mut ingest, 0, 6);
+        // The encoder's clock restarts from zero mid-stream.
+        feed(&mut ingest, 0, 6);
+        ingest.finish();
+        let snap = ch.snapshot();
+        for track in [1, 2] {
+            let frags = snap.fragments(track, 0, 100);
+            let flagged = frags.iter().filter(|f| f.discontinuity).count();
+            assert_eq!(flagged, 1, "track {track}: {frags:?}");
+            for pair in frags.windows(2) {
+                assert!(
+                    pair[1].start >= pair[0].start + pair[0].duration,
+                    "{pair:?}"
+                );
+            }
+            let last = frags.last().expect("fragments");
+            assert!(last.start + last.duration >= 11_900, "{frags:?}");
+        }
+    }
+
+    #[test]
+    fn a_new_stream_continuing_the_timeline_joins_without_discontinuity() {
+        let ch = channel();
+        let mut first = StreamIngest::new(ch.clone(), "720p", &IngestLimits::default());
+        declare(&mut first);
+        feed(&mut first, 0, 4);
+        first.finish();
+        drop(first);
+        let mut again = StreamIngest::new(ch.clone(), "720p", &IngestLimits::default());
+        declare(&mut again);
+        feed(&mut again, 4000, 4);
+        again.finish();
+        let snap = ch.snapshot();
+        let frags = snap.fragments(1, 0, 100);
+        assert!(frags.iter().all(|f| !f.discontinuity), "{frags:?}");
+        assert_eq!(
+            frags.iter().map(|f| f.start).collect::<Vec<_>>(),
+            [0, 2000, 4000, 6000]
+        );
+    }
 }
