@@ -27,6 +27,7 @@ use sluice_sdk::time::mul_div_round_signed;
 use crate::config::{ChannelConfig, IngestLimits};
 use crate::media::segmenter::{Fragment, InputSample, SegmentError, Segmenter};
 use crate::media::timeline::{Snapshot, Timeline};
+use crate::store::ChannelRecord;
 
 /// Why ingest into a channel stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +47,30 @@ pub enum IngestError {
     Segment(#[from] SegmentError),
 }
 
+/// Where a channel is in its life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelState {
+    /// Ingest refused.
+    Stopped,
+    /// Coming up.
+    Starting,
+    /// Ingest accepted.
+    Running,
+    /// Going down.
+    Stopping,
+}
+
+impl ChannelState {
+    /// The stored form (transitional states are stored as their target).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelState::Stopped | ChannelState::Stopping => "stopped",
+            ChannelState::Running | ChannelState::Starting => "running",
+        }
+    }
+}
+
 /// One channel.
 #[derive(Debug)]
 pub struct Channel {
@@ -55,6 +80,15 @@ pub struct Channel {
     pub key: String,
     /// Fragment grid, ms.
     pub fragment_ms: u32,
+    /// Live window, ms.
+    pub window_ms: u64,
+    /// Input IP allowlist; empty = any.
+    pub input_allow: Vec<ipnet::IpNet>,
+    /// Preview IP allowlist; empty = any.
+    pub preview_allow: Vec<ipnet::IpNet>,
+    /// Creation time, Unix ms.
+    pub created_ms: i64,
+    state: Mutex<ChannelState>,
     timeline: RwLock<Timeline>,
     track_ids: Mutex<Vec<(String, u32)>>,
     max_tracks: u32,
@@ -62,17 +96,81 @@ pub struct Channel {
 }
 
 impl Channel {
-    /// A channel from its configuration.
+    /// A channel from its configuration (running).
     pub fn new(config: &ChannelConfig, limits: &IngestLimits) -> Self {
+        Self::from_record(&config.record(), limits)
+    }
+
+    /// A channel from its stored record.
+    pub fn from_record(r: &ChannelRecord, limits: &IngestLimits) -> Self {
+        let state = if r.state == "running" {
+            ChannelState::Running
+        } else {
+            ChannelState::Stopped
+        };
         Channel {
-            name: config.name.clone(),
-            key: config.key.clone(),
-            fragment_ms: config.fragment_ms,
-            timeline: RwLock::new(Timeline::new(config.fragment_ms, config.window_ms)),
+            name: r.name.clone(),
+            key: r.key.clone(),
+            fragment_ms: r.fragment_ms,
+            window_ms: r.window_ms,
+            input_allow: r.input_allow.clone(),
+            preview_allow: r.preview_allow.clone(),
+            created_ms: r.created_ms,
+            state: Mutex::new(state),
+            timeline: RwLock::new(Timeline::new(r.fragment_ms, r.window_ms)),
             track_ids: Mutex::new(Vec::new()),
             max_tracks: limits.max_tracks_per_channel,
             publishing: AtomicUsize::new(0),
         }
+    }
+
+    /// The stored form.
+    pub fn record(&self) -> ChannelRecord {
+        ChannelRecord {
+            name: self.name.clone(),
+            key: self.key.clone(),
+            input_allow: self.input_allow.clone(),
+            preview_allow: self.preview_allow.clone(),
+            fragment_ms: self.fragment_ms,
+            window_ms: self.window_ms,
+            state: self.state().as_str().to_owned(),
+            created_ms: self.created_ms,
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ChannelState {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets the state.
+    pub fn set_state(&self, state: ChannelState) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
+    }
+
+    /// Whether ingest is accepted.
+    pub fn is_running(&self) -> bool {
+        self.state() == ChannelState::Running
+    }
+
+    /// Encoders publishing now.
+    pub fn publishing(&self) -> usize {
+        self.publishing.load(Ordering::SeqCst)
+    }
+
+    /// Whether `ip` may push to this channel.
+    pub fn input_allowed(&self, ip: std::net::IpAddr) -> bool {
+        allowed(&self.input_allow, ip)
+    }
+
+    /// Whether `ip` may watch the preview.
+    pub fn preview_allowed(&self, ip: std::net::IpAddr) -> bool {
+        allowed(&self.preview_allow, ip)
+    }
+
+    /// Clears the live timeline (tracks stay declared).
+    pub fn reset(&self) {
+        self.with_timeline(Timeline::clear);
     }
 
     /// A snapshot of the live timeline.
@@ -125,6 +223,15 @@ impl Channel {
     }
 }
 
+/// An empty list allows everything; IPv4-mapped IPv6 addresses match IPv4 nets.
+fn allowed(list: &[ipnet::IpNet], ip: std::net::IpAddr) -> bool {
+    let ip = match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    };
+    list.is_empty() || list.iter().any(|n| n.contains(&ip))
+}
+
 /// All channels of this node.
 #[derive(Debug, Default)]
 pub struct Channels {
@@ -140,6 +247,27 @@ impl Channels {
             .unwrap_or_else(|e| e.into_inner())
             .insert(channel.name.clone(), channel.clone());
         channel
+    }
+
+    /// Removes the channel named `name`.
+    pub fn remove(&self, name: &str) -> Option<Arc<Channel>> {
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+    }
+
+    /// Every channel, by name.
+    pub fn list(&self) -> Vec<Arc<Channel>> {
+        let mut v: Vec<_> = self
+            .map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
     }
 
     /// The channel named `name`.

@@ -24,6 +24,9 @@ pub struct Config {
     pub admin: SocketAddr,
     /// `text` or `json` (default `text`).
     pub log_format: LogFormat,
+    /// Bearer token of the management API; required when `admin` is not on
+    /// loopback (default none).
+    pub admin_token: Option<String>,
     /// Create channel `demo` fed by the built-in test source (default false).
     pub demo: bool,
     /// Plugin host settings.
@@ -44,6 +47,7 @@ impl Default for Config {
             rtmp: SocketAddr::from(([0, 0, 0, 0], 1935)),
             admin: SocketAddr::from(([127, 0, 0, 1], 8081)),
             log_format: LogFormat::Text,
+            admin_token: None,
             demo: false,
             plugins: PluginConfig::default(),
             ingest: IngestLimits::default(),
@@ -168,6 +172,22 @@ pub struct ChannelConfig {
     /// Live window kept in memory and listed in live manifests, ms (default 120000).
     #[serde(default = "default_window_ms")]
     pub window_ms: u64,
+}
+
+impl ChannelConfig {
+    /// The stored form of a config-defined channel (running).
+    pub fn record(&self) -> crate::store::ChannelRecord {
+        crate::store::ChannelRecord {
+            name: self.name.clone(),
+            key: self.key.clone(),
+            input_allow: Vec::new(),
+            preview_allow: Vec::new(),
+            fragment_ms: self.fragment_ms,
+            window_ms: self.window_ms,
+            state: "running".to_owned(),
+            created_ms: 0,
+        }
+    }
 }
 
 fn default_fragment_ms() -> u32 {

@@ -155,8 +155,9 @@ impl Delivery {
         method: &Method,
         uri: &http::Uri,
         headers: &HeaderMap,
+        peer: std::net::SocketAddr,
     ) -> http::Response<Body> {
-        let mut resp = self.route(method, uri, headers).await;
+        let mut resp = self.route(method, uri, headers, peer).await;
         let h = resp.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&self.config.cors_origin) {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
@@ -173,6 +174,7 @@ impl Delivery {
         method: &Method,
         uri: &http::Uri,
         headers: &HeaderMap,
+        peer: std::net::SocketAddr,
     ) -> http::Response<Body> {
         if method == Method::OPTIONS {
             return http::Response::builder()
@@ -204,6 +206,10 @@ impl Delivery {
                 "public, max-age=5",
             );
         };
+        if !channel.preview_allowed(peer.ip()) {
+            tracing::info!(%peer, channel = %channel.name, "preview refused: address not allowed");
+            return plain(StatusCode::FORBIDDEN, "address not allowed\n", "no-store");
+        }
         let Some(format) = format_of(rest) else {
             return plain(
                 StatusCode::NOT_FOUND,

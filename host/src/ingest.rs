@@ -107,6 +107,7 @@ async fn rtmp_connection(
         .map_err(|e| e.to_string())?;
     let mut conn = Connection {
         session,
+        peer,
         ctx,
         channel: None,
         ingest: None,
@@ -152,6 +153,9 @@ async fn rtmp_connection(
         if conn.close {
             break Err("refused".to_owned());
         }
+        if conn.channel.as_ref().is_some_and(|c| !c.is_running()) {
+            break Err("channel stopped".to_owned());
+        }
     };
     if let Some(mut ingest) = conn.ingest.take() {
         ingest.finish();
@@ -162,6 +166,7 @@ async fn rtmp_connection(
 /// One connection's state beside its adapter session.
 struct Connection<'a> {
     session: IngestSession,
+    peer: SocketAddr,
     ctx: &'a IngestContext,
     channel: Option<Arc<Channel>>,
     ingest: Option<StreamIngest>,
@@ -234,6 +239,12 @@ impl Connection<'_> {
             .channels
             .get(name)
             .ok_or_else(|| format!("no channel {name}"))?;
+        if !channel.input_allowed(self.peer.ip()) {
+            return Err(format!("address {} not allowed", self.peer.ip()));
+        }
+        if !channel.is_running() {
+            return Err(format!("channel {name} is not running"));
+        }
         match target.key {
             Some(key) if constant_time_eq(key.as_bytes(), channel.key.as_bytes()) => {}
             Some(_) => return Err("wrong ingest key".to_owned()),

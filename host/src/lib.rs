@@ -12,6 +12,7 @@
 //!                    ◀── body: plugin bytes + spliced sample slices
 //! ```
 
+pub mod api;
 pub mod channel;
 pub mod config;
 pub mod delivery;
@@ -20,5 +21,6 @@ pub mod ingest;
 pub mod media;
 pub mod plugins;
 pub mod server;
+pub mod store;
 
 pub use server::Server;

@@ -56,6 +56,9 @@ struct ServeArgs {
     /// Management listener (default 127.0.0.1:8081).
     #[arg(long, env = "SLUICE_ADMIN")]
     admin: Option<SocketAddr>,
+    /// Bearer token of the management API (required off loopback).
+    #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     /// Create channel `demo` fed by the built-in test source.
     #[arg(long, env = "SLUICE_DEMO")]
     demo: bool,
@@ -114,6 +117,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if args.demo {
         config.demo = true;
+    }
+    if let Some(v) = args.admin_token {
+        config.admin_token = Some(v);
     }
     if let Some(v) = args.plugin_dir {
         config.plugins.dir = Some(v);

@@ -15,11 +15,13 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::api::Api;
 use crate::channel::{Channel, Channels};
 use crate::config::{ChannelConfig, Config};
 use crate::delivery::{Body, Delivery};
 use crate::ingest::{IngestContext, serve_rtmp};
 use crate::plugins::PluginHost;
+use crate::store::Store;
 
 /// A running server.
 pub struct Server {
@@ -44,6 +46,12 @@ impl Server {
         })?;
         let plugins = PluginHost::new(&config.plugins, &config.data_dir)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let store = Arc::new(Store::open(&config.data_dir).with_context(|| {
+            format!(
+                "cannot open the metadata store in {}",
+                config.data_dir.display()
+            )
+        })?);
         let channels = Arc::new(Channels::default());
         let mut channel_configs = config.channels.clone();
         if config.demo && !channel_configs.iter().any(|c| c.name == "demo") {
@@ -54,10 +62,15 @@ impl Server {
                 window_ms: 120_000,
             });
         }
+        // Config-defined channels are created on first start and started on
+        // every start; channels made through the API keep their stored state.
         for c in &channel_configs {
-            channels.insert(Channel::new(c, &config.ingest));
+            store.insert_channel(&c.record())?;
+            store.set_channel_state(&c.name, "running")?;
         }
-
+        for record in store.channels()? {
+            channels.insert(Channel::from_record(&record, &config.ingest));
+        }
         let http = TcpListener::bind(config.http)
             .await
             .with_context(|| format!("cannot listen on http={}", config.http))?;
@@ -70,6 +83,11 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on admin={}", config.admin))?;
         let admin_addr = admin.local_addr()?;
+        if !admin_addr.ip().is_loopback() && config.admin_token.is_none() {
+            anyhow::bail!(
+                "admin={admin_addr} is not on loopback: set admin_token (SLUICE_ADMIN_TOKEN)"
+            );
+        }
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -79,7 +97,15 @@ impl Server {
             config.delivery.clone(),
         ));
         tasks.spawn(serve_http(http, delivery, shutdown_rx.clone()));
-        tasks.spawn(serve_http(admin, Arc::new(Admin), shutdown_rx.clone()));
+        let mut api = Api::new(
+            channels.clone(),
+            store,
+            config.ingest.clone(),
+            config.admin_token.clone(),
+        );
+        api.http_port = http_addr.port();
+        api.rtmp_port = rtmp_addr.port();
+        tasks.spawn(serve_http(admin, Arc::new(api), shutdown_rx.clone()));
         let ingest = Arc::new(IngestContext::new(
             plugins.clone(),
             channels.clone(),
@@ -110,10 +136,11 @@ impl Server {
 
 /// An HTTP request handler of one listener.
 pub trait Handler: Send + Sync + 'static {
-    /// Answers one request.
+    /// Answers one request from `peer`.
     fn handle(
         &self,
         req: http::Request<hyper::body::Incoming>,
+        peer: SocketAddr,
     ) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>>;
 }
 
@@ -121,34 +148,21 @@ impl Handler for Delivery {
     fn handle(
         &self,
         req: http::Request<hyper::body::Incoming>,
+        peer: SocketAddr,
     ) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>> {
-        Box::pin(
-            async move { Delivery::handle(self, req.method(), req.uri(), req.headers()).await },
-        )
+        Box::pin(async move {
+            Delivery::handle(self, req.method(), req.uri(), req.headers(), peer).await
+        })
     }
 }
 
-/// The management listener: health and readiness for now (the REST API
-/// lands with the control plane).
-struct Admin;
-
-impl Handler for Admin {
+impl Handler for Api {
     fn handle(
         &self,
         req: http::Request<hyper::body::Incoming>,
+        peer: SocketAddr,
     ) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>> {
-        let (status, text) = match req.uri().path() {
-            "/healthz" | "/readyz" => (http::StatusCode::OK, "ok\n"),
-            _ => (http::StatusCode::NOT_FOUND, "not found\n"),
-        };
-        Box::pin(async move {
-            http::Response::builder()
-                .status(status)
-                .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-                .header(http::header::CACHE_CONTROL, "no-store")
-                .body(Body::text(text))
-                .unwrap_or_default()
-        })
+        Box::pin(Api::handle(self, req, peer))
     }
 }
 
@@ -181,7 +195,7 @@ async fn serve_http(
                 method = %req.method(),
                 path = %req.uri().path()
             );
-            async move { Ok::<_, std::convert::Infallible>(handler.handle(req).await) }
+            async move { Ok::<_, std::convert::Infallible>(handler.handle(req, peer).await) }
                 .instrument(span)
         });
         let conn = builder.serve_connection(TokioIo::new(stream), service);

@@ -46,8 +46,10 @@ pub struct Sluice {
     pub admin: SocketAddr,
     /// Lines printed on stdout after the listening lines (e.g. the preview URL).
     pub stdout: mpsc::Receiver<String>,
-    /// The data directory (removed on drop).
-    pub data_dir: tempdir::TempDir,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Removes a data directory the harness made, on drop.
+    _owned_dir: Option<tempdir::TempDir>,
     stderr_log: PathBuf,
 }
 
@@ -94,9 +96,17 @@ impl Sluice {
     /// Starts `sluice serve` with `config` (TOML appended to the test
     /// defaults) and extra arguments.
     pub fn start(config: &str, args: &[&str]) -> Result<Sluice> {
-        let data_dir = tempdir::TempDir::new("sluice-test")?;
+        let dir = tempdir::TempDir::new("sluice-test")?;
+        let mut s = Self::start_in(dir.path(), config, args)?;
+        s._owned_dir = Some(dir);
+        Ok(s)
+    }
+
+    /// Like [`Sluice::start`] with a data directory the caller keeps (to
+    /// restart on the same state).
+    pub fn start_in(data_dir: &Path, config: &str, args: &[&str]) -> Result<Sluice> {
         let cache = target_dir().join("test-plugin-cache");
-        let config_path = data_dir.path().join("sluice.toml");
+        let config_path = data_dir.join("sluice.toml");
         // Every test shares one precompiled-plugin cache, so Cranelift runs
         // once per plugin build, not once per test.
         let cache_line = format!("cache_dir = {:?}\n", cache.display().to_string());
@@ -106,13 +116,13 @@ impl Sluice {
             format!("[plugins]\n{cache_line}\n{config}\n")
         };
         std::fs::write(&config_path, text)?;
-        let stderr_log = data_dir.path().join("stderr.log");
+        let stderr_log = data_dir.join("stderr.log");
         let mut child = Command::new(sluice_bin())
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
             .arg("--data-dir")
-            .arg(data_dir.path())
+            .arg(data_dir)
             .args([
                 "--http",
                 "127.0.0.1:0",
@@ -164,7 +174,8 @@ impl Sluice {
             rtmp: rtmp.context("rtmp")?,
             admin: admin.context("admin")?,
             stdout: rx,
-            data_dir,
+            data_dir: data_dir.to_path_buf(),
+            _owned_dir: None,
             stderr_log,
         })
     }
@@ -197,7 +208,30 @@ impl Drop for Sluice {
 
 /// A minimal HTTP/1.1 GET (no client crate needed): status, headers, body.
 pub fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<HttpResponse> {
-    http_request(addr, "GET", path, headers)
+    http_request(addr, "GET", path, headers, b"")
+}
+
+/// A JSON request to the management API; the body parsed as JSON (Null when empty).
+pub fn api(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> Result<(u16, serde_json::Value)> {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let r = http_request(
+        addr,
+        method,
+        path,
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )?;
+    let v = if r.body.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&r.body).with_context(|| format!("not JSON: {}", r.text()))?
+    };
+    Ok((r.status, v))
 }
 
 /// A minimal HTTP/1.1 request with `Connection: close`.
@@ -206,6 +240,7 @@ pub fn http_request(
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
+    body: &[u8],
 ) -> Result<HttpResponse> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -213,8 +248,9 @@ pub fn http_request(
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
-    req.push_str("\r\n");
+    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     s.write_all(req.as_bytes())?;
+    s.write_all(body)?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let split = raw

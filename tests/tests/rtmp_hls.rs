@@ -137,7 +137,7 @@ fn delivery_headers_etag_and_conditional_requests() -> anyhow::Result<()> {
     let etag = seg.header("etag").expect("etag").to_owned();
     let again = http_get(server.http, &segment, &[("If-None-Match", &etag)])?;
     assert_eq!(again.status, 304);
-    let head = sluice_tests::http_request(server.http, "HEAD", &segment, &[])?;
+    let head = sluice_tests::http_request(server.http, "HEAD", &segment, &[], b"")?;
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
     assert_eq!(head.header("etag"), Some(etag.as_str()));

@@ -109,9 +109,11 @@ impl Timeline {
         }
     }
 
-    /// Forgets every track and fragment.
+    /// Forgets every fragment (tracks stay declared): the channel reset.
     pub fn clear(&mut self) {
-        self.tracks.clear();
+        for t in &mut self.tracks {
+            t.fragments.clear();
+        }
         self.epoch_ms = None;
         self.generation += 1;
     }
