@@ -328,6 +328,7 @@ impl Api {
                 "fmp4": format!("{http}/ingest/{}/{}.isml", c.name, c.key),
             },
             "publishing": c.publishing(),
+            "stats": c.stats.json(),
         })
     }
 }

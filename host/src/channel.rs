@@ -17,16 +17,16 @@
 //! the same way. Output timelines never go backward.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sluice_sdk::plugin::{Sample, TrackInfo};
+use sluice_sdk::plugin::{Event, Sample, TrackInfo};
 use sluice_sdk::time::mul_div_round_signed;
 
 use crate::config::{ChannelConfig, IngestLimits};
 use crate::media::segmenter::{Fragment, InputSample, SegmentError, Segmenter};
-use crate::media::timeline::{Snapshot, Timeline};
+use crate::media::timeline::{PushOutcome, Snapshot, Timeline};
 use crate::store::ChannelRecord;
 
 /// Why ingest into a channel stopped.
@@ -93,6 +93,47 @@ pub struct Channel {
     track_ids: Mutex<Vec<(String, u32)>>,
     max_tracks: u32,
     publishing: AtomicUsize,
+    /// Per stream name: sessions publishing it now and their shared offset.
+    streams: Mutex<HashMap<String, SharedStream>>,
+    /// Counters.
+    pub stats: ChannelStats,
+}
+
+/// What the sessions publishing one stream name share: redundant encoders
+/// must map their identical timestamps to identical media times.
+#[derive(Debug, Default)]
+struct SharedStream {
+    active: usize,
+    offset_ms: Option<i64>,
+}
+
+/// Ingest counters of a channel.
+#[derive(Debug, Default)]
+pub struct ChannelStats {
+    /// Fragments added to the timeline.
+    pub fragments: AtomicU64,
+    /// Duplicate fragments dropped whose content matched the copy held.
+    pub duplicates_matching: AtomicU64,
+    /// Duplicate fragments dropped whose content differed from the copy held.
+    pub duplicates_mismatching: AtomicU64,
+    /// Fragments dropped because they started inside the timeline.
+    pub overlapping: AtomicU64,
+    /// Discontinuities recorded.
+    pub discontinuities: AtomicU64,
+}
+
+impl ChannelStats {
+    /// The counters as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        serde_json::json!({
+            "fragments": g(&self.fragments),
+            "duplicates_matching": g(&self.duplicates_matching),
+            "duplicates_mismatching": g(&self.duplicates_mismatching),
+            "overlapping": g(&self.overlapping),
+            "discontinuities": g(&self.discontinuities),
+        })
+    }
 }
 
 impl Channel {
@@ -121,6 +162,8 @@ impl Channel {
             track_ids: Mutex::new(Vec::new()),
             max_tracks: limits.max_tracks_per_channel,
             publishing: AtomicUsize::new(0),
+            streams: Mutex::new(HashMap::new()),
+            stats: ChannelStats::default(),
         }
     }
 
@@ -306,6 +349,13 @@ impl StreamIngest {
     /// Starts ingest of `stream` into `channel`.
     pub fn new(channel: Arc<Channel>, stream: &str, limits: &IngestLimits) -> Self {
         channel.publishing.fetch_add(1, Ordering::SeqCst);
+        channel
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(stream.to_owned())
+            .or_default()
+            .active += 1;
         StreamIngest {
             channel,
             stream: stream.to_owned(),
@@ -368,6 +418,26 @@ impl StreamIngest {
         Ok(())
     }
 
+    /// Applies a media event from an adapter (`Track`, `Samples`); the
+    /// others concern the connection and are ignored here.
+    pub fn on_media(&mut self, event: Event) -> Result<(), IngestError> {
+        match event {
+            Event::Track(info) => {
+                tracing::info!(
+                    channel = %self.channel.name,
+                    stream = %self.stream,
+                    track = info.id,
+                    codec = %info.codec,
+                    timescale = info.timescale,
+                    "track"
+                );
+                self.on_track(info)
+            }
+            Event::Samples(samples) => self.on_samples(samples),
+            _ => Ok(()),
+        }
+    }
+
     /// Samples arrived from the adapter.
     pub fn on_samples(&mut self, samples: Vec<Sample>) -> Result<(), IngestError> {
         for s in samples {
@@ -389,8 +459,15 @@ impl StreamIngest {
         let offset = match self.offset_ms {
             Some(o) => o,
             None => {
-                let o = self.initial_offset(dts_ms);
+                // A redundant copy of a stream already publishing takes that
+                // stream's offset: identical timestamps land on identical
+                // media times and its fragments merge (first copy wins).
+                let o = match self.peer_offset() {
+                    Some(o) => o,
+                    None => self.initial_offset(dts_ms),
+                };
                 self.offset_ms = Some(o);
+                self.share_offset(o);
                 o
             }
         };
@@ -400,13 +477,14 @@ impl StreamIngest {
         if let Some(last) = last_dts {
             let step_ms =
                 mul_div_round_signed(s.dts - last, 1000, u64::from(timescale)).unwrap_or(i64::MAX);
-            if step_ms < 0 || step_ms > 5 * fragment_ms {
+            if (step_ms < 0 || step_ms > 5 * fragment_ms) && self.peer_offset().is_none() {
                 // What was cut so far is published first, so the new offset
                 // starts after it.
                 self.flush_for_discontinuity();
                 let end = self.channel.end_ms().unwrap_or(0);
                 offset = end + fragment_ms.min(100) - dts_ms;
                 self.offset_ms = Some(offset);
+                self.share_offset(offset);
                 // The other tracks jumped with this one: their next sample
                 // is measured against the new offset, not their old clock.
                 for t in self.tracks.values_mut() {
@@ -445,6 +523,31 @@ impl StreamIngest {
             self.publish(id, f);
         }
         Ok(())
+    }
+
+    /// The offset of another session publishing the same stream now.
+    fn peer_offset(&self) -> Option<i64> {
+        let streams = self
+            .channel
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        streams
+            .get(&self.stream)
+            .filter(|s| s.active > 1)
+            .and_then(|s| s.offset_ms)
+    }
+
+    fn share_offset(&self, offset_ms: i64) {
+        if let Some(s) = self
+            .channel
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&self.stream)
+        {
+            s.offset_ms = Some(offset_ms);
+        }
     }
 
     /// Publishes every track's fragment in progress and flags the next
@@ -496,8 +599,31 @@ impl StreamIngest {
             "fragment"
         );
         let now = now_ms();
-        self.channel
+        let discontinuity = fragment.discontinuity;
+        let outcome = self
+            .channel
             .with_timeline(|tl| tl.push(track, fragment, now));
+        let stats = &self.channel.stats;
+        let counter = match outcome {
+            PushOutcome::Added => {
+                if discontinuity {
+                    stats.discontinuities.fetch_add(1, Ordering::Relaxed);
+                }
+                &stats.fragments
+            }
+            PushOutcome::DuplicateMatching => &stats.duplicates_matching,
+            PushOutcome::DuplicateMismatching => {
+                tracing::warn!(
+                    channel = %self.channel.name,
+                    stream = %self.stream,
+                    track,
+                    "duplicate fragment differs from the copy held"
+                );
+                &stats.duplicates_mismatching
+            }
+            PushOutcome::Overlapping | PushOutcome::UnknownTrack => &stats.overlapping,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The encoder ended the stream cleanly (unpublish): what is buffered is
@@ -527,6 +653,14 @@ impl StreamIngest {
 impl Drop for StreamIngest {
     fn drop(&mut self) {
         self.channel.publishing.fetch_sub(1, Ordering::SeqCst);
+        let mut streams = self
+            .channel
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = streams.get_mut(&self.stream) {
+            s.active = s.active.saturating_sub(1);
+        }
     }
 }
 
@@ -630,5 +764,45 @@ mod tests {
             frags.iter().map(|f| f.start).collect::<Vec<_>>(),
             [0, 2000, 4000, 6000]
         );
+    }
+
+    #[test]
+    fn redundant_encoders_merge_without_gap_or_duplicate() {
+        let ch = channel();
+        let limits = IngestLimits::default();
+        let mut a = StreamIngest::new(ch.clone(), "720p", &limits);
+        let mut b = StreamIngest::new(ch.clone(), "720p", &limits);
+        declare(&mut a);
+        declare(&mut b);
+        // Both push the same 0..6 s; then A dies and B goes on to 12 s.
+        feed(&mut a, 0, 6);
+        feed(&mut b, 0, 6);
+        drop(a);
+        feed(&mut b, 6000, 6);
+        // A comes back, restarting its file from zero while B is live.
+        let mut a = StreamIngest::new(ch.clone(), "720p", &limits);
+        declare(&mut a);
+        feed(&mut a, 0, 6);
+        a.finish();
+        b.finish();
+        let snap = ch.snapshot();
+        for track in [1, 2] {
+            let frags = snap.fragments(track, 0, 100);
+            for pair in frags.windows(2) {
+                assert_eq!(
+                    pair[1].start,
+                    pair[0].start + pair[0].duration,
+                    "no gap: {pair:?}"
+                );
+            }
+            assert!(frags.iter().all(|f| !f.discontinuity), "{frags:?}");
+            assert_eq!(frags.first().map(|f| f.start), Some(0));
+        }
+        let video = snap.fragments(1, 0, 100);
+        assert_eq!(video.len(), 6, "{video:?}");
+        let stats = &ch.stats;
+        assert!(stats.duplicates_matching.load(Ordering::Relaxed) >= 10);
+        assert_eq!(stats.duplicates_mismatching.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.discontinuities.load(Ordering::Relaxed), 0);
     }
 }

@@ -97,11 +97,7 @@ pub async fn run(channel: Arc<Channel>, limits: IngestLimits, mut shutdown: watc
 
 fn apply(ingest: &mut StreamIngest, events: Vec<Event>) -> Result<(), String> {
     for event in events {
-        match event {
-            Event::Track(info) => ingest.on_track(info).map_err(|e| e.to_string())?,
-            Event::Samples(s) => ingest.on_samples(s).map_err(|e| e.to_string())?,
-            _ => {}
-        }
+        ingest.on_media(event).map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -192,22 +192,9 @@ impl Connection<'_> {
                             .map_err(|e| e.to_string())?;
                     queue.extend(more);
                 }
-                Event::Track(info) => {
-                    let ingest = self
-                        .ingest
-                        .as_mut()
-                        .ok_or("track declared before publish")?;
-                    tracing::info!(
-                        track = info.id,
-                        codec = %info.codec,
-                        timescale = info.timescale,
-                        "track"
-                    );
-                    ingest.on_track(info).map_err(|e| e.to_string())?;
-                }
-                Event::Samples(samples) => {
+                Event::Track(_) | Event::Samples(_) => {
                     let ingest = self.ingest.as_mut().ok_or("media before publish")?;
-                    ingest.on_samples(samples).map_err(|e| e.to_string())?;
+                    ingest.on_media(event).map_err(|e| e.to_string())?;
                 }
                 Event::EndOfStream(reason) => {
                     if let Some(ingest) = self.ingest.take() {
@@ -348,5 +335,219 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}
+
+/// `/ingest/{channel}/{key}.{ext}/Streams({stream})` → its parts.
+#[derive(Debug, PartialEq, Eq)]
+struct HttpIngestPath<'a> {
+    channel: &'a str,
+    key: &'a str,
+    extension: &'a str,
+    stream: &'a str,
+}
+
+fn parse_http_ingest_path(path: &str) -> Option<HttpIngestPath<'_>> {
+    let rest = path.strip_prefix("/ingest/")?;
+    let (channel, rest) = rest.split_once('/')?;
+    let (file, rest) = rest.split_once('/')?;
+    let (key, extension) = file.rsplit_once('.')?;
+    let stream = rest.strip_prefix("Streams(")?.strip_suffix(')')?;
+    let ok = crate::config::valid_name(channel)
+        && !key.is_empty()
+        && key.len() <= 64
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && (1..=16).contains(&extension.len())
+        && extension
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && valid_stream_name(stream);
+    ok.then_some(HttpIngestPath {
+        channel,
+        key,
+        extension,
+        stream,
+    })
+}
+
+/// One long HTTP POST of an ingest format (fMP4/Smooth for `isml`): the
+/// channel, key, address and state are checked from the URL before the body
+/// is read; then the body's bytes drive an adapter session.
+pub async fn http_ingest(
+    ctx: &IngestContext,
+    req: http::Request<hyper::body::Incoming>,
+    peer: SocketAddr,
+) -> http::Response<crate::delivery::Body> {
+    use http::StatusCode;
+    let path = req.uri().path().to_owned();
+    let Some(target) = parse_http_ingest_path(&path) else {
+        return ingest_reply(StatusCode::NOT_FOUND, "bad ingest URL");
+    };
+    if req.method() != http::Method::POST {
+        return ingest_reply(StatusCode::METHOD_NOT_ALLOWED, "ingest takes POST");
+    }
+    let span = tracing::info_span!(
+        "http-ingest",
+        %peer,
+        channel = target.channel,
+        stream = target.stream
+    );
+    let refuse = |status: StatusCode, reason: &str| {
+        tracing::warn!(parent: &span, %reason, "ingest refused");
+        ingest_reply(status, reason)
+    };
+    let Some(channel) = ctx.channels.get(target.channel) else {
+        return refuse(StatusCode::NOT_FOUND, "no such channel");
+    };
+    if !channel.input_allowed(peer.ip()) {
+        return refuse(StatusCode::FORBIDDEN, "address not allowed");
+    }
+    if !constant_time_eq(target.key.as_bytes(), channel.key.as_bytes()) {
+        return refuse(StatusCode::FORBIDDEN, "wrong ingest key");
+    }
+    if !channel.is_running() {
+        return refuse(StatusCode::NOT_FOUND, "channel is not running");
+    }
+    let Some(plugin) = ctx.plugins.ingest(target.extension) else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "no ingest adapter for this extension",
+        );
+    };
+    let Ok(_permit) = ctx.connections.clone().try_acquire_owned() else {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached");
+    };
+    let session = plugin.open(SessionConfig {
+        remote_addr: peer.to_string(),
+        max_message_size: ctx.limits.max_message_size,
+        max_tracks: ctx.limits.max_tracks_per_channel,
+        stream: target.stream.to_owned(),
+    });
+    let mut session = match session {
+        Ok(s) => s,
+        Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    };
+    let ingest = StreamIngest::new(channel.clone(), target.stream, &ctx.limits);
+    let result = drive_http_body(ctx, &mut session, ingest, &channel, req.into_body())
+        .instrument(span.clone())
+        .await;
+    match result {
+        Ok(()) => {
+            tracing::info!(parent: &span, "http ingest ended");
+            ingest_reply(StatusCode::OK, "ok")
+        }
+        Err(reason) => {
+            tracing::warn!(parent: &span, %reason, "http ingest closed");
+            ingest_reply(StatusCode::BAD_REQUEST, &reason)
+        }
+    }
+}
+
+async fn drive_http_body(
+    ctx: &IngestContext,
+    session: &mut IngestSession,
+    mut ingest: StreamIngest,
+    channel: &Channel,
+    mut body: hyper::body::Incoming,
+) -> Result<(), String> {
+    use http_body_util::BodyExt;
+    let idle = Duration::from_millis(ctx.limits.idle_timeout_ms);
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => {
+                ingest.finish();
+                return Err("idle timeout".to_owned());
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                ingest.finish();
+                return Err(format!("read: {e}"));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let fed = tokio::task::block_in_place(|| session.feed(&data));
+        let applied = fed
+            .map_err(|e| e.to_string())
+            .and_then(|events| apply_http_events(&mut ingest, events));
+        if let Err(e) = applied {
+            ingest.finish();
+            return Err(e);
+        }
+        if !channel.is_running() {
+            ingest.finish();
+            return Err("channel stopped".to_owned());
+        }
+    }
+    let events = tokio::task::block_in_place(|| session.close()).map_err(|e| e.to_string())?;
+    let ended = events.iter().any(|e| matches!(e, Event::EndOfStream(_)));
+    apply_http_events(&mut ingest, events)?;
+    if ended {
+        ingest.end_of_stream();
+    } else {
+        ingest.finish();
+    }
+    Ok(())
+}
+
+fn apply_http_events(ingest: &mut StreamIngest, events: Vec<Event>) -> Result<(), String> {
+    for event in events {
+        match event {
+            Event::Authorize(_) => {
+                return Err("the adapter asked for authorisation over HTTP".to_owned());
+            }
+            // Nothing can be sent back in the middle of a request body.
+            Event::Send(_) | Event::EndOfStream(_) => {}
+            media => ingest.on_media(media).map_err(|e| e.to_string())?,
+        }
+    }
+    Ok(())
+}
+
+fn ingest_reply(status: http::StatusCode, text: &str) -> http::Response<crate::delivery::Body> {
+    http::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(crate::delivery::Body::text(format!("{text}\n")))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod http_tests {
+    use super::*;
+
+    #[test]
+    fn http_ingest_paths() {
+        assert_eq!(
+            parse_http_ingest_path("/ingest/ch1/KEY-1.isml/Streams(720p)"),
+            Some(HttpIngestPath {
+                channel: "ch1",
+                key: "KEY-1",
+                extension: "isml",
+                stream: "720p"
+            })
+        );
+        assert_eq!(
+            parse_http_ingest_path("/ingest/ch1/KEY.isml/Streams(../x)"),
+            None
+        );
+        assert_eq!(
+            parse_http_ingest_path("/ingest/../KEY.isml/Streams(a)"),
+            None
+        );
+        assert_eq!(
+            parse_http_ingest_path("/ingest/ch1/KEY.ISML/Streams(a)"),
+            None
+        );
+        assert_eq!(
+            parse_http_ingest_path("/ingest/ch1/KEY.isml/Stream(a)"),
+            None
+        );
+        assert_eq!(parse_http_ingest_path("/ingest/ch1/KEY/Streams(a)"), None);
+        let long = format!("/ingest/ch1/KEY.isml/Streams({})", "a".repeat(10_000));
+        assert_eq!(parse_http_ingest_path(&long), None);
     }
 }

@@ -19,7 +19,7 @@ use crate::api::Api;
 use crate::channel::{Channel, Channels};
 use crate::config::{ChannelConfig, Config};
 use crate::delivery::{Body, Delivery};
-use crate::ingest::{IngestContext, serve_rtmp};
+use crate::ingest::{IngestContext, http_ingest, serve_rtmp};
 use crate::plugins::PluginHost;
 use crate::store::Store;
 
@@ -96,7 +96,6 @@ impl Server {
             channels.clone(),
             config.delivery.clone(),
         ));
-        tasks.spawn(serve_http(http, delivery, shutdown_rx.clone()));
         let mut api = Api::new(
             channels.clone(),
             store,
@@ -110,6 +109,14 @@ impl Server {
             plugins.clone(),
             channels.clone(),
             config.ingest.clone(),
+        ));
+        tasks.spawn(serve_http(
+            http,
+            Arc::new(Front {
+                delivery,
+                ingest: ingest.clone(),
+            }),
+            shutdown_rx.clone(),
         ));
         tasks.spawn(serve_rtmp(rtmp, ingest, shutdown_rx.clone()));
         if config.demo
@@ -144,14 +151,25 @@ pub trait Handler: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>>;
 }
 
-impl Handler for Delivery {
+/// The http listener: delivery, and HTTP ingest under `/ingest/`.
+struct Front {
+    delivery: Arc<Delivery>,
+    ingest: Arc<IngestContext>,
+}
+
+impl Handler for Front {
     fn handle(
         &self,
         req: http::Request<hyper::body::Incoming>,
         peer: SocketAddr,
     ) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>> {
         Box::pin(async move {
-            Delivery::handle(self, req.method(), req.uri(), req.headers(), peer).await
+            if req.uri().path().starts_with("/ingest/") {
+                return http_ingest(&self.ingest, req, peer).await;
+            }
+            self.delivery
+                .handle(req.method(), req.uri(), req.headers(), peer)
+                .await
         })
     }
 }

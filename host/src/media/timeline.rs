@@ -12,6 +12,21 @@ use sluice_sdk::plugin::{
 
 use super::segmenter::{Fragment, ms_to_ticks};
 
+/// What became of a pushed fragment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// Appended.
+    Added,
+    /// Same start and identical content as a fragment held: dropped.
+    DuplicateMatching,
+    /// Same start as a fragment held but different content: dropped.
+    DuplicateMismatching,
+    /// Starts inside the timeline without matching a fragment start: dropped.
+    Overlapping,
+    /// The track is not declared.
+    UnknownTrack,
+}
+
 /// A track of the timeline.
 #[derive(Debug, Clone)]
 pub struct Track {
@@ -66,9 +81,14 @@ impl Timeline {
 
     /// Appends a finished fragment and trims what left the window.
     /// `now_ms` anchors the wall clock the first time (for PROGRAM-DATE-TIME).
-    pub fn push(&mut self, track: u32, fragment: Fragment, now_ms: i64) {
+    ///
+    /// The first fragment per (track, start) wins: a fragment that does not
+    /// start after the newest one is a duplicate (a redundant encoder's copy,
+    /// or a resend) and is dropped; the outcome says whether it matched the
+    /// copy held.
+    pub fn push(&mut self, track: u32, fragment: Fragment, now_ms: i64) -> PushOutcome {
         let Some(t) = self.tracks.iter_mut().find(|t| t.info.id == track) else {
-            return;
+            return PushOutcome::UnknownTrack;
         };
         let timescale = t.info.timescale.max(1);
         if self.epoch_ms.is_none() {
@@ -81,7 +101,18 @@ impl Timeline {
         if let Some(last) = t.fragments.back()
             && fragment.start < last.start + last.duration
         {
-            return;
+            let held = t
+                .fragments
+                .binary_search_by_key(&fragment.start, |f| f.start)
+                .ok()
+                .and_then(|i| t.fragments.get(i));
+            return match held {
+                Some(h) if h.samples == fragment.samples && h.data == fragment.data => {
+                    PushOutcome::DuplicateMatching
+                }
+                Some(_) => PushOutcome::DuplicateMismatching,
+                None => PushOutcome::Overlapping,
+            };
         }
         t.fragments.push_back(Arc::new(fragment));
         let newest_end = t
@@ -99,6 +130,7 @@ impl Timeline {
         }
         self.ended = false;
         self.generation += 1;
+        PushOutcome::Added
     }
 
     /// Marks the presentation complete (nothing more will be added) or live again.
@@ -236,7 +268,20 @@ mod tests {
         for i in 0..10 {
             tl.push(1, frag(i * 2000, 2000), 1_000_000);
         }
-        tl.push(1, frag(4000, 2000), 1_000_000);
+        assert_eq!(
+            tl.push(1, frag(4000, 2000), 1_000_000),
+            PushOutcome::Overlapping
+        );
+        assert_eq!(
+            tl.push(1, frag(18_000, 2000), 1_000_000),
+            PushOutcome::DuplicateMatching
+        );
+        let mut other = frag(18_000, 2000);
+        other.data = Bytes::from_static(b"abce");
+        assert_eq!(
+            tl.push(1, other, 1_000_000),
+            PushOutcome::DuplicateMismatching
+        );
         let snap = tl.snapshot();
         let starts: Vec<u64> = snap.fragments(1, 0, 100).iter().map(|f| f.start).collect();
         assert_eq!(starts, vec![12_000, 14_000, 16_000, 18_000]);
