@@ -1,6 +1,7 @@
 //! Builds the built-in plugins for `wasm32-wasip2` and hands them to the
-//! host crate: `rtmp` and `hls` are embedded (`include_bytes!` of copies in
-//! `OUT_DIR`), the `testbed` plugin's path is exported for tests only.
+//! host crate: `rtmp`, `fmp4` and `hls` are embedded (`include_bytes!` of
+//! copies in `OUT_DIR`), the `testbed` plugin's path is exported for tests
+//! only.
 //!
 //! The plugins are built by a nested `cargo build --profile plugin` into
 //! `{workspace}/target/plugins`: a separate target directory, because the
@@ -19,6 +20,7 @@ use std::process::{Command, Stdio};
 /// Plugin crates built here: (package, embedded as a built-in).
 const PLUGINS: &[(&str, bool)] = &[
     ("sluice-plugin-rtmp", true),
+    ("sluice-plugin-fmp4", true),
     ("sluice-plugin-hls", true),
     ("sluice-plugin-testbed", false),
 ];
@@ -96,7 +98,7 @@ fn main() {
         eprintln!(
             "error: building the plugins for {WASM_TARGET} failed ({status}); see the cargo output \
              above (rerun: cargo build --profile {PROFILE} --target {WASM_TARGET} -p \
-             sluice-plugin-rtmp -p sluice-plugin-hls -p sluice-plugin-testbed)"
+             sluice-plugin-rtmp -p sluice-plugin-fmp4 -p sluice-plugin-hls -p sluice-plugin-testbed)"
         );
         std::process::exit(1);
     }

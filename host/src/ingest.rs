@@ -113,6 +113,7 @@ async fn rtmp_connection(
         ingest: None,
         out: Vec::new(),
         close: false,
+        closing: false,
     };
     let handshake_deadline =
         tokio::time::Instant::now() + Duration::from_millis(ctx.limits.handshake_timeout_ms);
@@ -129,6 +130,9 @@ async fn rtmp_connection(
             Err(_) => break Err("idle timeout".to_owned()),
             Ok(Err(e)) => break Err(format!("read: {e}")),
             Ok(Ok(0)) => {
+                // The peer closed the socket: whatever the adapter says now,
+                // the stream did not end with an unpublish.
+                conn.closing = true;
                 let events = tokio::task::block_in_place(|| conn.session.close());
                 let r = events
                     .map_err(|e| e.to_string())
@@ -172,6 +176,8 @@ struct Connection<'a> {
     ingest: Option<StreamIngest>,
     out: Vec<u8>,
     close: bool,
+    /// The socket is closed: an end of stream now is not a clean unpublish.
+    closing: bool,
 }
 
 impl Connection<'_> {
@@ -197,9 +203,13 @@ impl Connection<'_> {
                     ingest.on_media(event).map_err(|e| e.to_string())?;
                 }
                 Event::EndOfStream(reason) => {
-                    if let Some(ingest) = self.ingest.take() {
+                    if let Some(mut ingest) = self.ingest.take() {
                         tracing::info!(%reason, stream = ingest.stream(), "end of stream");
-                        ingest.end_of_stream();
+                        if self.closing {
+                            ingest.finish();
+                        } else {
+                            ingest.end_of_stream();
+                        }
                     }
                 }
             }
@@ -481,14 +491,11 @@ async fn drive_http_body(
             return Err("channel stopped".to_owned());
         }
     }
+    // The body ended properly (the terminating chunk, or all of its
+    // declared length): the encoder finished the stream.
     let events = tokio::task::block_in_place(|| session.close()).map_err(|e| e.to_string())?;
-    let ended = events.iter().any(|e| matches!(e, Event::EndOfStream(_)));
     apply_http_events(&mut ingest, events)?;
-    if ended {
-        ingest.end_of_stream();
-    } else {
-        ingest.finish();
-    }
+    ingest.end_of_stream();
     Ok(())
 }
 

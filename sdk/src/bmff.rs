@@ -15,8 +15,10 @@
 //! (`mvhd`, `mvex`, `trex`), [`trak`] (`tkhd`, `mdia`, `mdhd`, `hdlr`,
 //! `minf`, `vmhd`, `smhd`, `dinf`, `dref`), [`stbl`] (`stsd` and its sample
 //! entries, `stts`, `stsc`, `stsz`, `stco`), [`esds`] (MPEG-4 descriptors),
-//! [`moof`] (`mfhd`, `traf`, `tfhd`, `tfdt`, `trun`). [`init`] and [`media`]
-//! hold the high-level helpers; [`dump`](fn@dump) prints a box tree.
+//! [`moof`] (`mfhd`, `traf`, `tfhd`, `tfdt`, `trun`), [`smooth`] (Smooth
+//! Streaming's `uuid` boxes: `tfxd`, the live server manifest). [`init`]
+//! and [`media`] hold the high-level helpers; [`dump`](fn@dump) prints a
+//! box tree.
 //!
 //! Every length read from input is checked against what is actually there
 //! (and against a caller-given limit where the caller buffers) before
@@ -33,6 +35,7 @@ pub mod media;
 pub mod moof;
 pub mod moov;
 pub mod reader;
+pub mod smooth;
 pub mod stbl;
 pub mod trak;
 pub mod writer;
@@ -40,13 +43,14 @@ pub mod writer;
 pub use dump::dump;
 pub use esds::Esds;
 pub use ftyp::{Ftyp, Styp};
-pub use init::{init_segment, is_supported, language_code, trak_for};
+pub use init::{init_segment, is_supported, language_code, language_tag, trak_for};
 pub use media::{
     SAMPLE_FLAGS_NON_SYNC, SAMPLE_FLAGS_SYNC, fragment_header, mdat_header, sample_flags,
 };
 pub use moof::{Mfhd, Moof, Tfdt, Tfhd, Traf, Trun, TrunSample};
 pub use moov::{Moov, Mvex, Mvhd, Trex};
 pub use reader::{BoxRef, BoxSize, Children, Header, Reader};
+pub use smooth::Tfxd;
 pub use stbl::{
     Avc1, Mp4a, SampleDescription, Stbl, Stco, Stsc, StscEntry, Stsd, Stsz, Stts, SttsEntry,
 };
@@ -246,6 +250,7 @@ pub mod fuzzing {
                 b"stsd" => Stsd::from_box(&b).map(drop),
                 b"esds" => Esds::from_box(&b).map(drop),
                 b"trun" => Trun::from_box(&b).map(drop),
+                b"uuid" => Tfxd::from_box(&b).map(drop),
                 _ => Ok(()),
             };
         }

@@ -142,6 +142,10 @@ const BUILTINS: &[(&str, &[u8])] = &[
         include_bytes!(concat!(env!("OUT_DIR"), "/sluice_plugin_rtmp.wasm")),
     ),
     (
+        "sluice-plugin-fmp4",
+        include_bytes!(concat!(env!("OUT_DIR"), "/sluice_plugin_fmp4.wasm")),
+    ),
+    (
         "sluice-plugin-hls",
         include_bytes!(concat!(env!("OUT_DIR"), "/sluice_plugin_hls.wasm")),
     ),

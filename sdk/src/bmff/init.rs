@@ -261,6 +261,19 @@ pub fn language_code(bcp47: &str) -> [u8; 3] {
     }
 }
 
+/// The BCP 47 tag for an `mdhd` ISO 639-2/T code: the two-letter code
+/// where one is known (`eng` → `en`), else the three-letter code as is;
+/// `und` for anything that is not three lower-case letters.
+pub fn language_tag(code: [u8; 3]) -> String {
+    if !code.iter().all(u8::is_ascii_lowercase) {
+        return "und".to_owned();
+    }
+    match ISO_639_1_TO_2T.iter().find(|(_, three)| **three == code) {
+        Some((two, _)) => (*two).to_owned(),
+        None => String::from_utf8_lossy(&code).into_owned(),
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -374,5 +387,18 @@ pub(crate) mod tests {
         assert_eq!(&language_code(""), b"und");
         assert_eq!(&language_code("x1z"), b"und");
         assert_eq!(&language_code("qq"), b"und");
+    }
+
+    #[test]
+    fn language_tags() {
+        assert_eq!(language_tag(*b"eng"), "en");
+        assert_eq!(language_tag(*b"fra"), "fr");
+        assert_eq!(language_tag(*b"fil"), "fil");
+        assert_eq!(language_tag(*b"und"), "und");
+        assert_eq!(language_tag([0x60; 3]), "und");
+        assert_eq!(language_tag(*b"EN1"), "und");
+        for two in ["de", "ja", "zh"] {
+            assert_eq!(language_tag(language_code(two)), two);
+        }
     }
 }

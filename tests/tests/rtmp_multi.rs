@@ -1,0 +1,225 @@
+//! Several RTMP streams into one channel: renditions become variants;
+//! the same stream pushed twice (active-active) merges with no gap and no
+//! duplicate, also when one encoder dies and comes back.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+use sluice_tests::{Sluice, api, ffprobe_frames, http_get, run, tempdir::TempDir, wait_for};
+
+/// Creates and starts channel `name` through the API; returns its RTMP URL.
+fn running_channel(server: &Sluice, name: &str) -> anyhow::Result<String> {
+    let (status, ch) = api(
+        server.admin,
+        "POST",
+        "/api/v1/channels",
+        Some(&json!({"name": name})),
+    )?;
+    anyhow::ensure!(status == 201, "create: {ch}");
+    let (status, _) = api(
+        server.admin,
+        "POST",
+        &format!("/api/v1/channels/{name}/start"),
+        None,
+    )?;
+    anyhow::ensure!(status == 200, "start");
+    Ok(ch["ingest"]["rtmp"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Segment URIs and the sum of their durations in a media playlist.
+fn segments(playlist: &str) -> (Vec<String>, f64) {
+    let names = playlist
+        .lines()
+        .filter(|l| l.ends_with(".m4s"))
+        .map(str::to_owned)
+        .collect();
+    let total = playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .filter_map(|l| l.trim_end_matches(',').parse::<f64>().ok())
+        .sum();
+    (names, total)
+}
+
+#[test]
+fn two_renditions_become_two_variants() -> anyhow::Result<()> {
+    let server = Sluice::start("", &[])?;
+    let rtmp = running_channel(&server, "abr")?;
+    let rendition = |size: &str, rate: &str, name: &str| -> Vec<String> {
+        [
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-s",
+            size,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-b:v",
+            rate,
+            "-bf",
+            "2",
+            "-g",
+            "50",
+            "-keyint_min",
+            "50",
+            "-sc_threshold",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "64k",
+            "-f",
+            "flv",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!("{rtmp}/{name}")])
+        .collect()
+    };
+    let (ok, _, err) = run(Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+        // Durations on the inputs: an output `-t` would bind to one output only.
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=25:duration=8",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000:duration=8",
+        ])
+        .args(rendition("640x360", "800k", "360p"))
+        .args(rendition("320x180", "300k", "180p")))?;
+    assert!(ok, "{err}");
+    let base = "/preview/abr/preview.isml";
+    let master = wait_for(Duration::from_secs(20), || {
+        let r = http_get(
+            server.http,
+            &format!("{base}/Manifest(format=m3u8-cmaf)"),
+            &[],
+        )
+        .ok()?;
+        (r.status == 200 && r.text().matches("#EXT-X-STREAM-INF").count() == 2).then(|| r.text())
+    })?;
+    assert!(master.contains("RESOLUTION=640x360"), "{master}");
+    assert!(master.contains("RESOLUTION=320x180"), "{master}");
+    let variants: Vec<&str> = master
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.ends_with(".m3u8"))
+        .collect();
+    assert_eq!(variants.len(), 2, "{master}");
+    for v in variants {
+        let (frames, errors) = ffprobe_frames(&server.url(&format!("{base}/{v}")), &[])?;
+        assert!(errors.trim().is_empty(), "{v}: {errors}");
+        let video = frames.iter().filter(|f| f.media_type == "video").count();
+        assert!(
+            (video as i64 - 200).abs() <= 50,
+            "{v}: {video} frames of 200"
+        );
+    }
+    Ok(())
+}
+
+fn push_copy(file: &std::path::Path, url: &str, extra: &[&str]) -> anyhow::Result<Child> {
+    Ok(Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .args(extra)
+        .arg("-i")
+        .arg(file)
+        .args(["-c", "copy", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?)
+}
+
+#[test]
+fn redundant_rtmp_encoders_merge_without_gap_or_duplicate() -> anyhow::Result<()> {
+    let dir = TempDir::new("sluice-redundant")?;
+    let file = dir.path().join("source.flv");
+    let (ok, _, err) = run(Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-t", "10", "-c:v", "libx264", "-preset", "veryfast", "-bf", "2",
+        ])
+        .args([
+            "-g",
+            "50",
+            "-keyint_min",
+            "50",
+            "-sc_threshold",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv"])
+        .arg(&file))?;
+    assert!(ok, "{err}");
+
+    let server = Sluice::start("", &[])?;
+    let rtmp = running_channel(&server, "red")?;
+    let url = format!("{rtmp}/main");
+    let mut a = push_copy(&file, &url, &[])?;
+    let mut b = push_copy(&file, &url, &[])?;
+    let base = "/preview/red/preview.isml";
+    let media = format!("{base}/m3u8-cmaf/t1/index.m3u8");
+    // Kill A once two fragments are out.
+    wait_for(Duration::from_secs(30), || {
+        let r = http_get(server.http, &media, &[]).ok()?;
+        (segments(&r.text()).0.len() >= 2).then_some(())
+    })?;
+    a.kill()?;
+    a.wait()?;
+    // A comes back, starting its file over while B is live: everything it
+    // sends is old and must be dropped, not appended.
+    let mut a2 = push_copy(&file, &url, &["-t", "4"])?;
+    assert!(b.wait()?.success(), "encoder B");
+    let _ = a2.wait()?;
+
+    let playlist = wait_for(Duration::from_secs(20), || {
+        let r = http_get(server.http, &media, &[]).ok()?;
+        r.text().contains("#EXT-X-ENDLIST").then(|| r.text())
+    })?;
+    let (names, total) = segments(&playlist);
+    let mut unique = names.clone();
+    unique.dedup();
+    assert_eq!(unique, names, "no duplicate segment: {playlist}");
+    assert!(!playlist.contains("#EXT-X-DISCONTINUITY"), "{playlist}");
+    assert!(
+        (total - 10.0).abs() < 0.2,
+        "the full 10 s, no gap: {total} s\n{playlist}"
+    );
+    let starts: Vec<u64> = names
+        .iter()
+        .filter_map(|n| n.trim_end_matches(".m4s").parse().ok())
+        .collect();
+    assert!(starts.windows(2).all(|w| w[1] > w[0]), "{starts:?}");
+
+    let (status, ch) = api(server.admin, "GET", "/api/v1/channels/red", None)?;
+    assert_eq!(status, 200);
+    assert!(
+        ch["stats"]["duplicates_matching"].as_u64() > Some(0),
+        "{ch}"
+    );
+    assert_eq!(ch["stats"]["duplicates_mismatching"], 0, "{ch}");
+
+    let (frames, errors) = ffprobe_frames(
+        &server.url(&format!("{base}/Manifest(format=m3u8-cmaf)")),
+        &[],
+    )?;
+    assert!(errors.trim().is_empty(), "{errors}");
+    let video = frames.iter().filter(|f| f.media_type == "video").count();
+    assert!((video as i64 - 250).abs() <= 50, "{video} of 250 frames");
+    Ok(())
+}
