@@ -95,6 +95,10 @@ pub struct Channel {
     publishing: AtomicUsize,
     /// Per stream name: sessions publishing it now and their shared offset.
     streams: Mutex<HashMap<String, SharedStream>>,
+    /// Last fragments of redundant copies that stopped while another copy
+    /// of their stream was publishing, by channel track: published only if
+    /// no copy publishes the same start (see [`StreamIngest::finish`]).
+    parked: Mutex<Vec<(u32, Fragment)>>,
     /// Counters.
     pub stats: ChannelStats,
 }
@@ -116,7 +120,8 @@ pub struct ChannelStats {
     pub duplicates_matching: AtomicU64,
     /// Duplicate fragments dropped whose content differed from the copy held.
     pub duplicates_mismatching: AtomicU64,
-    /// Fragments dropped because they started inside the timeline.
+    /// Fragments dropped because they started inside the timeline, and
+    /// truncated last fragments of a stopped copy that lost to a complete one.
     pub overlapping: AtomicU64,
     /// Discontinuities recorded.
     pub discontinuities: AtomicU64,
@@ -163,6 +168,7 @@ impl Channel {
             max_tracks: limits.max_tracks_per_channel,
             publishing: AtomicUsize::new(0),
             streams: Mutex::new(HashMap::new()),
+            parked: Mutex::new(Vec::new()),
             stats: ChannelStats::default(),
         }
     }
@@ -589,6 +595,13 @@ impl StreamIngest {
     }
 
     fn publish(&self, track: u32, fragment: Fragment) {
+        self.publish_as(track, fragment, false);
+    }
+
+    /// Publishes a fragment; a `tail` (the last, possibly truncated fragment
+    /// of a stream that stopped) that loses to a complete copy is not a
+    /// content mismatch.
+    fn publish_as(&self, track: u32, fragment: Fragment, tail: bool) {
         tracing::debug!(
             channel = %self.channel.name,
             stream = %self.stream,
@@ -600,6 +613,7 @@ impl StreamIngest {
         );
         let now = now_ms();
         let discontinuity = fragment.discontinuity;
+        let start = fragment.start;
         let outcome = self
             .channel
             .with_timeline(|tl| tl.push(track, fragment, now));
@@ -609,9 +623,16 @@ impl StreamIngest {
                 if discontinuity {
                     stats.discontinuities.fetch_add(1, Ordering::Relaxed);
                 }
+                // A parked tail this fragment reaches is superseded.
+                self.channel
+                    .parked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|(t, f)| *t != track || f.start > start);
                 &stats.fragments
             }
             PushOutcome::DuplicateMatching => &stats.duplicates_matching,
+            PushOutcome::DuplicateMismatching if tail => &stats.overlapping,
             PushOutcome::DuplicateMismatching => {
                 tracing::warn!(
                     channel = %self.channel.name,
@@ -639,15 +660,35 @@ impl StreamIngest {
 
     /// The stream stopped: every track's fragment in progress is published,
     /// unless a redundant copy of the stream is still publishing. That copy
-    /// completes those fragments; a shorter one published first would win
-    /// over it and leave a gap. (When all copies end, the last one publishes.)
+    /// should complete those fragments, and a shorter one published first
+    /// would win over it and leave a gap; so they are parked. Whichever copy
+    /// ends last publishes its own and then what is parked, where no copy
+    /// published the same start meanwhile.
     pub fn finish(&mut self) {
         if self.peer_offset().is_some() {
+            let mut tails = Vec::new();
             for t in self.tracks.values_mut() {
-                let _ = t.segmenter.flush();
+                if let Some(f) = t.segmenter.flush() {
+                    tails.push((t.id, f));
+                }
             }
+            self.channel
+                .parked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(tails);
         } else {
             self.flush_all();
+            let parked = std::mem::take(
+                &mut *self
+                    .channel
+                    .parked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
+            for (id, f) in parked {
+                self.publish_as(id, f, true);
+            }
         }
     }
 
@@ -659,7 +700,7 @@ impl StreamIngest {
             }
         }
         for (id, f) in done {
-            self.publish(id, f);
+            self.publish_as(id, f, true);
         }
     }
 }

@@ -424,7 +424,7 @@ pub async fn http_ingest(
             "no ingest adapter for this extension",
         );
     };
-    let Ok(_permit) = ctx.connections.clone().try_acquire_owned() else {
+    let Ok(permit) = ctx.connections.clone().try_acquire_owned() else {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached");
     };
     let session = plugin.open(SessionConfig {
@@ -438,9 +438,21 @@ pub async fn http_ingest(
         Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
     let ingest = StreamIngest::new(channel.clone(), target.stream, &ctx.limits);
-    let result = drive_http_body(ctx, &mut session, ingest, &channel, req.into_body())
-        .instrument(span.clone())
-        .await;
+    // The body is driven by a task of its own: if the client goes away and
+    // the server drops this request's future, the stream still ends properly
+    // (what was cut is published, the session closed).
+    let body = req.into_body();
+    let limits = ctx.limits.clone();
+    let task = tokio::spawn(
+        async move {
+            let _permit = permit;
+            drive_http_body(&limits, &mut session, ingest, &channel, body).await
+        }
+        .instrument(span.clone()),
+    );
+    let result = task
+        .await
+        .unwrap_or_else(|e| Err(format!("ingest task failed: {e}")));
     match result {
         Ok(()) => {
             tracing::info!(parent: &span, "http ingest ended");
@@ -454,14 +466,14 @@ pub async fn http_ingest(
 }
 
 async fn drive_http_body(
-    ctx: &IngestContext,
+    limits: &IngestLimits,
     session: &mut IngestSession,
     mut ingest: StreamIngest,
     channel: &Channel,
     mut body: hyper::body::Incoming,
 ) -> Result<(), String> {
     use http_body_util::BodyExt;
-    let idle = Duration::from_millis(ctx.limits.idle_timeout_ms);
+    let idle = Duration::from_millis(limits.idle_timeout_ms);
     loop {
         let frame = match tokio::time::timeout(idle, body.frame()).await {
             Err(_) => {

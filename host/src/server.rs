@@ -190,7 +190,10 @@ async fn serve_http(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Encoders (ffmpeg's ismv over HTTP) half-close after the last chunk and
+    // then wait for the answer: keep serving a half-closed connection.
+    builder.http1().half_close(true);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,

@@ -394,3 +394,31 @@ pub fn ffprobe_frames(url: &str, extra: &[&str]) -> Result<(Vec<DecodedFrame>, S
         .collect();
     Ok((frames, err))
 }
+
+/// Waits until the HLS presentation at `base` (`/preview/{channel}/preview.isml`)
+/// lists `variants` variants and every media playlist carries
+/// `#EXT-X-ENDLIST` (the encoders finished and everything was cut); returns
+/// the multivariant playlist.
+pub fn wait_until_ended(addr: SocketAddr, base: &str, variants: usize) -> Result<String> {
+    wait_for(Duration::from_secs(30), || {
+        let master = http_get(addr, &format!("{base}/Manifest(format=m3u8-cmaf)"), &[]).ok()?;
+        let text = master.text();
+        if master.status != 200 || text.matches("#EXT-X-STREAM-INF").count() != variants {
+            return None;
+        }
+        // Variant URIs, and the rendition URIs of EXT-X-MEDIA lines.
+        let variants = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.ends_with(".m3u8"));
+        let renditions = text
+            .lines()
+            .filter_map(|l| l.split("URI=\"").nth(1))
+            .filter_map(|l| l.split('"').next());
+        let ended = variants.chain(renditions).all(|uri| {
+            http_get(addr, &format!("{base}/{uri}"), &[])
+                .map(|r| r.text().contains("#EXT-X-ENDLIST"))
+                .unwrap_or(false)
+        });
+        ended.then_some(text)
+    })
+}

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use sluice_tests::{DecodedFrame, Sluice, ffmpeg_push_rtmp, ffprobe_frames, http_get, wait_for};
+use sluice_tests::{
+    DecodedFrame, Sluice, ffmpeg_push_rtmp, ffprobe_frames, http_get, wait_for, wait_until_ended,
+};
 
 const CONFIG: &str = "[[channels]]\nname = \"ch1\"\nkey = \"s3cret\"\nfragment_ms = 2000\n";
 const MANIFEST: &str = "/preview/ch1/preview.isml/Manifest(format=m3u8-cmaf)";
@@ -21,10 +23,7 @@ fn ffmpeg_rtmp_push_plays_back_as_hls() -> anyhow::Result<()> {
     );
 
     // The encoder unpublished cleanly, so the presentation is complete.
-    let playlist = wait_for(Duration::from_secs(20), || {
-        let r = http_get(server.http, MANIFEST, &[]).ok()?;
-        (r.status == 200).then(|| r.text())
-    })?;
+    let playlist = wait_until_ended(server.http, "/preview/ch1/preview.isml", 1)?;
     assert!(playlist.starts_with("#EXTM3U"), "{playlist}");
     assert!(
         playlist.contains("avc1.") && playlist.contains("mp4a.40.2"),

@@ -6,7 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
-use sluice_tests::{Sluice, api, ffprobe_frames, http_get, run, tempdir::TempDir, wait_for};
+use sluice_tests::{
+    Sluice, api, ffprobe_frames, http_get, run, tempdir::TempDir, wait_for, wait_until_ended,
+};
 
 /// Creates and starts channel `name` through the API; returns its RTMP URL.
 fn running_channel(server: &Sluice, name: &str) -> anyhow::Result<String> {
@@ -101,15 +103,7 @@ fn two_renditions_become_two_variants() -> anyhow::Result<()> {
         .args(rendition("320x180", "300k", "180p")))?;
     assert!(ok, "{err}");
     let base = "/preview/abr/preview.isml";
-    let master = wait_for(Duration::from_secs(20), || {
-        let r = http_get(
-            server.http,
-            &format!("{base}/Manifest(format=m3u8-cmaf)"),
-            &[],
-        )
-        .ok()?;
-        (r.status == 200 && r.text().matches("#EXT-X-STREAM-INF").count() == 2).then(|| r.text())
-    })?;
+    let master = wait_until_ended(server.http, base, 2)?;
     assert!(master.contains("RESOLUTION=640x360"), "{master}");
     assert!(master.contains("RESOLUTION=320x180"), "{master}");
     let variants: Vec<&str> = master

@@ -1,0 +1,278 @@
+//! Smooth Streaming / fMP4 ingest: ffmpeg's `-f ismv` POSTs into channels
+//! made through the API; renditions become variants; redundant encoders
+//! merge with no gap and no duplicate.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+use sluice_tests::{
+    Sluice, api, ffprobe_frames, http_get, run, tempdir::TempDir, wait_for, wait_until_ended,
+};
+
+/// Creates and starts channel `name`; returns its fMP4 ingest URL.
+fn running_channel(server: &Sluice, name: &str) -> anyhow::Result<String> {
+    let (status, ch) = api(
+        server.admin,
+        "POST",
+        "/api/v1/channels",
+        Some(&json!({"name": name})),
+    )?;
+    anyhow::ensure!(status == 201, "create: {ch}");
+    let (status, _) = api(
+        server.admin,
+        "POST",
+        &format!("/api/v1/channels/{name}/start"),
+        None,
+    )?;
+    anyhow::ensure!(status == 200, "start");
+    Ok(ch["ingest"]["fmp4"].as_str().unwrap_or_default().to_owned())
+}
+
+/// An H.264 (B-frames, 2 s GOP) + AAC file of `seconds`.
+fn source(dir: &Path, seconds: u32) -> anyhow::Result<std::path::PathBuf> {
+    let file = dir.join("source.mp4");
+    let (ok, _, err) = run(Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-t",
+            &seconds.to_string(),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+        ])
+        .args([
+            "-bf",
+            "2",
+            "-g",
+            "50",
+            "-keyint_min",
+            "50",
+            "-sc_threshold",
+            "0",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k"])
+        .arg(&file))?;
+    anyhow::ensure!(ok, "{err}");
+    Ok(file)
+}
+
+fn push(file: &Path, url: &str, realtime: bool, extra: &[&str]) -> anyhow::Result<Child> {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin"]);
+    if realtime {
+        cmd.arg("-re");
+    }
+    Ok(cmd
+        .args(extra)
+        .arg("-i")
+        .arg(file)
+        .args([
+            "-c",
+            "copy",
+            "-f",
+            "ismv",
+            "-movflags",
+            "isml+frag_keyframe",
+            url,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?)
+}
+
+fn media_segments(playlist: &str) -> (Vec<String>, f64) {
+    let names = playlist
+        .lines()
+        .filter(|l| l.ends_with(".m4s"))
+        .map(str::to_owned)
+        .collect();
+    let total = playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .filter_map(|l| l.trim_end_matches(',').parse::<f64>().ok())
+        .sum();
+    (names, total)
+}
+
+#[test]
+fn ffmpeg_ismv_push_plays_back() -> anyhow::Result<()> {
+    let dir = TempDir::new("sluice-fmp4")?;
+    let file = source(dir.path(), 8)?;
+    let server = Sluice::start("", &[])?;
+    let url = running_channel(&server, "smooth")?;
+    let out = push(&file, &format!("{url}/Streams(720p)"), false, &[])?.wait_with_output()?;
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    let base = "/preview/smooth/preview.isml";
+    let master = wait_until_ended(server.http, base, 1)?;
+    assert!(
+        master.contains("avc1.") && master.contains("mp4a.40.2"),
+        "{master}"
+    );
+    assert!(master.contains("EXT-X-MEDIA:TYPE=AUDIO"), "{master}");
+    let (frames, errors) = ffprobe_frames(
+        &server.url(&format!("{base}/Manifest(format=m3u8-cmaf)")),
+        &[],
+    )?;
+    assert!(errors.trim().is_empty(), "{errors}");
+    let video = frames.iter().filter(|f| f.media_type == "video").count();
+    let audio: Vec<f64> = frames
+        .iter()
+        .filter(|f| f.media_type == "audio")
+        .map(|f| f.pts_time)
+        .collect();
+    assert!((video as i64 - 200).abs() <= 50, "{video} of 200 frames");
+    let span = audio.last().copied().unwrap_or(0.0) - audio.first().copied().unwrap_or(0.0);
+    assert!(span > 7.0, "audio spans {span} s");
+
+    // A wrong key is refused before the body is read.
+    let r = sluice_tests::http_request(
+        server.http,
+        "POST",
+        "/ingest/smooth/wrongkey-123.isml/Streams(720p)",
+        &[],
+        b"\0\0\0\x08ftyp",
+    )?;
+    assert_eq!(r.status, 403, "{}", r.text());
+    Ok(())
+}
+
+#[test]
+fn two_fmp4_renditions_become_two_variants() -> anyhow::Result<()> {
+    let server = Sluice::start("", &[])?;
+    let url = running_channel(&server, "abr")?;
+    let rendition = |size: &str, rate: &str, name: &str| -> Vec<String> {
+        [
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-s",
+            size,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-b:v",
+            rate,
+            "-bf",
+            "2",
+            "-g",
+            "50",
+            "-keyint_min",
+            "50",
+            "-sc_threshold",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "64k",
+            "-f",
+            "ismv",
+            "-movflags",
+            "isml+frag_keyframe",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!("{url}/Streams({name})")])
+        .collect()
+    };
+    let (ok, _, err) = run(Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=25:duration=8",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000:duration=8",
+        ])
+        .args(rendition("640x360", "800k", "360p"))
+        .args(rendition("320x180", "300k", "180p")))?;
+    assert!(ok, "{err}\n{}", server.log());
+    let base = "/preview/abr/preview.isml";
+    let master = wait_until_ended(server.http, base, 2)?;
+    for v in master
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.ends_with(".m3u8"))
+    {
+        let (frames, errors) = ffprobe_frames(&server.url(&format!("{base}/{v}")), &[])?;
+        assert!(errors.trim().is_empty(), "{v}: {errors}");
+        let video = frames.iter().filter(|f| f.media_type == "video").count();
+        assert!(
+            (video as i64 - 200).abs() <= 50,
+            "{v}: {video} of 200 frames"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn redundant_fmp4_encoders_merge_without_gap_or_duplicate() -> anyhow::Result<()> {
+    let dir = TempDir::new("sluice-fmp4-red")?;
+    let file = source(dir.path(), 10)?;
+    let server = Sluice::start("", &[])?;
+    let url = format!("{}/Streams(main)", running_channel(&server, "red")?);
+    let mut a = push(&file, &url, true, &[])?;
+    let b = push(&file, &url, true, &[])?;
+    let base = "/preview/red/preview.isml";
+    let media = format!("{base}/m3u8-cmaf/t1/index.m3u8");
+    wait_for(Duration::from_secs(30), || {
+        let r = http_get(server.http, &media, &[]).ok()?;
+        (media_segments(&r.text()).0.len() >= 2).then_some(())
+    })?;
+    a.kill()?;
+    a.wait()?;
+    let mut a2 = push(&file, &url, true, &["-t", "4"])?;
+    let b_out = b.wait_with_output()?;
+    assert!(
+        b_out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&b_out.stderr)
+    );
+    let _ = a2.wait()?;
+    let playlist = wait_for(Duration::from_secs(20), || {
+        let r = http_get(server.http, &media, &[]).ok()?;
+        r.text().contains("#EXT-X-ENDLIST").then(|| r.text())
+    })?;
+    let (names, total) = media_segments(&playlist);
+    let mut unique = names.clone();
+    unique.dedup();
+    assert_eq!(unique, names, "no duplicate segment: {playlist}");
+    assert!(!playlist.contains("#EXT-X-DISCONTINUITY"), "{playlist}");
+    assert!(
+        (total - 10.0).abs() < 0.2,
+        "the full 10 s, no gap: {total} s\n{playlist}\n{}",
+        server.log()
+    );
+    let (_, ch) = api(server.admin, "GET", "/api/v1/channels/red", None)?;
+    assert!(
+        ch["stats"]["duplicates_matching"].as_u64() > Some(0),
+        "{ch}"
+    );
+    assert_eq!(ch["stats"]["duplicates_mismatching"], 0, "{ch}");
+    let (frames, errors) = ffprobe_frames(
+        &server.url(&format!("{base}/Manifest(format=m3u8-cmaf)")),
+        &[],
+    )?;
+    assert!(errors.trim().is_empty(), "{errors}");
+    let video = frames.iter().filter(|f| f.media_type == "video").count();
+    assert!((video as i64 - 250).abs() <= 50, "{video} of 250 frames");
+    Ok(())
+}
