@@ -95,11 +95,16 @@ pub fn mul_div_round_signed(value: i64, num: u64, den: u64) -> Result<i64> {
     Ok(if value < 0 { -magnitude } else { magnitude })
 }
 
+/// Steps within this distance of 2^31 ms are read as a 31-bit wrap.
+const WRAP_31_TOLERANCE_MS: u32 = 60_000;
+
 /// Unwraps RTMP's 32-bit millisecond timestamps into a 64-bit timeline.
 ///
 /// Each new value is taken as the nearest point to the previous one modulo
 /// 2^32 (serial arithmetic): a step of less than 2^31 forward is forward,
-/// otherwise backward. The first value is taken as is.
+/// otherwise backward. The first value is taken as is. A step within a
+/// minute of 2^31 is taken as the 2^31 wrap of encoders (ffmpeg) that keep
+/// only 31 bits.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RtmpClock {
     last: Option<i64>,
@@ -117,7 +122,16 @@ impl RtmpClock {
             None => i64::from(ts),
             Some(last) => {
                 // Difference modulo 2^32, read as a signed 32-bit step.
-                let step = ts.wrapping_sub(last as u32) as i32;
+                let raw = ts.wrapping_sub(last as u32);
+                // ffmpeg's FLV muxer masks the extended timestamp byte to 7
+                // bits, so its clock wraps at 2^31 ms: a step of about 2^31
+                // is that wrap, not a jump of 24 days.
+                let from_31_bit_wrap = raw.wrapping_sub(1 << 31) as i32;
+                let step = if from_31_bit_wrap.unsigned_abs() <= WRAP_31_TOLERANCE_MS {
+                    from_31_bit_wrap
+                } else {
+                    raw as i32
+                };
                 last + i64::from(step)
             }
         };
@@ -172,5 +186,19 @@ mod tests {
             assert_eq!(c.unwrap(expect as u32), expect);
         }
         assert!(expect > 1 << 33);
+    }
+
+    #[test]
+    fn rtmp_clock_reads_ffmpegs_31_bit_wrap() {
+        let mut c = RtmpClock::new();
+        let near = (1u32 << 31) - 40;
+        assert_eq!(c.unwrap(near), i64::from(near));
+        // ffmpeg wraps to 0 instead of writing 2^31.
+        assert_eq!(c.unwrap(0), 1i64 << 31);
+        assert_eq!(c.unwrap(40), (1i64 << 31) + 40);
+        // Later genuine 32-bit wraps still unwrap.
+        let mut c = RtmpClock::new();
+        c.unwrap(u32::MAX - 10);
+        assert_eq!(c.unwrap(30), (1i64 << 32) + 30);
     }
 }

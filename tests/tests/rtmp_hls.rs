@@ -146,3 +146,37 @@ fn delivery_headers_etag_and_conditional_requests() -> anyhow::Result<()> {
     assert_eq!(edge.header("cache-control"), Some("public, max-age=1"));
     Ok(())
 }
+
+/// ffmpeg pushes a stream whose timestamps start just before a clock wrap:
+/// 2^31 ms (ffmpeg's FLV muxer keeps 31 bits) and 2^32 ms (the RTMP clock).
+#[test]
+fn timestamps_play_across_the_wrap() -> anyhow::Result<()> {
+    for (name, offset_s) in [("wrap31", "2147480"), ("wrap32", "4294963")] {
+        let config = format!("[[channels]]\nname = \"{name}\"\nkey = \"k\"\n");
+        let server = Sluice::start(&config, &[])?;
+        let url = format!("rtmp://{}/live/{name}/k/main", server.rtmp);
+        let (ok, err) = ffmpeg_push_rtmp(&url, 8, &["-output_ts_offset", offset_s])?;
+        assert!(ok, "{err}");
+        let base = format!("/preview/{name}/preview.isml");
+        wait_until_ended(server.http, &base, 1)?;
+        let media = http_get(server.http, &format!("{base}/m3u8-cmaf/t1/index.m3u8"), &[])?.text();
+        assert!(!media.contains("#EXT-X-DISCONTINUITY"), "{name}: {media}");
+        let total: f64 = media
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXTINF:"))
+            .filter_map(|l| l.trim_end_matches(',').parse::<f64>().ok())
+            .sum();
+        assert!((total - 8.0).abs() < 0.2, "{name}: {total} s\n{media}");
+        let (frames, errors) = ffprobe_frames(
+            &server.url(&format!("{base}/Manifest(format=m3u8-cmaf)")),
+            &[],
+        )?;
+        assert!(errors.trim().is_empty(), "{name}: {errors}");
+        let video = frames.iter().filter(|f| f.media_type == "video").count();
+        assert!(
+            (video as i64 - 200).abs() <= 50,
+            "{name}: {video} of 200 frames"
+        );
+    }
+    Ok(())
+}
