@@ -45,6 +45,14 @@ pub enum IngestError {
     /// The segmenter refused the input.
     #[error(transparent)]
     Segment(#[from] SegmentError),
+    /// The channel receives more than its bitrate cap.
+    #[error("channel {channel} ingest exceeds {limit_kbps} kbit/s")]
+    Bitrate {
+        /// Channel name.
+        channel: String,
+        /// The cap.
+        limit_kbps: u64,
+    },
 }
 
 /// Where a channel is in its life cycle.
@@ -99,6 +107,8 @@ pub struct Channel {
     /// of their stream was publishing, by channel track: published only if
     /// no copy publishes the same start (see [`StreamIngest::finish`]).
     parked: Mutex<Vec<(u32, Fragment)>>,
+    /// Ingest bytes in the current rate window and when it began.
+    rate: Mutex<(std::time::Instant, u64)>,
     /// Counters.
     pub stats: ChannelStats,
 }
@@ -169,6 +179,7 @@ impl Channel {
             publishing: AtomicUsize::new(0),
             streams: Mutex::new(HashMap::new()),
             parked: Mutex::new(Vec::new()),
+            rate: Mutex::new((std::time::Instant::now(), 0)),
             stats: ChannelStats::default(),
         }
     }
@@ -215,6 +226,25 @@ impl Channel {
     /// Whether `ip` may watch the preview.
     pub fn preview_allowed(&self, ip: std::net::IpAddr) -> bool {
         allowed(&self.preview_allow, ip)
+    }
+
+    /// Counts `bytes` of ingest against the bitrate cap (5 s windows).
+    fn account(&self, bytes: u64, limit_kbps: u64) -> Result<(), IngestError> {
+        const WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
+        let mut rate = self.rate.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        if now.duration_since(rate.0) >= WINDOW {
+            *rate = (now, 0);
+        }
+        rate.1 = rate.1.saturating_add(bytes);
+        // bytes * 8 / 1000 per 5 s, against kbit/s.
+        if rate.1.saturating_mul(8) > limit_kbps.saturating_mul(1000).saturating_mul(5) {
+            return Err(IngestError::Bitrate {
+                channel: self.name.clone(),
+                limit_kbps,
+            });
+        }
+        Ok(())
     }
 
     /// Clears the live timeline (tracks stay declared).
@@ -349,6 +379,7 @@ pub struct StreamIngest {
     discontinuity_next: bool,
     max_fragment_bytes: usize,
     max_tracks: u32,
+    max_bitrate_kbps: u64,
 }
 
 impl StreamIngest {
@@ -370,6 +401,7 @@ impl StreamIngest {
             discontinuity_next: false,
             max_fragment_bytes: limits.max_fragment_bytes,
             max_tracks: limits.max_tracks_per_channel,
+            max_bitrate_kbps: limits.max_bitrate_kbps,
         }
     }
 
@@ -446,6 +478,8 @@ impl StreamIngest {
 
     /// Samples arrived from the adapter.
     pub fn on_samples(&mut self, samples: Vec<Sample>) -> Result<(), IngestError> {
+        let bytes = samples.iter().map(|s| s.data.len() as u64).sum();
+        self.channel.account(bytes, self.max_bitrate_kbps)?;
         for s in samples {
             self.on_sample(s)?;
         }
@@ -798,6 +832,34 @@ mod tests {
             let last = frags.last().expect("fragments");
             assert!(last.start + last.duration >= 11_900, "{frags:?}");
         }
+    }
+
+    #[test]
+    fn the_bitrate_cap_ends_a_stream_that_exceeds_it() {
+        let limits = IngestLimits {
+            max_bitrate_kbps: 8, // 5000 bytes per 5 s
+            ..IngestLimits::default()
+        };
+        let ch = Arc::new(Channel::new(
+            &ChannelConfig {
+                name: "slow".into(),
+                key: "k".into(),
+                fragment_ms: 2000,
+                window_ms: 60_000,
+            },
+            &limits,
+        ));
+        let mut ingest = StreamIngest::new(ch, "s", &limits);
+        declare(&mut ingest);
+        let big = |t| Sample {
+            data: vec![0; 3000],
+            ..sample(2, t, true)
+        };
+        ingest.on_samples(vec![big(0)]).expect("3000 bytes fit");
+        assert!(matches!(
+            ingest.on_samples(vec![big(20)]),
+            Err(IngestError::Bitrate { limit_kbps: 8, .. })
+        ));
     }
 
     #[test]

@@ -122,8 +122,13 @@ pub struct IngestLimits {
     pub max_tracks_per_channel: u32,
     /// Largest fragment (bytes accumulated without a cut), bytes (default 64 MiB).
     pub max_fragment_bytes: usize,
-    /// Connections open at once on the RTMP listener (default 256).
+    /// Encoder connections (RTMP and HTTP ingest) open at once (default 256).
     pub max_connections: usize,
+    /// Encoder connections open at once from one address (default 16).
+    pub max_connections_per_ip: usize,
+    /// Ingest bitrate of one channel, all streams together, in kbit/s
+    /// averaged over 5 s (default 100000, i.e. 100 Mbit/s).
+    pub max_bitrate_kbps: u64,
 }
 
 impl Default for IngestLimits {
@@ -135,6 +140,8 @@ impl Default for IngestLimits {
             max_tracks_per_channel: 32,
             max_fragment_bytes: 64 << 20,
             max_connections: 256,
+            max_connections_per_ip: 16,
+            max_bitrate_kbps: 100_000,
         }
     }
 }

@@ -31,6 +31,26 @@ pub struct IngestContext {
     /// Limits.
     pub limits: IngestLimits,
     connections: Arc<Semaphore>,
+    per_ip: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+/// An admitted encoder connection; its slots are released on drop.
+pub struct Admission {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    ip: std::net::IpAddr,
+    per_ip: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
 }
 
 impl IngestContext {
@@ -38,10 +58,33 @@ impl IngestContext {
     pub fn new(plugins: Arc<PluginHost>, channels: Arc<Channels>, limits: IngestLimits) -> Self {
         IngestContext {
             connections: Arc::new(Semaphore::new(limits.max_connections)),
+            per_ip: Arc::default(),
             plugins,
             channels,
             limits,
         }
+    }
+}
+
+impl IngestContext {
+    /// Admits a connection from `ip` under the global and per-address caps.
+    pub fn admit(&self, ip: std::net::IpAddr) -> Result<Admission, &'static str> {
+        let permit = self
+            .connections
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| "connection limit reached")?;
+        let mut map = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= self.limits.max_connections_per_ip {
+            return Err("per-address connection limit reached");
+        }
+        *n += 1;
+        Ok(Admission {
+            _permit: permit,
+            ip,
+            per_ip: self.per_ip.clone(),
+        })
     }
 }
 
@@ -63,9 +106,12 @@ pub async fn serve_rtmp(
                 continue;
             }
         };
-        let Ok(permit) = ctx.connections.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "rtmp connection refused: connection limit reached");
-            continue;
+        let permit = match ctx.admit(peer.ip()) {
+            Ok(p) => p,
+            Err(reason) => {
+                tracing::warn!(%peer, %reason, "rtmp connection refused");
+                continue;
+            }
         };
         let ctx = ctx.clone();
         let span = tracing::info_span!(
@@ -249,7 +295,9 @@ impl Connection<'_> {
             None => return Err("no ingest key".to_owned()),
         }
         let span = tracing::Span::current();
-        span.record("channel", name);
+        if self.channel.is_none() {
+            span.record("channel", name);
+        }
         if req.stage == AuthStage::Publish {
             let stream = target.stream.ok_or("no stream name")?;
             span.record("stream", stream);
@@ -391,6 +439,9 @@ pub async fn http_ingest(
     use http::StatusCode;
     let path = req.uri().path().to_owned();
     let Some(target) = parse_http_ingest_path(&path) else {
+        // Bounded: the path may be hostile and long.
+        let shown: String = path.chars().take(80).collect();
+        tracing::warn!(%peer, path = %shown, reason = "bad ingest URL", "ingest refused");
         return ingest_reply(StatusCode::NOT_FOUND, "bad ingest URL");
     };
     if req.method() != http::Method::POST {
@@ -424,8 +475,9 @@ pub async fn http_ingest(
             "no ingest adapter for this extension",
         );
     };
-    let Ok(permit) = ctx.connections.clone().try_acquire_owned() else {
-        return refuse(StatusCode::SERVICE_UNAVAILABLE, "connection limit reached");
+    let permit = match ctx.admit(peer.ip()) {
+        Ok(p) => p,
+        Err(reason) => return refuse(StatusCode::SERVICE_UNAVAILABLE, reason),
     };
     let session = plugin.open(SessionConfig {
         remote_addr: peer.to_string(),

@@ -180,6 +180,11 @@ impl Sluice {
         })
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A URL on the delivery listener.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.http, path)
