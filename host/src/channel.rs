@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sluice_sdk::plugin::{Event, Sample, TrackInfo};
 use sluice_sdk::time::mul_div_round_signed;
@@ -106,11 +106,20 @@ pub struct Channel {
     /// Last fragments of redundant copies that stopped while another copy
     /// of their stream was publishing, by channel track: published only if
     /// no copy publishes the same start (see [`StreamIngest::finish`]).
-    parked: Mutex<Vec<(u32, Fragment)>>,
+    parked: Mutex<Vec<Parked>>,
     /// Ingest bytes in the current rate window and when it began.
     rate: Mutex<(std::time::Instant, u64)>,
     /// Counters.
     pub stats: ChannelStats,
+}
+
+/// The last, possibly truncated fragment of a stopped session, waiting to
+/// see whether another session of its stream supersedes it.
+#[derive(Debug)]
+struct Parked {
+    stream: String,
+    track: u32,
+    fragment: Fragment,
 }
 
 /// What the sessions publishing one stream name share: redundant encoders
@@ -245,6 +254,87 @@ impl Channel {
             });
         }
         Ok(())
+    }
+
+    /// Publishes a fragment of `stream`; a `tail` (the last, possibly truncated fragment
+    /// of a stream that stopped) that loses to a complete copy is not a
+    /// content mismatch.
+    pub(crate) fn publish_fragment(
+        &self,
+        stream: &str,
+        track: u32,
+        fragment: Fragment,
+        tail: bool,
+    ) {
+        tracing::debug!(
+            channel = %self.name,
+            stream = %stream,
+            track,
+            start = fragment.start,
+            duration = fragment.duration,
+            samples = fragment.samples.len(),
+            "fragment"
+        );
+        let now = now_ms();
+        let discontinuity = fragment.discontinuity;
+        let start = fragment.start;
+        let outcome = self.with_timeline(|tl| tl.push(track, fragment, now));
+        let stats = &self.stats;
+        let counter = match outcome {
+            PushOutcome::Added => {
+                if discontinuity {
+                    stats.discontinuities.fetch_add(1, Ordering::Relaxed);
+                }
+                // A parked tail this fragment reaches is superseded.
+                self.parked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|p| p.track != track || p.fragment.start > start);
+                &stats.fragments
+            }
+            PushOutcome::DuplicateMatching => &stats.duplicates_matching,
+            PushOutcome::DuplicateMismatching if tail => &stats.overlapping,
+            PushOutcome::DuplicateMismatching => {
+                tracing::warn!(
+                    channel = %self.name,
+                    stream = %stream,
+                    track,
+                    "duplicate fragment differs from the copy held"
+                );
+                &stats.duplicates_mismatching
+            }
+            PushOutcome::Overlapping | PushOutcome::UnknownTrack => &stats.overlapping,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Publishes the parked tails of `stream` unless a session publishes it
+    /// again (then its fragments supersede them, or its own end releases them).
+    pub(crate) fn release_parked(&self, stream: &str) {
+        let active = self
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(stream)
+            .is_some_and(|s| s.active > 0);
+        if !active {
+            self.release_parked_now(stream);
+        }
+    }
+
+    /// Publishes the parked tails of `stream`.
+    pub(crate) fn release_parked_now(&self, stream: &str) {
+        let tails: Vec<Parked> = {
+            let mut parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+            let (mine, rest) = std::mem::take(&mut *parked)
+                .into_iter()
+                .partition(|p| p.stream == stream);
+            *parked = rest;
+            mine
+        };
+        for p in tails {
+            self.publish_fragment(stream, p.track, p.fragment, true);
+        }
     }
 
     /// Clears the live timeline (tracks stay declared).
@@ -632,98 +722,71 @@ impl StreamIngest {
         self.publish_as(track, fragment, false);
     }
 
-    /// Publishes a fragment; a `tail` (the last, possibly truncated fragment
-    /// of a stream that stopped) that loses to a complete copy is not a
-    /// content mismatch.
     fn publish_as(&self, track: u32, fragment: Fragment, tail: bool) {
-        tracing::debug!(
-            channel = %self.channel.name,
-            stream = %self.stream,
-            track,
-            start = fragment.start,
-            duration = fragment.duration,
-            samples = fragment.samples.len(),
-            "fragment"
-        );
-        let now = now_ms();
-        let discontinuity = fragment.discontinuity;
-        let start = fragment.start;
-        let outcome = self
-            .channel
-            .with_timeline(|tl| tl.push(track, fragment, now));
-        let stats = &self.channel.stats;
-        let counter = match outcome {
-            PushOutcome::Added => {
-                if discontinuity {
-                    stats.discontinuities.fetch_add(1, Ordering::Relaxed);
-                }
-                // A parked tail this fragment reaches is superseded.
-                self.channel
-                    .parked
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .retain(|(t, f)| *t != track || f.start > start);
-                &stats.fragments
-            }
-            PushOutcome::DuplicateMatching => &stats.duplicates_matching,
-            PushOutcome::DuplicateMismatching if tail => &stats.overlapping,
-            PushOutcome::DuplicateMismatching => {
-                tracing::warn!(
-                    channel = %self.channel.name,
-                    stream = %self.stream,
-                    track,
-                    "duplicate fragment differs from the copy held"
-                );
-                &stats.duplicates_mismatching
-            }
-            PushOutcome::Overlapping | PushOutcome::UnknownTrack => &stats.overlapping,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.channel
+            .publish_fragment(&self.stream, track, fragment, tail);
     }
 
-    /// The encoder ended the stream cleanly (unpublish): what is buffered is
-    /// published (see [`StreamIngest::finish`]), and when no other stream is
-    /// publishing the presentation is complete (players see its end) until a
-    /// stream starts again.
+    /// The encoder ended the stream cleanly (unpublish): its last fragments
+    /// are complete and published (parked instead while a redundant copy is
+    /// still publishing, see [`StreamIngest::finish`]); when no other stream
+    /// is publishing the presentation is complete (players see its end)
+    /// until a stream starts again.
     pub fn end_of_stream(mut self) {
-        self.finish();
+        if self.peer_offset().is_some() {
+            self.park_tails();
+        } else {
+            self.flush_all();
+            self.channel.release_parked_now(&self.stream);
+        }
         if self.channel.publishing.load(Ordering::SeqCst) == 1 {
             self.channel.with_timeline(|tl| tl.set_ended(true));
         }
     }
 
-    /// The stream stopped: every track's fragment in progress is published,
-    /// unless a redundant copy of the stream is still publishing. That copy
-    /// should complete those fragments, and a shorter one published first
-    /// would win over it and leave a gap; so they are parked. Whichever copy
-    /// ends last publishes its own and then what is parked, where no copy
-    /// published the same start meanwhile.
+    /// The stream stopped abruptly (connection lost, error). Its last
+    /// fragments may be truncated, and a copy that completes them may come:
+    /// a redundant encoder still publishing, or this encoder reconnecting and
+    /// resending. A truncated fragment published first would win over the
+    /// complete one and leave a gap, so they are parked; they are published
+    /// when the stream's last session ends, or after a grace period of two
+    /// fragments plus a second without any session of the stream.
     pub fn finish(&mut self) {
+        self.park_tails();
         if self.peer_offset().is_some() {
-            let mut tails = Vec::new();
-            for t in self.tracks.values_mut() {
-                if let Some(f) = t.segmenter.flush() {
-                    tails.push((t.id, f));
-                }
+            return;
+        }
+        let channel = self.channel.clone();
+        let stream = self.stream.clone();
+        let grace = Duration::from_millis(u64::from(channel.fragment_ms) * 2 + 1000);
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    channel.release_parked(&stream);
+                });
             }
-            self.channel
-                .parked
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend(tails);
-        } else {
-            self.flush_all();
-            let parked = std::mem::take(
-                &mut *self
-                    .channel
-                    .parked
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()),
-            );
-            for (id, f) in parked {
-                self.publish_as(id, f, true);
+            // Outside a runtime (tools, unit tests): nothing can wait.
+            Err(_) => self.channel.release_parked_now(&self.stream),
+        }
+    }
+
+    fn park_tails(&mut self) {
+        let mut tails = Vec::new();
+        for t in self.tracks.values_mut() {
+            if let Some(fragment) = t.segmenter.flush() {
+                tails.push(Parked {
+                    stream: self.stream.clone(),
+                    track: t.id,
+                    fragment,
+                });
             }
         }
+        self.channel
+            .parked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(tails);
     }
 
     fn flush_all(&mut self) {
