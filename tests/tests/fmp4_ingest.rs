@@ -276,3 +276,139 @@ fn redundant_fmp4_encoders_merge_without_gap_or_duplicate() -> anyhow::Result<()
     assert!((video as i64 - 250).abs() <= 50, "{video} of 250 frames");
     Ok(())
 }
+
+/// Top-level boxes of an ISO BMFF byte string: (offset, length, type).
+fn boxes(data: &[u8]) -> Vec<(usize, usize, [u8; 4])> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 8 <= data.len() {
+        let size =
+            u32::from_be_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]) as usize;
+        let kind = [data[at + 4], data[at + 5], data[at + 6], data[at + 7]];
+        if size < 8 || at + size > data.len() {
+            break;
+        }
+        out.push((at, size, kind));
+        at += size;
+    }
+    out
+}
+
+/// Starts a chunked ingest POST on a raw socket.
+fn open_post(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<std::net::TcpStream> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr)?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\n\
+         Connection: close\r\n\r\n"
+    )?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    Ok(s)
+}
+
+fn send_chunk(s: &mut std::net::TcpStream, data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    for piece in data.chunks(16 * 1024) {
+        write!(s, "{:x}\r\n", piece.len())?;
+        s.write_all(piece)?;
+        s.write_all(b"\r\n")?;
+    }
+    Ok(())
+}
+
+/// A fault proxy's view: the encoder's POST is cut in the middle of a
+/// fragment; the encoder reconnects, resends its headers and its recent
+/// fragments, and goes on. Nothing is lost or doubled.
+#[test]
+fn a_cut_post_and_a_resend_lose_and_double_nothing() -> anyhow::Result<()> {
+    use std::io::Read;
+    let dir = TempDir::new("sluice-fmp4-cut")?;
+    let file = source(dir.path(), 8)?;
+    let ismv = dir.path().join("stream.ismv");
+    let (ok, _, err) = run(Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])
+        .arg(&file)
+        .args([
+            "-c",
+            "copy",
+            "-f",
+            "ismv",
+            "-movflags",
+            "isml+frag_keyframe",
+        ])
+        .arg(&ismv))?;
+    assert!(ok, "{err}");
+    let data = std::fs::read(&ismv)?;
+    let all = boxes(&data);
+    let moov_end = all
+        .iter()
+        .find(|b| &b.2 == b"moov")
+        .map(|b| b.0 + b.1)
+        .expect("moov");
+    let moofs: Vec<usize> = all
+        .iter()
+        .filter(|b| &b.2 == b"moof")
+        .map(|b| b.0)
+        .collect();
+    assert!(moofs.len() >= 6, "fragments: {}", moofs.len());
+    let headers = &data[..moov_end];
+
+    let server = Sluice::start("", &[])?;
+    let url = running_channel(&server, "cut")?;
+    let path = format!(
+        "{}/Streams(main)",
+        url.split_once(&server.http.port().to_string())
+            .expect("url")
+            .1
+    );
+    // First connection: headers and fragments up to the middle of the 5th
+    // moof/mdat pair, then the connection drops.
+    let cut_pair = moofs[4];
+    let cut_at = cut_pair + (moofs[5] - cut_pair) / 2;
+    let mut first = open_post(server.http, &path)?;
+    send_chunk(&mut first, &data[..cut_at])?;
+    first.shutdown(std::net::Shutdown::Both)?;
+    drop(first);
+    // The encoder reconnects: headers again, then its recent fragments (the
+    // first ones were delivered and cut already) and on to the end.
+    let mut second = open_post(server.http, &path)?;
+    send_chunk(&mut second, headers)?;
+    send_chunk(&mut second, &data[moofs[0]..])?;
+    std::io::Write::write_all(&mut second, b"0\r\n\r\n")?;
+    let mut answer = String::new();
+    second.read_to_string(&mut answer)?;
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "{answer}\n{}",
+        server.log()
+    );
+
+    let base = "/preview/cut/preview.isml";
+    wait_until_ended(server.http, base, 1)?;
+    let media = http_get(server.http, &format!("{base}/m3u8-cmaf/t1/index.m3u8"), &[])?.text();
+    let (names, total) = media_segments(&media);
+    let mut unique = names.clone();
+    unique.dedup();
+    assert_eq!(unique, names, "{media}");
+    assert!(!media.contains("#EXT-X-DISCONTINUITY"), "{media}");
+    assert!(
+        (total - 8.0).abs() < 0.2,
+        "nothing lost: {total} s\n{media}\n{}",
+        server.log()
+    );
+    let (_, ch) = api(server.admin, "GET", "/api/v1/channels/cut", None)?;
+    assert!(
+        ch["stats"]["duplicates_matching"].as_u64() > Some(0),
+        "{ch}"
+    );
+    assert_eq!(ch["stats"]["duplicates_mismatching"], 0, "{ch}");
+    let (frames, errors) = ffprobe_frames(
+        &server.url(&format!("{base}/Manifest(format=m3u8-cmaf)")),
+        &[],
+    )?;
+    assert!(errors.trim().is_empty(), "{errors}");
+    let video = frames.iter().filter(|f| f.media_type == "video").count();
+    assert!((video as i64 - 200).abs() <= 50, "{video} of 200 frames");
+    Ok(())
+}
