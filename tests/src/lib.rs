@@ -427,3 +427,34 @@ pub fn wait_until_ended(addr: SocketAddr, base: &str, variants: usize) -> Result
         ended.then_some(text)
     })
 }
+
+/// Creates channel `name` through the API and starts it; returns the
+/// channel object (with its `ingest.rtmp` and `ingest.fmp4` URLs).
+pub fn running_channel(server: &Sluice, name: &str) -> Result<serde_json::Value> {
+    let body = serde_json::json!({ "name": name });
+    let (status, ch) = api(server.admin, "POST", "/api/v1/channels", Some(&body))?;
+    anyhow::ensure!(status == 201, "create {name}: {ch}");
+    let (status, started) = api(
+        server.admin,
+        "POST",
+        &format!("/api/v1/channels/{name}/start"),
+        None,
+    )?;
+    anyhow::ensure!(status == 200, "start {name}: {started}");
+    Ok(ch)
+}
+
+/// The segment URIs of a media playlist and the sum of their durations.
+pub fn media_segments(playlist: &str) -> (Vec<String>, f64) {
+    let names = playlist
+        .lines()
+        .filter(|l| l.ends_with(".m4s"))
+        .map(str::to_owned)
+        .collect();
+    let total = playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .filter_map(|l| l.trim_end_matches(',').parse::<f64>().ok())
+        .sum();
+    (names, total)
+}

@@ -6,29 +6,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::json;
 use sluice_tests::{
-    Sluice, api, ffprobe_frames, http_get, run, tempdir::TempDir, wait_for, wait_until_ended,
+    Sluice, api, ffprobe_frames, http_get, media_segments, run, running_channel, tempdir::TempDir,
+    wait_for, wait_until_ended,
 };
-
-/// Creates and starts channel `name`; returns its fMP4 ingest URL.
-fn running_channel(server: &Sluice, name: &str) -> anyhow::Result<String> {
-    let (status, ch) = api(
-        server.admin,
-        "POST",
-        "/api/v1/channels",
-        Some(&json!({"name": name})),
-    )?;
-    anyhow::ensure!(status == 201, "create: {ch}");
-    let (status, _) = api(
-        server.admin,
-        "POST",
-        &format!("/api/v1/channels/{name}/start"),
-        None,
-    )?;
-    anyhow::ensure!(status == 200, "start");
-    Ok(ch["ingest"]["fmp4"].as_str().unwrap_or_default().to_owned())
-}
 
 /// An H.264 (B-frames, 2 s GOP) + AAC file of `seconds`.
 fn source(dir: &Path, seconds: u32) -> anyhow::Result<std::path::PathBuf> {
@@ -86,26 +67,15 @@ fn push(file: &Path, url: &str, realtime: bool, extra: &[&str]) -> anyhow::Resul
         .spawn()?)
 }
 
-fn media_segments(playlist: &str) -> (Vec<String>, f64) {
-    let names = playlist
-        .lines()
-        .filter(|l| l.ends_with(".m4s"))
-        .map(str::to_owned)
-        .collect();
-    let total = playlist
-        .lines()
-        .filter_map(|l| l.strip_prefix("#EXTINF:"))
-        .filter_map(|l| l.trim_end_matches(',').parse::<f64>().ok())
-        .sum();
-    (names, total)
-}
-
 #[test]
 fn ffmpeg_ismv_push_plays_back() -> anyhow::Result<()> {
     let dir = TempDir::new("sluice-fmp4")?;
     let file = source(dir.path(), 8)?;
     let server = Sluice::start("", &[])?;
-    let url = running_channel(&server, "smooth")?;
+    let url = running_channel(&server, "smooth")?["ingest"]["fmp4"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let out = push(&file, &format!("{url}/Streams(720p)"), false, &[])?.wait_with_output()?;
     assert!(
         out.status.success(),
@@ -150,7 +120,10 @@ fn ffmpeg_ismv_push_plays_back() -> anyhow::Result<()> {
 #[test]
 fn two_fmp4_renditions_become_two_variants() -> anyhow::Result<()> {
     let server = Sluice::start("", &[])?;
-    let url = running_channel(&server, "abr")?;
+    let url = running_channel(&server, "abr")?["ingest"]["fmp4"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let rendition = |size: &str, rate: &str, name: &str| -> Vec<String> {
         [
             "-map",
@@ -228,7 +201,13 @@ fn redundant_fmp4_encoders_merge_without_gap_or_duplicate() -> anyhow::Result<()
     let dir = TempDir::new("sluice-fmp4-red")?;
     let file = source(dir.path(), 10)?;
     let server = Sluice::start("", &[])?;
-    let url = format!("{}/Streams(main)", running_channel(&server, "red")?);
+    let url = format!(
+        "{}/Streams(main)",
+        running_channel(&server, "red")?["ingest"]["fmp4"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    );
     let mut a = push(&file, &url, true, &[])?;
     let b = push(&file, &url, true, &[])?;
     let base = "/preview/red/preview.isml";
@@ -355,7 +334,10 @@ fn a_cut_post_and_a_resend_lose_and_double_nothing() -> anyhow::Result<()> {
     let headers = &data[..moov_end];
 
     let server = Sluice::start("", &[])?;
-    let url = running_channel(&server, "cut")?;
+    let url = running_channel(&server, "cut")?["ingest"]["fmp4"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let path = format!(
         "{}/Streams(main)",
         url.split_once(&server.http.port().to_string())

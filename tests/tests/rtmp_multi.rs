@@ -5,49 +5,18 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::json;
 use sluice_tests::{
-    Sluice, api, ffprobe_frames, http_get, run, tempdir::TempDir, wait_for, wait_until_ended,
+    Sluice, api, ffprobe_frames, http_get, media_segments, run, running_channel, tempdir::TempDir,
+    wait_for, wait_until_ended,
 };
-
-/// Creates and starts channel `name` through the API; returns its RTMP URL.
-fn running_channel(server: &Sluice, name: &str) -> anyhow::Result<String> {
-    let (status, ch) = api(
-        server.admin,
-        "POST",
-        "/api/v1/channels",
-        Some(&json!({"name": name})),
-    )?;
-    anyhow::ensure!(status == 201, "create: {ch}");
-    let (status, _) = api(
-        server.admin,
-        "POST",
-        &format!("/api/v1/channels/{name}/start"),
-        None,
-    )?;
-    anyhow::ensure!(status == 200, "start");
-    Ok(ch["ingest"]["rtmp"].as_str().unwrap_or_default().to_owned())
-}
-
-/// Segment URIs and the sum of their durations in a media playlist.
-fn segments(playlist: &str) -> (Vec<String>, f64) {
-    let names = playlist
-        .lines()
-        .filter(|l| l.ends_with(".m4s"))
-        .map(str::to_owned)
-        .collect();
-    let total = playlist
-        .lines()
-        .filter_map(|l| l.strip_prefix("#EXTINF:"))
-        .filter_map(|l| l.trim_end_matches(',').parse::<f64>().ok())
-        .sum();
-    (names, total)
-}
 
 #[test]
 fn two_renditions_become_two_variants() -> anyhow::Result<()> {
     let server = Sluice::start("", &[])?;
-    let rtmp = running_channel(&server, "abr")?;
+    let rtmp = running_channel(&server, "abr")?["ingest"]["rtmp"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let rendition = |size: &str, rate: &str, name: &str| -> Vec<String> {
         [
             "-map",
@@ -162,7 +131,10 @@ fn redundant_rtmp_encoders_merge_without_gap_or_duplicate() -> anyhow::Result<()
     assert!(ok, "{err}");
 
     let server = Sluice::start("", &[])?;
-    let rtmp = running_channel(&server, "red")?;
+    let rtmp = running_channel(&server, "red")?["ingest"]["rtmp"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let url = format!("{rtmp}/main");
     let mut a = push_copy(&file, &url, &[])?;
     let mut b = push_copy(&file, &url, &[])?;
@@ -171,7 +143,7 @@ fn redundant_rtmp_encoders_merge_without_gap_or_duplicate() -> anyhow::Result<()
     // Kill A once two fragments are out.
     wait_for(Duration::from_secs(30), || {
         let r = http_get(server.http, &media, &[]).ok()?;
-        (segments(&r.text()).0.len() >= 2).then_some(())
+        (media_segments(&r.text()).0.len() >= 2).then_some(())
     })?;
     a.kill()?;
     a.wait()?;
@@ -185,7 +157,7 @@ fn redundant_rtmp_encoders_merge_without_gap_or_duplicate() -> anyhow::Result<()
         let r = http_get(server.http, &media, &[]).ok()?;
         r.text().contains("#EXT-X-ENDLIST").then(|| r.text())
     })?;
-    let (names, total) = segments(&playlist);
+    let (names, total) = media_segments(&playlist);
     let mut unique = names.clone();
     unique.dedup();
     assert_eq!(unique, names, "no duplicate segment: {playlist}");
