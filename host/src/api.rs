@@ -132,6 +132,16 @@ impl Api {
         if path == "/healthz" || path == "/readyz" {
             return text(StatusCode::OK, "ok\n");
         }
+        if path == "/metrics" {
+            return http::Response::builder()
+                .header(
+                    header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )
+                .header(header::CACHE_CONTROL, "no-store")
+                .body(Body::text(crate::metrics::metrics().encode()))
+                .unwrap_or_default();
+        }
         if let Some(token) = &self.token {
             let given = req
                 .headers()

@@ -27,6 +27,7 @@ use sluice_sdk::time::mul_div_round_signed;
 use crate::config::{ChannelConfig, IngestLimits};
 use crate::media::segmenter::{Fragment, InputSample, SegmentError, Segmenter};
 use crate::media::timeline::{PushOutcome, Snapshot, Timeline};
+use crate::metrics::{ChannelLabels, DuplicateLabels, StreamLabels, metrics};
 use crate::store::ChannelRecord;
 
 /// Why ingest into a channel stopped.
@@ -280,10 +281,24 @@ impl Channel {
         let start = fragment.start;
         let outcome = self.with_timeline(|tl| tl.push(track, fragment, now));
         let stats = &self.stats;
+        let m = metrics();
+        let labels = ChannelLabels {
+            channel: self.name.clone(),
+        };
+        let duplicate = |kind| {
+            m.duplicates
+                .get_or_create(&DuplicateLabels {
+                    channel: self.name.clone(),
+                    kind,
+                })
+                .inc();
+        };
         let counter = match outcome {
             PushOutcome::Added => {
+                m.fragments.get_or_create(&labels).inc();
                 if discontinuity {
                     stats.discontinuities.fetch_add(1, Ordering::Relaxed);
+                    m.discontinuities.get_or_create(&labels).inc();
                 }
                 // A parked tail this fragment reaches is superseded.
                 self.parked
@@ -292,9 +307,16 @@ impl Channel {
                     .retain(|p| p.track != track || p.fragment.start > start);
                 &stats.fragments
             }
-            PushOutcome::DuplicateMatching => &stats.duplicates_matching,
-            PushOutcome::DuplicateMismatching if tail => &stats.overlapping,
+            PushOutcome::DuplicateMatching => {
+                duplicate("matching");
+                &stats.duplicates_matching
+            }
+            PushOutcome::DuplicateMismatching if tail => {
+                duplicate("overlapping");
+                &stats.overlapping
+            }
             PushOutcome::DuplicateMismatching => {
+                duplicate("mismatching");
                 tracing::warn!(
                     channel = %self.name,
                     stream = %stream,
@@ -303,7 +325,10 @@ impl Channel {
                 );
                 &stats.duplicates_mismatching
             }
-            PushOutcome::Overlapping | PushOutcome::UnknownTrack => &stats.overlapping,
+            PushOutcome::Overlapping | PushOutcome::UnknownTrack => {
+                duplicate("overlapping");
+                &stats.overlapping
+            }
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -569,6 +594,13 @@ impl StreamIngest {
     /// Samples arrived from the adapter.
     pub fn on_samples(&mut self, samples: Vec<Sample>) -> Result<(), IngestError> {
         let bytes = samples.iter().map(|s| s.data.len() as u64).sum();
+        metrics()
+            .ingest_bytes
+            .get_or_create(&StreamLabels {
+                channel: self.channel.name.clone(),
+                stream: self.stream.clone(),
+            })
+            .inc_by(bytes);
         self.channel.account(bytes, self.max_bitrate_kbps)?;
         for s in samples {
             self.on_sample(s)?;

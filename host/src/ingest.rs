@@ -20,6 +20,7 @@ use tracing::Instrument;
 
 use crate::channel::{Channel, Channels, StreamIngest};
 use crate::config::IngestLimits;
+use crate::metrics::metrics;
 use crate::plugins::{IngestSession, PluginHost};
 
 /// What every ingest connection needs.
@@ -110,6 +111,7 @@ pub async fn serve_rtmp(
             Ok(p) => p,
             Err(reason) => {
                 tracing::warn!(%peer, %reason, "rtmp connection refused");
+                metrics().refused("rtmp", reason);
                 continue;
             }
         };
@@ -124,7 +126,10 @@ pub async fn serve_rtmp(
             async move {
                 match rtmp_connection(stream, peer, &ctx).await {
                     Ok(()) => tracing::info!("rtmp session ended"),
-                    Err(e) => tracing::warn!(reason = %e, "rtmp session closed"),
+                    Err(e) => {
+                        tracing::warn!(reason = %e, "rtmp session closed");
+                        metrics().refused("rtmp", &e);
+                    }
                 }
                 drop(permit);
             }
@@ -442,6 +447,7 @@ pub async fn http_ingest(
         // Bounded: the path may be hostile and long.
         let shown: String = path.chars().take(80).collect();
         tracing::warn!(%peer, path = %shown, reason = "bad ingest URL", "ingest refused");
+        metrics().refused("http", "bad ingest URL");
         return ingest_reply(StatusCode::NOT_FOUND, "bad ingest URL");
     };
     if req.method() != http::Method::POST {
@@ -455,6 +461,7 @@ pub async fn http_ingest(
     );
     let refuse = |status: StatusCode, reason: &str| {
         tracing::warn!(parent: &span, %reason, "ingest refused");
+        metrics().refused("http", reason);
         ingest_reply(status, reason)
     };
     let Some(channel) = ctx.channels.get(target.channel) else {
@@ -512,6 +519,7 @@ pub async fn http_ingest(
         }
         Err(reason) => {
             tracing::warn!(parent: &span, %reason, "http ingest closed");
+            metrics().refused("http", &reason);
             ingest_reply(StatusCode::BAD_REQUEST, &reason)
         }
     }

@@ -19,6 +19,7 @@ pub mod delivery;
 pub mod demo;
 pub mod ingest;
 pub mod media;
+pub mod metrics;
 pub mod plugins;
 pub mod server;
 pub mod store;

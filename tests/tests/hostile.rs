@@ -148,6 +148,20 @@ fn hostile_input_is_refused_and_others_keep_streaming() -> anyhow::Result<()> {
         assert!(log.contains(reason), "the log names {reason:?}:\n{log}");
     }
 
+    // Each refusal is counted under a bounded reason.
+    let metrics = sluice_tests::http_get(server.admin, "/metrics", &[])?.text();
+    for reason in [
+        "malformed",
+        "message_too_large",
+        "handshake_timeout",
+        "bad_name",
+    ] {
+        assert!(
+            metrics.contains(&format!("reason=\"{reason}\"")),
+            "{reason} counted:\n{metrics}"
+        );
+    }
+
     // The good channel never noticed.
     assert!(good.wait()?.success());
     let base = "/preview/good/preview.isml";
@@ -162,6 +176,11 @@ fn hostile_input_is_refused_and_others_keep_streaming() -> anyhow::Result<()> {
         .filter_map(|l| l.trim_end_matches(',').parse::<f64>().ok())
         .sum();
     assert!((total - 8.0).abs() < 0.2, "{total} s\n{media}");
+    let metrics = sluice_tests::http_get(server.admin, "/metrics", &[])?.text();
+    assert!(
+        metrics.contains("sluice_fragments_total{channel=\"good\"}"),
+        "{metrics}"
+    );
 
     // Peak memory stayed bounded (no 2 GB or 16 MiB buffers).
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))?;

@@ -1,0 +1,184 @@
+//! Prometheus metrics (`GET /metrics` on the admin listener), through
+//! `prometheus-client`. Names start `sluice_`; labels are bounded (channel,
+//! stream, reason, kind): never a raw URL or client address.
+//!
+//! One process-wide registry: the counters are reached from the ingest path
+//! without threading a handle through every call.
+
+use std::sync::OnceLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+/// Labels naming a channel.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabels {
+    /// Channel name (validated).
+    pub channel: String,
+}
+
+/// Labels naming a channel's stream.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabels {
+    /// Channel name (validated).
+    pub channel: String,
+    /// Stream name (validated).
+    pub stream: String,
+}
+
+/// Labels of a dropped duplicate fragment.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DuplicateLabels {
+    /// Channel name.
+    pub channel: String,
+    /// `matching`, `mismatching` or `overlapping`.
+    pub kind: &'static str,
+}
+
+/// Labels of a refused or ended ingest session.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// `rtmp` or the HTTP ingest extension family (`http`).
+    pub protocol: &'static str,
+    /// A bounded reason (see [`reason_label`]).
+    pub reason: &'static str,
+}
+
+/// The metrics of this process.
+pub struct Metrics {
+    registry: Registry,
+    /// Ingest sessions refused or ended by an error, by reason.
+    pub ingest_refusals: Family<ReasonLabels, Counter>,
+    /// Sample payload bytes received, per stream.
+    pub ingest_bytes: Family<StreamLabels, Counter>,
+    /// Fragments added to channel timelines.
+    pub fragments: Family<ChannelLabels, Counter>,
+    /// Fragments dropped as duplicates, by kind.
+    pub duplicates: Family<DuplicateLabels, Counter>,
+    /// Discontinuities recorded.
+    pub discontinuities: Family<ChannelLabels, Counter>,
+}
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let mut registry = Registry::with_prefix("sluice");
+        let m = Metrics {
+            ingest_refusals: Family::default(),
+            ingest_bytes: Family::default(),
+            fragments: Family::default(),
+            duplicates: Family::default(),
+            discontinuities: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "ingest_refusals",
+            "Ingest sessions refused or ended by an error, by reason",
+            m.ingest_refusals.clone(),
+        );
+        registry.register(
+            "ingest_bytes",
+            "Sample payload bytes received",
+            m.ingest_bytes.clone(),
+        );
+        registry.register(
+            "fragments",
+            "Fragments added to channel timelines",
+            m.fragments.clone(),
+        );
+        registry.register(
+            "duplicate_fragments",
+            "Fragments dropped as duplicates (matching, mismatching, overlapping)",
+            m.duplicates.clone(),
+        );
+        registry.register(
+            "discontinuities",
+            "Discontinuities recorded in channel timelines",
+            m.discontinuities.clone(),
+        );
+        Metrics { registry, ..m }
+    })
+}
+
+impl Metrics {
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    /// Counts a refusal or error end of an ingest session.
+    pub fn refused(&self, protocol: &'static str, reason: &str) {
+        self.ingest_refusals
+            .get_or_create(&ReasonLabels {
+                protocol,
+                reason: reason_label(reason),
+            })
+            .inc();
+    }
+}
+
+/// Maps a refusal message to a bounded label.
+pub fn reason_label(reason: &str) -> &'static str {
+    const KNOWN: &[(&str, &str)] = &[
+        ("wrong ingest key", "wrong_key"),
+        ("no ingest key", "wrong_key"),
+        ("not allowed", "address_not_allowed"),
+        ("not running", "channel_not_running"),
+        ("channel stopped", "channel_not_running"),
+        ("no channel", "unknown_channel"),
+        ("no such channel", "unknown_channel"),
+        ("per-address connection limit", "per_address_limit"),
+        ("connection limit", "connection_limit"),
+        ("handshake timeout", "handshake_timeout"),
+        ("idle timeout", "idle_timeout"),
+        ("too many tracks", "too_many_tracks"),
+        ("without a keyframe", "fragment_too_large"),
+        ("kbit/s", "bitrate"),
+        ("limit exceeded", "message_too_large"),
+        ("bad ingest URL", "bad_name"),
+        ("bad channel name", "bad_name"),
+        ("bad stream name", "bad_name"),
+        ("ingest path", "bad_name"),
+        ("malformed", "malformed"),
+        ("unsupported", "unsupported"),
+        ("trapped", "plugin_failure"),
+        ("deadline", "plugin_failure"),
+        ("memory cap", "plugin_failure"),
+        ("read:", "io"),
+        ("write:", "io"),
+    ];
+    KNOWN
+        .iter()
+        .find(|(needle, _)| reason.contains(needle))
+        .map(|(_, label)| *label)
+        .unwrap_or("other")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_bounded_and_exposed() {
+        assert_eq!(reason_label("wrong ingest key"), "wrong_key");
+        assert_eq!(
+            reason_label("per-address connection limit reached"),
+            "per_address_limit"
+        );
+        assert_eq!(reason_label("connection limit reached"), "connection_limit");
+        assert_eq!(reason_label("something new"), "other");
+        metrics().refused("rtmp", "wrong ingest key");
+        let text = metrics().encode();
+        assert!(
+            text.contains("sluice_ingest_refusals_total{protocol=\"rtmp\",reason=\"wrong_key\"}"),
+            "{text}"
+        );
+    }
+}
