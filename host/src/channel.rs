@@ -638,13 +638,14 @@ impl StreamIngest {
         let mut offset = offset;
         if let Some(last) = last_dts {
             let step_ms =
-                mul_div_round_signed(s.dts - last, 1000, u64::from(timescale)).unwrap_or(i64::MAX);
+                mul_div_round_signed(s.dts.saturating_sub(last), 1000, u64::from(timescale))
+                    .unwrap_or(i64::MAX);
             if (step_ms < 0 || step_ms > 5 * fragment_ms) && self.peer_offset().is_none() {
                 // What was cut so far is published first, so the new offset
                 // starts after it.
                 self.flush_for_discontinuity();
                 let end = self.channel.end_ms().unwrap_or(0);
-                offset = end + fragment_ms.min(100) - dts_ms;
+                offset = (end + fragment_ms.min(100)).saturating_sub(dts_ms);
                 self.offset_ms = Some(offset);
                 self.share_offset(offset);
                 // The other tracks jumped with this one: their next sample
@@ -729,7 +730,7 @@ impl StreamIngest {
     fn initial_offset(&mut self, first_dts_ms: i64) -> i64 {
         let fragment_ms = i64::from(self.channel.fragment_ms);
         match self.channel.end_ms() {
-            None => (-first_dts_ms).max(0),
+            None => first_dts_ms.saturating_neg().max(0),
             Some(end)
                 if first_dts_ms >= end - 3 * fragment_ms
                     && first_dts_ms <= end + 3 * fragment_ms =>
@@ -745,7 +746,7 @@ impl StreamIngest {
                     end_ms = end,
                     "stream does not continue the timeline: discontinuity"
                 );
-                end + fragment_ms.min(100) - first_dts_ms
+                (end + fragment_ms.min(100)).saturating_sub(first_dts_ms)
             }
         }
     }
