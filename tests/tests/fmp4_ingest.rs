@@ -352,6 +352,11 @@ fn a_cut_post_and_a_resend_lose_and_double_nothing() -> anyhow::Result<()> {
     send_chunk(&mut first, &data[..cut_at])?;
     first.shutdown(std::net::Shutdown::Both)?;
     drop(first);
+    // The server has seen the connection go (its encoder count drops to 0).
+    wait_for(Duration::from_secs(20), || {
+        let (_, ch) = api(server.admin, "GET", "/api/v1/channels/cut", None).ok()?;
+        (ch["publishing"] == 0).then_some(())
+    })?;
     // The encoder reconnects: headers again, then its recent fragments (the
     // first ones were delivered and cut already) and on to the end.
     let mut second = open_post(server.http, &path)?;
