@@ -245,6 +245,46 @@ mod tests {
         );
     }
 
+    /// Found with the `rtmp_chunk` fuzz target's oracle (whole and split
+    /// reads must fail alike): the bound on partial messages was checked
+    /// against the bytes read so far, so the error depended on where the
+    /// reads ended. It is now checked against each chunk's declared payload
+    /// at its header.
+    #[test]
+    fn partial_message_bound_does_not_depend_on_the_reads() {
+        // Limit 300: at most 2 * 300 + 4096 = 4696 bytes of partial
+        // messages. At chunk size 299, sixteen 300-byte messages each one
+        // chunk in hold 16 * 299 = 4784.
+        let mut s = Vec::new();
+        ChunkEncoder::new().write(&mut s, &ProtocolControl::SetChunkSize(299).to_message());
+        let mut headers = Vec::new();
+        for csid in 4..20 {
+            headers.push(s.len());
+            fmt0(&mut s, csid, 0, 300, 9, 1);
+            s.extend_from_slice(&payload(299, csid as u8));
+        }
+        let last = *headers.last().expect("sixteen");
+        let whole = decode(&s, &[], 300);
+        assert!(matches!(whole, Err(SessionError::Limit(_))), "{whole:?}");
+        // Cut inside the last chunk's payload, before and after the bound.
+        for cut in [last + 12 + 100, last + 12 + 250, last + 5] {
+            assert_eq!(decode(&s, &[cut], 300), whole, "cut at {cut}");
+        }
+        let all: Vec<usize> = (1..s.len()).collect();
+        assert_eq!(decode(&s, &all, 300), whole, "byte by byte");
+        // One byte less per chunk fits.
+        let mut s = Vec::new();
+        ChunkEncoder::new().write(&mut s, &ProtocolControl::SetChunkSize(293).to_message());
+        for csid in 4..20 {
+            fmt0(&mut s, csid, 0, 300, 9, 1);
+            s.extend_from_slice(&payload(293, csid as u8));
+        }
+        assert_eq!(
+            decode(&s, &[], 300),
+            Ok(vec![ProtocolControl::SetChunkSize(293).to_message()])
+        );
+    }
+
     #[test]
     fn errors() {
         // Type 1 on a chunk stream never seen.

@@ -197,7 +197,16 @@ impl BmffBox for Avc1 {
         r.skip(4 + 4 + 4 + 2)?;
         let compressor = r.array::<32>()?;
         let len = usize::from(compressor[0]).min(31);
-        let compressor_name = String::from_utf8_lossy(&compressor[1..=len]).into_owned();
+        let mut compressor_name = String::from_utf8_lossy(&compressor[1..=len]).into_owned();
+        // Each invalid byte became a 3-byte U+FFFD: cut back to what the
+        // field holds, so that the entry encodes again.
+        if compressor_name.len() > 31 {
+            let mut end = 31;
+            while !compressor_name.is_char_boundary(end) {
+                end -= 1;
+            }
+            compressor_name.truncate(end);
+        }
         let depth = r.u16()?;
         r.skip(2)?;
         let mut avcc = None;
@@ -514,6 +523,24 @@ pub(crate) mod tests {
             ..avc1()
         };
         assert!(too_long.to_bytes().is_err());
+    }
+
+    /// Found by the `fmp4` fuzz target: a compressor name that is not
+    /// UTF-8 decoded to more than the 31 bytes `encode` accepts.
+    #[test]
+    fn avc1_with_a_compressor_name_that_is_not_utf8_round_trips() {
+        let mut b = avc1().to_bytes().unwrap();
+        let at = b
+            .windows(7)
+            .position(|w| w == b"\x06sluice")
+            .expect("compressor name");
+        b[at] = 31;
+        b[at + 1..at + 32].fill(0xff);
+        let a = Avc1::decode(&b).expect("decodes");
+        assert!(a.compressor_name.len() <= 31, "{:?}", a.compressor_name);
+        assert_eq!(a.compressor_name, "\u{fffd}".repeat(10));
+        let again = a.to_bytes().expect("encodes");
+        assert_eq!(Avc1::decode(&again).expect("decodes again"), a);
     }
 
     #[test]

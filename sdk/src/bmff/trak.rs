@@ -170,7 +170,8 @@ pub struct Mdhd {
     pub timescale: u32,
     /// Duration in ticks (0 for fragmented files).
     pub duration: u64,
-    /// ISO 639-2/T code, three lower-case letters (`und` when unknown).
+    /// ISO 639-2/T code, three lower-case letters (`und` when unknown;
+    /// decoding gives `und` for a field that does not hold three letters).
     pub language: [u8; 3],
 }
 
@@ -221,12 +222,19 @@ impl BmffBox for Mdhd {
         let packed = r.u16()?;
         r.skip(2)?;
         let letter = |shift: u16| ((packed >> shift) & 0x1f) as u8 + 0x60;
+        let mut language = [letter(10), letter(5), letter(0)];
+        // Five bits also hold '`' and '{'..DEL (a zero field, which some
+        // muxers write, reads as "```"): not a language, so unknown, and
+        // the box still encodes again.
+        if !language.iter().all(u8::is_ascii_lowercase) {
+            language = *b"und";
+        }
         Ok(Mdhd {
             creation_time,
             modification_time,
             timescale,
             duration,
-            language: [letter(10), letter(5), letter(0)],
+            language,
         })
     }
 }
@@ -563,6 +571,28 @@ mod tests {
             ..m
         };
         assert!(matches!(bad.to_bytes(), Err(Error::Invalid(_))));
+    }
+
+    /// Found by the `fmp4` fuzz target: a zero language field decoded to
+    /// "```", which `encode` then refused.
+    #[test]
+    fn mdhd_with_a_language_field_that_is_no_language_round_trips() {
+        for packed in [0x0000u16, 0x7fff, 0x15df] {
+            let mut b = vec![0, 0, 0, 32];
+            b.extend_from_slice(b"mdhd");
+            b.extend_from_slice(&[0; 4]); // version 0, flags
+            b.extend_from_slice(&21u32.to_be_bytes());
+            b.extend_from_slice(&0xc700_0000u32.to_be_bytes());
+            b.extend_from_slice(&10_344u32.to_be_bytes());
+            b.extend_from_slice(&0x646c_0000u32.to_be_bytes());
+            b.extend_from_slice(&packed.to_be_bytes());
+            b.extend_from_slice(&[0, 0]);
+            let m = Mdhd::decode(&b).expect("decodes");
+            assert_eq!(&m.language, b"und", "{packed:#06x}");
+            assert_eq!(m.timescale, 10_344);
+            let again = m.to_bytes().expect("encodes");
+            assert_eq!(Mdhd::decode(&again).expect("decodes again"), m);
+        }
     }
 
     #[test]

@@ -75,6 +75,12 @@ impl ChunkDecoder {
         }
     }
 
+    /// Most payload bytes held in partial messages, all chunk streams
+    /// together: two messages of the largest size, and some slack.
+    fn max_buffered(&self) -> u64 {
+        2 * u64::from(self.max_message_size) + 4096
+    }
+
     /// The peer's chunk size in effect.
     pub fn chunk_size(&self) -> u32 {
         self.chunk_size
@@ -160,12 +166,6 @@ impl ChunkDecoder {
                     if n == 0 {
                         return Ok((pos, None));
                     }
-                    let total = self.buffered + n as u64;
-                    if total > 2 * u64::from(self.max_message_size) + 4096 {
-                        return Err(SessionError::Limit(format!(
-                            "{total} bytes of partial messages buffered"
-                        )));
-                    }
                     let Some(partial) = self
                         .streams
                         .get_mut(&csid)
@@ -177,7 +177,7 @@ impl ChunkDecoder {
                         )));
                     };
                     partial.extend_from_slice(&input[pos..pos + n]);
-                    self.buffered = total;
+                    self.buffered += n as u64;
                     pos += n;
                     let left = left - n as u32;
                     if left > 0 {
@@ -276,6 +276,15 @@ impl ChunkDecoder {
         if left == 0 {
             // Zero-length message.
             return Ok(self.complete(csid));
+        }
+        // Bound the partial messages of all chunk streams by what this
+        // chunk declares, before reading it: the outcome does not depend on
+        // how the input is cut into reads.
+        let total = self.buffered + u64::from(left);
+        if total > self.max_buffered() {
+            return Err(SessionError::Limit(format!(
+                "{total} bytes of partial messages buffered"
+            )));
         }
         self.state = State::Payload { csid, left };
         Ok(None)
