@@ -24,7 +24,7 @@ fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   echo "fuzz-smoke: installing cargo-fuzz"
   # Outside the repository, so that rust-toolchain.toml does not apply.
-  (cd / && cargo install cargo-fuzz --locked --quiet)
+  (cd / && cargo +nightly install cargo-fuzz --locked --quiet)
 fi
 
 # The checks' own tests, and the committed seeds are what the code writes.
@@ -42,7 +42,8 @@ for t in "${targets[@]}"; do
   if ! cargo +nightly fuzz run "$t" "$scratch/$t" "fuzz/seeds/$t" -- \
       -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
       -print_final_stats=1 >"$scratch/$t.log" 2>&1; then
-    tail -n 60 "$scratch/$t.log"
+    grep -A 3 -E '^thread .* panicked|^==[0-9]+== ERROR' "$scratch/$t.log" || true
+    grep -E 'Test unit written to|^artifact_prefix' "$scratch/$t.log" || tail -n 40 "$scratch/$t.log"
     echo "fuzz-smoke: $t FAILED (reproduce: cargo +nightly fuzz run $t fuzz/artifacts/$t/<file>)"
     failed+=("$t")
   else
