@@ -593,6 +593,15 @@ mod tests {
             let again = m.to_bytes().expect("encodes");
             assert_eq!(Mdhd::decode(&again).expect("decodes again"), m);
         }
+        // The fuzzer's input, minimised (language field 0x003c: "`a|").
+        let fuzzed: [u8; 32] = [
+            0x00, 0x00, 0x00, 0x20, 0x6d, 0x64, 0x68, 0x64, 0x00, 0x21, 0x00, 0x3c, 0x3c, 0xfe,
+            0x1d, 0x00, 0x00, 0x00, 0x42, 0x5b, 0x1d, 0x3c, 0x64, 0x68, 0x1d, 0x00, 0x3c, 0x21,
+            0x00, 0x3c, 0x00, 0x3c,
+        ];
+        let m = Mdhd::decode(&fuzzed).expect("decodes");
+        assert_eq!(&m.language, b"und");
+        assert_eq!(Mdhd::decode(&m.to_bytes().expect("encodes")), Ok(m));
     }
 
     #[test]
