@@ -24,3 +24,5 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 cargo test --workspace
+# A short fuzz run of every parser (fuzz/) when a nightly toolchain is installed; skipped otherwise.
+scripts/fuzz-smoke.sh
