@@ -458,3 +458,63 @@ pub fn media_segments(playlist: &str) -> (Vec<String>, f64) {
         .sum();
     (names, total)
 }
+
+/// Encodes 8 s of test video at 640x360 (800 kbit/s, rendition `360p`) and
+/// 320x180 (300 kbit/s, `180p`) with AAC in one ffmpeg run (B-frames, 2 s
+/// GOP); `output(name)` gives each rendition's muxer arguments and URL.
+pub fn ffmpeg_two_renditions(output: impl Fn(&str) -> Vec<String>) -> Result<(bool, String)> {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+        // Durations on the inputs: an output `-t` would bind to one output only.
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=25:duration=8",
+        ])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000:duration=8",
+        ]);
+    for (size, rate, name) in [("640x360", "800k", "360p"), ("320x180", "300k", "180p")] {
+        cmd.args(["-map", "0:v", "-map", "1:a", "-s", size, "-c:v", "libx264"])
+            .args(["-preset", "veryfast", "-b:v", rate, "-bf", "2", "-g", "50"])
+            .args([
+                "-keyint_min",
+                "50",
+                "-sc_threshold",
+                "0",
+                "-pix_fmt",
+                "yuv420p",
+            ])
+            .args(["-c:a", "aac", "-b:a", "64k"])
+            .args(output(name));
+    }
+    let (ok, _, err) = run(&mut cmd)?;
+    Ok((ok, err))
+}
+
+/// Waits for the two variants of [`ffmpeg_two_renditions`] at `base` and
+/// decodes each: no error and 200 video frames, give or take a fragment.
+pub fn assert_two_variants_decode(server: &Sluice, base: &str) -> Result<()> {
+    let master = wait_until_ended(server.http, base, 2)?;
+    anyhow::ensure!(master.contains("RESOLUTION=640x360"), "{master}");
+    anyhow::ensure!(master.contains("RESOLUTION=320x180"), "{master}");
+    let variants: Vec<&str> = master
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.ends_with(".m3u8"))
+        .collect();
+    anyhow::ensure!(variants.len() == 2, "{master}");
+    for v in variants {
+        let (frames, errors) = ffprobe_frames(&server.url(&format!("{base}/{v}")), &[])?;
+        anyhow::ensure!(errors.trim().is_empty(), "{v}: {errors}");
+        let video = frames.iter().filter(|f| f.media_type == "video").count();
+        anyhow::ensure!(
+            (video as i64 - 200).abs() <= 50,
+            "{v}: {video} of 200 frames"
+        );
+    }
+    Ok(())
+}

@@ -7,8 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use sluice_tests::{
-    Sluice, api, ffprobe_frames, http_get, media_segments, run, running_channel, tempdir::TempDir,
-    wait_for, wait_until_ended,
+    Sluice, api, assert_two_variants_decode, ffmpeg_two_renditions, ffprobe_frames, http_get,
+    media_segments, run, running_channel, tempdir::TempDir, wait_for, wait_until_ended,
 };
 
 /// An H.264 (B-frames, 2 s GOP) + AAC file of `seconds`.
@@ -124,76 +124,15 @@ fn two_fmp4_renditions_become_two_variants() -> anyhow::Result<()> {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let rendition = |size: &str, rate: &str, name: &str| -> Vec<String> {
-        [
-            "-map",
-            "0:v",
-            "-map",
-            "1:a",
-            "-s",
-            size,
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-b:v",
-            rate,
-            "-bf",
-            "2",
-            "-g",
-            "50",
-            "-keyint_min",
-            "50",
-            "-sc_threshold",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "64k",
-            "-f",
-            "ismv",
-            "-movflags",
-            "isml+frag_keyframe",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([format!("{url}/Streams({name})")])
-        .collect()
-    };
-    let (ok, _, err) = run(Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=640x360:rate=25:duration=8",
-        ])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000:duration=8",
-        ])
-        .args(rendition("640x360", "800k", "360p"))
-        .args(rendition("320x180", "300k", "180p")))?;
+    let (ok, err) = ffmpeg_two_renditions(|name| {
+        ["-f", "ismv", "-movflags", "isml+frag_keyframe"]
+            .map(String::from)
+            .into_iter()
+            .chain([format!("{url}/Streams({name})")])
+            .collect()
+    })?;
     assert!(ok, "{err}\n{}", server.log());
-    let base = "/preview/abr/preview.isml";
-    let master = wait_until_ended(server.http, base, 2)?;
-    for v in master
-        .lines()
-        .filter(|l| !l.starts_with('#') && l.ends_with(".m3u8"))
-    {
-        let (frames, errors) = ffprobe_frames(&server.url(&format!("{base}/{v}")), &[])?;
-        assert!(errors.trim().is_empty(), "{v}: {errors}");
-        let video = frames.iter().filter(|f| f.media_type == "video").count();
-        assert!(
-            (video as i64 - 200).abs() <= 50,
-            "{v}: {video} of 200 frames"
-        );
-    }
-    Ok(())
+    assert_two_variants_decode(&server, "/preview/abr/preview.isml")
 }
 
 #[test]

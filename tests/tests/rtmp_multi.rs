@@ -6,8 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use sluice_tests::{
-    Sluice, api, ffprobe_frames, http_get, media_segments, run, running_channel, tempdir::TempDir,
-    wait_for, wait_until_ended,
+    Sluice, api, assert_two_variants_decode, ffmpeg_two_renditions, ffprobe_frames, http_get,
+    media_segments, run, running_channel, tempdir::TempDir, wait_for,
 };
 
 #[test]
@@ -17,79 +17,10 @@ fn two_renditions_become_two_variants() -> anyhow::Result<()> {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let rendition = |size: &str, rate: &str, name: &str| -> Vec<String> {
-        [
-            "-map",
-            "0:v",
-            "-map",
-            "1:a",
-            "-s",
-            size,
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-b:v",
-            rate,
-            "-bf",
-            "2",
-            "-g",
-            "50",
-            "-keyint_min",
-            "50",
-            "-sc_threshold",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-            "-c:a",
-            "aac",
-            "-b:a",
-            "64k",
-            "-f",
-            "flv",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([format!("{rtmp}/{name}")])
-        .collect()
-    };
-    let (ok, _, err) = run(Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
-        // Durations on the inputs: an output `-t` would bind to one output only.
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=640x360:rate=25:duration=8",
-        ])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000:duration=8",
-        ])
-        .args(rendition("640x360", "800k", "360p"))
-        .args(rendition("320x180", "300k", "180p")))?;
+    let (ok, err) =
+        ffmpeg_two_renditions(|name| vec!["-f".into(), "flv".into(), format!("{rtmp}/{name}")])?;
     assert!(ok, "{err}");
-    let base = "/preview/abr/preview.isml";
-    let master = wait_until_ended(server.http, base, 2)?;
-    assert!(master.contains("RESOLUTION=640x360"), "{master}");
-    assert!(master.contains("RESOLUTION=320x180"), "{master}");
-    let variants: Vec<&str> = master
-        .lines()
-        .filter(|l| !l.starts_with('#') && l.ends_with(".m3u8"))
-        .collect();
-    assert_eq!(variants.len(), 2, "{master}");
-    for v in variants {
-        let (frames, errors) = ffprobe_frames(&server.url(&format!("{base}/{v}")), &[])?;
-        assert!(errors.trim().is_empty(), "{v}: {errors}");
-        let video = frames.iter().filter(|f| f.media_type == "video").count();
-        assert!(
-            (video as i64 - 200).abs() <= 50,
-            "{v}: {video} frames of 200"
-        );
-    }
-    Ok(())
+    assert_two_variants_decode(&server, "/preview/abr/preview.isml")
 }
 
 fn push_copy(file: &std::path::Path, url: &str, extra: &[&str]) -> anyhow::Result<Child> {
