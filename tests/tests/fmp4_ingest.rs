@@ -240,6 +240,21 @@ fn send_chunk(s: &mut std::net::TcpStream, data: &[u8]) -> anyhow::Result<()> {
 /// fragments, and goes on. Nothing is lost or doubled.
 #[test]
 fn a_cut_post_and_a_resend_lose_and_double_nothing() -> anyhow::Result<()> {
+    cut_and_resend("cut", &[])
+}
+
+/// The same with fragments cut every second at whatever picture is there
+/// (`-frag_duration`), so fragments start with composition offsets that
+/// vary, and ffmpeg's `tfxd` times with them.
+#[test]
+fn a_cut_post_with_frag_duration_loses_and_doubles_nothing() -> anyhow::Result<()> {
+    cut_and_resend("cutfd", &["-frag_duration", "1000000"])
+}
+
+/// Cuts a POST of an 8 s `ismv` (written with `frag` flags besides
+/// `frag_keyframe`) into channel `channel` mid-fragment, reconnects,
+/// resends from the first fragment and checks the result.
+fn cut_and_resend(channel: &str, frag: &[&str]) -> anyhow::Result<()> {
     use std::io::Read;
     let dir = TempDir::new("sluice-fmp4-cut")?;
     let file = source(dir.path(), 8)?;
@@ -255,6 +270,7 @@ fn a_cut_post_and_a_resend_lose_and_double_nothing() -> anyhow::Result<()> {
             "-movflags",
             "isml+frag_keyframe",
         ])
+        .args(frag)
         .arg(&ismv))?;
     assert!(ok, "{err}");
     let data = std::fs::read(&ismv)?;
@@ -273,7 +289,7 @@ fn a_cut_post_and_a_resend_lose_and_double_nothing() -> anyhow::Result<()> {
     let headers = &data[..moov_end];
 
     let server = Sluice::start("", &[])?;
-    let url = running_channel(&server, "cut")?["ingest"]["fmp4"]
+    let url = running_channel(&server, channel)?["ingest"]["fmp4"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
@@ -283,17 +299,25 @@ fn a_cut_post_and_a_resend_lose_and_double_nothing() -> anyhow::Result<()> {
             .expect("url")
             .1
     );
-    // First connection: headers and fragments up to the middle of the 5th
-    // moof/mdat pair, then the connection drops.
-    let cut_pair = moofs[4];
-    let cut_at = cut_pair + (moofs[5] - cut_pair) / 2;
+    // First connection: headers and fragments up to the middle of the
+    // moof/mdat pair at half time (the host has cut whole fragments by
+    // then), then the connection drops.
+    let half = moofs.len() / 2;
+    let cut_pair = moofs[half];
+    let cut_at = cut_pair + (moofs[half + 1] - cut_pair) / 2;
     let mut first = open_post(server.http, &path)?;
     send_chunk(&mut first, &data[..cut_at])?;
     first.shutdown(std::net::Shutdown::Both)?;
     drop(first);
     // The server has seen the connection go (its encoder count drops to 0).
     wait_for(Duration::from_secs(20), || {
-        let (_, ch) = api(server.admin, "GET", "/api/v1/channels/cut", None).ok()?;
+        let (_, ch) = api(
+            server.admin,
+            "GET",
+            &format!("/api/v1/channels/{channel}"),
+            None,
+        )
+        .ok()?;
         (ch["publishing"] == 0).then_some(())
     })?;
     // The encoder reconnects: headers again, then its recent fragments (the
@@ -310,7 +334,7 @@ fn a_cut_post_and_a_resend_lose_and_double_nothing() -> anyhow::Result<()> {
         server.log()
     );
 
-    let base = "/preview/cut/preview.isml";
+    let base = &format!("/preview/{channel}/preview.isml");
     wait_until_ended(server.http, base, 1)?;
     let media = http_get(server.http, &format!("{base}/m3u8-cmaf/t1/index.m3u8"), &[])?.text();
     let (names, total) = media_segments(&media);
@@ -323,7 +347,12 @@ fn a_cut_post_and_a_resend_lose_and_double_nothing() -> anyhow::Result<()> {
         "nothing lost: {total} s\n{media}\n{}",
         server.log()
     );
-    let (_, ch) = api(server.admin, "GET", "/api/v1/channels/cut", None)?;
+    let (_, ch) = api(
+        server.admin,
+        "GET",
+        &format!("/api/v1/channels/{channel}"),
+        None,
+    )?;
     assert!(
         ch["stats"]["duplicates_matching"].as_u64() > Some(0),
         "{ch}"

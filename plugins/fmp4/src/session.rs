@@ -7,8 +7,11 @@
 //! ```
 //!
 //! Every `moof`/`mdat` pair becomes one [`Event::Samples`] per track, so
-//! the encoder's fragmentation is kept. Within a session, a track
-//! fragment whose `tfdt`/`tfxd` start is not after the previous one's (nor
+//! the encoder's fragmentation is kept. A fragment's first decode time
+//! is its `tfdt`, or its `tfxd` less the first sample's composition offset
+//! (`tfxd` is a presentation time as ffmpeg writes it; see
+//! `TrackState::decode_start`). Within a session, a track
+//! fragment whose start is not after the previous one's (nor
 //! after that one's last sample) is a resent duplicate and is dropped, so a
 //! track's decode times only move forward. Across sessions (an encoder that
 //! reconnects and resends its recent fragments in a new POST) duplicates
@@ -306,7 +309,11 @@ impl Fmp4Session {
             return Ok(Vec::new());
         };
         let out = out.clone();
-        if let Some((start, source)) = run.start
+        let explicit = run.start.map(|(time, source)| {
+            let first_offset = run.samples.first().map_or(0, |s| s.composition_offset);
+            (state.decode_start(time, source, first_offset), source)
+        });
+        if let Some((start, source)) = explicit
             && state.is_duplicate(start)
         {
             self.stats.duplicate_fragments += 1;
@@ -327,7 +334,7 @@ impl Fmp4Session {
         }
 
         let track = run.track_id;
-        let start = run.start.map(|(t, _)| t).or(state.next_dts).unwrap_or(0);
+        let start = explicit.map(|(t, _)| t).or(state.next_dts).unwrap_or(0);
         let awaiting_parameter_sets = out.needs_parameter_sets && state.declared.is_none();
         let mut declared = None;
         let mut samples = Vec::with_capacity(run.samples.len());
@@ -367,7 +374,7 @@ impl Fmp4Session {
                 data,
             )?);
         }
-        if run.start.is_some() {
+        if explicit.is_some() {
             state.last_start = Some(start);
         }
         state.last_dts = Some(last_dts);
@@ -390,6 +397,28 @@ impl Fmp4Session {
 }
 
 impl TrackState {
+    /// The decode time of a track fragment's first sample, from its explicit
+    /// time. `tfdt` is that decode time. `tfxd` is read as the first
+    /// sample's *presentation* time, as ffmpeg's `ismv` muxer writes it
+    /// (decode time plus composition offset), so the decode time is `tfxd`
+    /// minus the first sample's composition offset. Encoders that write the
+    /// decode time into `tfxd` instead are recognised within a session:
+    /// when `tfxd` itself, not the derived time, continues the previous
+    /// fragment exactly, the continuation is taken. Either way a fragment
+    /// cut at a picture with another composition offset (ffmpeg's
+    /// `-frag_duration`) continues the timeline instead of looking like a
+    /// resend.
+    fn decode_start(&self, time: i64, source: moof::TimeSource, first_offset: i32) -> i64 {
+        if source != moof::TimeSource::Tfxd {
+            return time;
+        }
+        let derived = time.saturating_sub(i64::from(first_offset));
+        match self.next_dts {
+            Some(next) if time == next => time,
+            _ => derived,
+        }
+    }
+
     /// Whether a track fragment starting at `start` (an explicit `tfdt` or
     /// `tfxd` time) is a resend: not after the previous fragment's start,
     /// or not after its last sample (its samples would go backward).

@@ -527,6 +527,62 @@ fn duplicate_and_backward_fragments_are_dropped() {
     assert_eq!(session.stats().duplicate_fragments, 3);
 }
 
+/// ffmpeg's `ismv` muxer with `-frag_duration` cuts fragments at any
+/// picture and writes `tfxd` = the first sample's presentation time. Each
+/// fragment must continue the previous one (no sample dropped as a resend),
+/// and a second session that starts at a resent fragment must give that
+/// fragment the same decode times as the first session did.
+#[test]
+fn tfxd_presentation_times_continue_across_cuts_at_any_picture() {
+    // Decode order I P B B P B B ..., 3600 ticks each; offsets as a
+    // B-frame encoder with signed offsets writes them.
+    let offsets = [0, 7200, -3600, -3600, 7200, -3600, -3600, 7200, -3600];
+    let traf = |first: usize, n: usize| {
+        let payloads: Vec<Vec<u8>> = (first..first + n)
+            .map(|i| video_sample(i == 0, 8, i as u8, 4))
+            .collect();
+        let samples = payloads
+            .iter()
+            .enumerate()
+            .map(|(k, p)| TrunSample {
+                size: Some(p.len() as u32),
+                duration: Some(3600),
+                flags: Some(if first + k == 0 { SYNC } else { NON_SYNC }),
+                composition_offset: Some(offsets[first + k]),
+            })
+            .collect();
+        let dts = first as i64 * 3600;
+        TrafSpec {
+            tfhd: tfhd(VIDEO),
+            base: Base::Moof,
+            tfdt: None,
+            tfxd: Some((dts + i64::from(offsets[first])) as u64),
+            runs: vec![run(samples, payloads)],
+        }
+    };
+    // Cuts land on a P (offset +7200), then on B pictures (offset -3600).
+    let cuts = [(0, 4), (4, 2), (6, 3)];
+    let mut input = synth::init();
+    for (k, &(first, n)) in cuts.iter().enumerate() {
+        synth::fragment(&mut input, k as u32 + 1, &[traf(first, n)]);
+    }
+    let mut session = Fmp4Session::new(config());
+    let events = drive(&mut session, &input, &[]).unwrap();
+    let dts: Vec<i64> = samples(&events, VIDEO).iter().map(|s| s.dts).collect();
+    assert_eq!(dts, (0..9).map(|i| i * 3600).collect::<Vec<_>>());
+    assert_eq!(session.stats().duplicate_fragments, 0);
+
+    // Reconnect: the encoder resends from the second fragment on.
+    let mut resent = synth::init();
+    for (k, &(first, n)) in cuts.iter().enumerate().skip(1) {
+        synth::fragment(&mut resent, k as u32 + 1, &[traf(first, n)]);
+    }
+    let mut session = Fmp4Session::new(config());
+    let events = drive(&mut session, &resent, &[]).unwrap();
+    let again: Vec<i64> = samples(&events, VIDEO).iter().map(|s| s.dts).collect();
+    assert_eq!(again, dts[4..]);
+}
+
 #[test]
 fn out_of_order_and_out_of_bounds_input_is_malformed() {
     // A moof before the moov.

@@ -249,8 +249,10 @@ fn box_summary(body: &[u8]) -> TestResult<BoxSummary> {
     Ok((top, trafs))
 }
 
-#[test]
-fn ffmpeg_pushes_smooth_ingest() -> TestResult {
+/// Runs ffmpeg pushing 4 s of H.264 (B-frames, GOP 50 at 25 fps) and AAC
+/// as Smooth ingest with `-movflags isml+frag_keyframe` and `extra` flags,
+/// serving every connection until it exits; returns the POSTs it made.
+fn ffmpeg_push(extra: &[&str]) -> TestResult<Vec<Post>> {
     assert!(
         Path::new(FFMPEG).exists(),
         "{FFMPEG} not found: run ./scripts/test.sh, which installs it"
@@ -270,8 +272,9 @@ fn ffmpeg_pushes_smooth_ingest() -> TestResult {
             "ismv",
             "-movflags",
             "isml+frag_keyframe",
-            &url,
         ])
+        .args(extra)
+        .arg(&url)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -311,6 +314,72 @@ fn ffmpeg_pushes_smooth_ingest() -> TestResult {
         e.read_to_string(&mut stderr)?;
     }
     assert!(status.success(), "ffmpeg failed ({status}): {stderr}");
+    Ok(posts)
+}
+
+/// The video samples of a POST: all of them, 25 fps decode times with no
+/// gap and no repeat, each a well-formed run of NAL units.
+fn check_video(post: &Post, video: &TrackInfo) -> TestResult<Vec<Sample>> {
+    let vs: Vec<Sample> = post
+        .samples
+        .iter()
+        .filter(|s| s.track == video.id)
+        .cloned()
+        .collect();
+    assert!((98..=102).contains(&vs.len()), "{} video samples", vs.len());
+    let keys: Vec<usize> = (0..vs.len()).filter(|&i| vs[i].keyframe).collect();
+    assert_eq!(keys, vec![0, 50]);
+    let frame = i64::from(video.timescale) / 25;
+    let steps: Vec<i64> = vs.windows(2).map(|w| w[1].dts - w[0].dts).collect();
+    assert!(
+        steps.iter().all(|&d| d == frame),
+        "25 fps decode times: steps {steps:?}"
+    );
+    assert!(vs.iter().all(|s| i64::from(s.duration) == frame));
+    for s in &vs {
+        for nal in sluice_sdk::h264::nal_units(&s.data, 4) {
+            nal?;
+        }
+    }
+    Ok(vs)
+}
+
+/// `-frag_duration` cuts fragments at any picture, and ffmpeg's `tfxd`
+/// then carries a presentation time whose offset from the decode time
+/// changes from fragment to fragment: no sample may be lost to that.
+#[test]
+fn ffmpeg_smooth_ingest_with_frag_duration_loses_nothing() -> TestResult {
+    let posts = ffmpeg_push(&["-frag_duration", "500000"])?;
+    assert_eq!(posts.len(), 1, "one POST per stream");
+    let post = &posts[0];
+    let video = post
+        .tracks
+        .iter()
+        .find(|t| t.fourcc == "avc1")
+        .expect("avc1");
+    let vs = check_video(post, video)?;
+    let fragments = post.batches.iter().filter(|b| b.0 == video.id).count();
+    assert!(fragments >= 7, "half-second fragments: {:?}", post.batches);
+    // Some fragment starts at a picture that is not a keyframe.
+    let mut starts = Vec::new();
+    let mut at = 0;
+    for (track, n) in &post.batches {
+        if *track == video.id {
+            starts.push(&vs[at]);
+            at += n;
+        }
+    }
+    assert!(
+        starts
+            .iter()
+            .any(|s| !s.keyframe && s.composition_offset != 0)
+    );
+    Ok(())
+}
+
+#[test]
+fn ffmpeg_pushes_smooth_ingest() -> TestResult {
+    let posts = ffmpeg_push(&[])?;
 
     // What ffmpeg sends: one chunked POST carrying both tracks.
     assert_eq!(posts.len(), 1, "one POST per stream");
@@ -370,20 +439,7 @@ fn ffmpeg_pushes_smooth_ingest() -> TestResult {
     assert_eq!(audio.stream, "720p");
 
     // Video: 4 s at 25 fps, keyframes every 50, B-frame offsets.
-    let vs: Vec<&Sample> = post
-        .samples
-        .iter()
-        .filter(|s| s.track == video.id)
-        .collect();
-    assert!((98..=102).contains(&vs.len()), "{} video samples", vs.len());
-    let keys: Vec<usize> = (0..vs.len()).filter(|&i| vs[i].keyframe).collect();
-    assert_eq!(keys, vec![0, 50]);
-    let frame = i64::from(video.timescale) / 25;
-    assert!(
-        vs.windows(2).all(|w| w[1].dts - w[0].dts == frame),
-        "25 fps decode times"
-    );
-    assert!(vs.iter().all(|s| i64::from(s.duration) == frame));
+    let vs = check_video(post, video)?;
     let mut offsets: Vec<i32> = vs.iter().map(|s| s.composition_offset).collect();
     offsets.sort_unstable();
     offsets.dedup();
@@ -391,11 +447,6 @@ fn ffmpeg_pushes_smooth_ingest() -> TestResult {
         offsets.len() >= 3,
         "B-frames give varied offsets: {offsets:?}"
     );
-    for s in &vs {
-        for nal in sluice_sdk::h264::nal_units(&s.data, 4) {
-            nal?;
-        }
-    }
     eprintln!(
         "first video dts {}, composition offsets {offsets:?}; batches {:?}",
         vs[0].dts, post.batches
