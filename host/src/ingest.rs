@@ -168,23 +168,24 @@ async fn rtmp_connection(
     };
     let handshake_deadline =
         tokio::time::Instant::now() + Duration::from_millis(ctx.limits.handshake_timeout_ms);
-    let idle = Duration::from_millis(ctx.limits.idle_timeout_ms);
+    let mut timer = ReadTimer::new(
+        Duration::from_millis(ctx.limits.idle_timeout_ms),
+        Some(handshake_deadline),
+    );
     let mut buf = vec![0u8; 64 * 1024];
     let result = loop {
-        let limit = if conn.ingest.is_none() {
-            handshake_deadline.min(tokio::time::Instant::now() + idle)
-        } else {
-            tokio::time::Instant::now() + idle
-        };
-        let n = match tokio::time::timeout_at(limit, socket.read(&mut buf)).await {
-            Err(_) if conn.ingest.is_none() => break Err("handshake timeout".to_owned()),
-            Err(_) => break Err("idle timeout".to_owned()),
+        if conn.ingest.is_some() {
+            timer.hard = None;
+        }
+        let n = match timer.run(socket.read(&mut buf)).await {
+            Err(Expired::Hard) => break Err("handshake timeout".to_owned()),
+            Err(Expired::Idle) => break Err("idle timeout".to_owned()),
             Ok(Err(e)) => break Err(format!("read: {e}")),
             Ok(Ok(0)) => {
                 // The peer closed the socket: whatever the adapter says now,
                 // the stream did not end with an unpublish.
                 conn.closing = true;
-                let events = tokio::task::block_in_place(|| conn.session.close());
+                let events = conn.session.close();
                 let r = events
                     .map_err(|e| e.to_string())
                     .and_then(|ev| conn.apply(ev));
@@ -194,7 +195,10 @@ async fn rtmp_connection(
             Ok(Ok(n)) => n,
         };
         let data = &buf[..n];
-        let fed = tokio::task::block_in_place(|| conn.session.feed(data));
+        // Plugin calls run on the async worker, not in `block_in_place`:
+        // they are bounded by the plugin deadline, and handing the worker
+        // over for every few kilobytes of input cost more CPU than parsing.
+        let fed = conn.session.feed(data);
         let r = fed.map_err(|e| e.to_string()).and_then(|ev| conn.apply(ev));
         if !conn.out.is_empty() {
             if let Err(e) = socket.write_all(&conn.out).await {
@@ -244,9 +248,10 @@ impl Connection<'_> {
                         tracing::warn!(app = %req.app, stream = %req.stream, %reason, "ingest refused");
                         self.close = true;
                     }
-                    let more =
-                        tokio::task::block_in_place(|| self.session.authorize(req.id, verdict))
-                            .map_err(|e| e.to_string())?;
+                    let more = self
+                        .session
+                        .authorize(req.id, verdict)
+                        .map_err(|e| e.to_string())?;
                     queue.extend(more);
                 }
                 Event::Track(_) | Event::Samples(_) => {
@@ -533,9 +538,9 @@ async fn drive_http_body(
     mut body: hyper::body::Incoming,
 ) -> Result<(), String> {
     use http_body_util::BodyExt;
-    let idle = Duration::from_millis(limits.idle_timeout_ms);
+    let mut timer = ReadTimer::new(Duration::from_millis(limits.idle_timeout_ms), None);
     loop {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
+        let frame = match timer.run(body.frame()).await {
             Err(_) => {
                 ingest.finish();
                 return Err("idle timeout".to_owned());
@@ -550,7 +555,7 @@ async fn drive_http_body(
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        let fed = tokio::task::block_in_place(|| session.feed(&data));
+        let fed = session.feed(&data);
         let applied = fed
             .map_err(|e| e.to_string())
             .and_then(|events| apply_http_events(&mut ingest, events));
@@ -565,7 +570,7 @@ async fn drive_http_body(
     }
     // The body ended properly (the terminating chunk, or all of its
     // declared length): the encoder finished the stream.
-    let events = tokio::task::block_in_place(|| session.close()).map_err(|e| e.to_string())?;
+    let events = session.close().map_err(|e| e.to_string())?;
     apply_http_events(&mut ingest, events)?;
     ingest.end_of_stream();
     Ok(())
@@ -628,5 +633,72 @@ mod http_tests {
         assert_eq!(parse_http_ingest_path("/ingest/ch1/KEY/Streams(a)"), None);
         let long = format!("/ingest/ch1/KEY.isml/Streams({})", "a".repeat(10_000));
         assert_eq!(parse_http_ingest_path(&long), None);
+    }
+}
+
+/// Which limit of a [`ReadTimer`] passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expired {
+    /// No input for the idle timeout.
+    Idle,
+    /// The hard deadline (the handshake's).
+    Hard,
+}
+
+/// The idle timeout (and an optional hard deadline) of a loop of reads.
+///
+/// One timer is armed and re-armed only when it fires (then from the time
+/// of the last read): a `tokio::time::timeout` per read would add and
+/// remove a timer-wheel entry for every few kilobytes of a stream.
+struct ReadTimer {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    idle: Duration,
+    last: tokio::time::Instant,
+    /// A deadline that reads do not push back; `None` when past it.
+    hard: Option<tokio::time::Instant>,
+}
+
+impl ReadTimer {
+    fn new(idle: Duration, hard: Option<tokio::time::Instant>) -> Self {
+        let last = tokio::time::Instant::now();
+        let mut timer = ReadTimer {
+            sleep: Box::pin(tokio::time::sleep_until(last + idle)),
+            idle,
+            last,
+            hard,
+        };
+        let due = timer.due();
+        timer.sleep.as_mut().reset(due);
+        timer
+    }
+
+    fn due(&self) -> tokio::time::Instant {
+        let idle = self.last + self.idle;
+        self.hard.map_or(idle, |h| h.min(idle))
+    }
+
+    /// Runs `read` to completion unless a limit passes first.
+    async fn run<F: std::future::Future>(&mut self, read: F) -> Result<F::Output, Expired> {
+        tokio::pin!(read);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut read => {
+                    self.last = tokio::time::Instant::now();
+                    return Ok(out);
+                }
+                () = self.sleep.as_mut() => {
+                    let now = tokio::time::Instant::now();
+                    if self.hard.is_some_and(|h| now >= h) {
+                        return Err(Expired::Hard);
+                    }
+                    let due = self.due();
+                    if now >= due {
+                        return Err(Expired::Idle);
+                    }
+                    self.sleep.as_mut().reset(due);
+                }
+            }
+        }
     }
 }

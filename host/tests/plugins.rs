@@ -140,6 +140,30 @@ fn endless_loop_is_cut_at_the_deadline() {
     assert!(contains(&ok_body(&host), MARK_A));
 }
 
+/// The epoch thread parks when no plugin runs; the first call after that
+/// must wake it, or a runaway call would never be cut.
+#[test]
+fn endless_loop_is_cut_after_the_host_was_idle() {
+    let (_data, host) = host_with_testbed(PluginConfig {
+        deadline_ms: 20,
+        ..PluginConfig::default()
+    });
+    let start = std::time::Instant::now();
+    while !host.epoch_idle() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the epoch thread never parked"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let plugin = host.packager("testbed").expect("testbed loaded");
+    let outcome = plugin.handle(&request("testbed/loop"), Arc::new(TinyView));
+    assert!(
+        matches!(outcome, Err(PluginError::Deadline { .. })),
+        "expected a deadline error, got {outcome:?}"
+    );
+}
+
 #[test]
 fn memory_hoarder_fails_alone() {
     let (_data, host) = host_with_testbed(PluginConfig {

@@ -67,6 +67,10 @@ pub struct Segmenter {
     next_boundary: u64,
     pending_discontinuity: bool,
     typical_duration: u32,
+    /// Bytes and samples of the last fragment closed: the next one's
+    /// buffers are sized from them, so a fragment is built without
+    /// regrowing (and recopying) its payload.
+    last_size: (usize, usize),
 }
 
 #[derive(Debug)]
@@ -95,6 +99,7 @@ impl Segmenter {
             next_boundary: 0,
             pending_discontinuity: false,
             typical_duration: 0,
+            last_size: (0, 0),
         }
     }
 
@@ -151,10 +156,11 @@ impl Segmenter {
             finished = self.close_current();
             let slot = self.slot(sample.dts);
             self.next_boundary = (slot + 1).saturating_mul(self.grid);
+            let (bytes, samples) = self.last_size;
             self.current = Some(Building {
                 start: sample.dts,
-                samples: Vec::new(),
-                data: BytesMut::new(),
+                samples: Vec::with_capacity(samples + samples / 8),
+                data: BytesMut::with_capacity((bytes + bytes / 8).min(self.max_bytes)),
                 discontinuity: std::mem::take(&mut self.pending_discontinuity),
             });
         }
@@ -197,6 +203,7 @@ impl Segmenter {
         if cur.samples.is_empty() {
             return None;
         }
+        self.last_size = (cur.data.len(), cur.samples.len());
         let duration = cur.samples.iter().map(|s| u64::from(s.duration)).sum();
         Some(Fragment {
             start: cur.start,

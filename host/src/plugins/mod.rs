@@ -233,6 +233,13 @@ pub struct PluginHost {
 }
 
 impl PluginHost {
+    /// Whether the epoch thread that enforces call deadlines is parked:
+    /// true once no plugin has run for a while (it wakes with the next
+    /// call). For diagnostics and tests.
+    pub fn epoch_idle(&self) -> bool {
+        self.runtime.idle()
+    }
+
     /// Starts the host: builds the engine, loads built-ins and the plugin
     /// directory, and starts a background thread that polls the directory
     /// every second and reloads on change (the thread ends with the host).
@@ -607,6 +614,7 @@ impl PackagerPlugin {
         request: &Request,
         view: Arc<dyn View + Send + Sync>,
     ) -> Result<Response, PluginError> {
+        let _busy = self.runtime.busy();
         let mut store = self.runtime.store(&self.name);
         store.data_mut().view = Some(view);
         let req = convert::request(request);
@@ -646,6 +654,7 @@ impl IngestPlugin {
 
     /// Opens a session (one instance for the connection's lifetime).
     pub fn open(&self, config: SessionConfig) -> Result<IngestSession, PluginError> {
+        let _busy = self.runtime.busy();
         let mut store = self.runtime.store(&self.name);
         let config = convert::session_config(config);
         let opened = self.pre.instantiate(&mut store).and_then(|bindings| {
@@ -701,8 +710,10 @@ impl IngestSession {
                 message: format!("session unusable after an earlier failure: {failed}"),
             });
         }
-        self.runtime.arm(&mut self.store);
-        match f(&self.bindings, &mut self.store, self.session) {
+        let busy = self.runtime.arm(&mut self.store);
+        let outcome = f(&self.bindings, &mut self.store, self.session);
+        drop(busy);
+        match outcome {
             Ok(Ok(v)) => {
                 self.store.data_mut().flush_output();
                 Ok(v)

@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::Thread;
 use std::time::Duration;
 
 use wasmtime::component::{Component, Linker, Resource};
@@ -18,8 +20,12 @@ use super::cache;
 use super::registry::World;
 use super::state::PluginState;
 
-/// Period of the epoch ticker: the unit of plugin deadlines.
-pub(crate) const TICK: Duration = Duration::from_millis(5);
+/// Epoch ticks per call deadline: the deadline is enforced to within a
+/// tenth of itself.
+const TICKS_PER_DEADLINE: u64 = 10;
+/// Bounds of the ticker's period.
+const TICK_MIN: Duration = Duration::from_millis(1);
+const TICK_MAX: Duration = Duration::from_millis(50);
 
 /// Core instances one component may create. A Rust `wasm32-wasip2`
 /// component has its main module, the WASI adapter and a few shim and
@@ -54,6 +60,8 @@ pub(crate) struct Runtime {
     pub deadline_ms: u64,
     /// Deadline of one call, in epoch ticks.
     deadline_ticks: u64,
+    /// Advances the epoch while calls run.
+    ticker: Ticker,
     /// Linear memory cap, in bytes.
     memory_cap: usize,
     cache_dir: Option<PathBuf>,
@@ -117,9 +125,12 @@ impl Runtime {
             .map_err(|e| PluginError::Host(format!("cannot link the packager world: {e:#}")))?;
         let ingest_linker = linker(&engine, World::IngestAdapter)
             .map_err(|e| PluginError::Host(format!("cannot link the ingest world: {e:#}")))?;
-        start_ticker(&engine)
+        // A tenth of the deadline per tick (the default 250 ms: 25 ms).
+        let tick = Duration::from_millis(config.deadline_ms.div_ceil(TICKS_PER_DEADLINE))
+            .clamp(TICK_MIN, TICK_MAX);
+        let ticker = Ticker::start(&engine, tick)
             .map_err(|e| PluginError::Host(format!("cannot start the epoch thread: {e}")))?;
-        let tick_ms = TICK.as_millis() as u64;
+        let tick_ms = tick.as_millis() as u64;
         Ok(Arc::new(Runtime {
             engine,
             packager_linker,
@@ -127,6 +138,7 @@ impl Runtime {
             deadline_ms: config.deadline_ms,
             // +1: the next tick may come right after the deadline is set.
             deadline_ticks: config.deadline_ms.div_ceil(tick_ms).max(1) + 1,
+            ticker,
             memory_cap: memory_cap_bytes(config),
             cache_dir,
         }))
@@ -143,10 +155,24 @@ impl Runtime {
         store
     }
 
-    /// Re-arms the deadline and clears the memory flag before a call.
-    pub fn arm(&self, store: &mut Store<PluginState>) {
+    /// Re-arms the deadline and clears the memory flag before a call; the
+    /// epoch runs while the returned guard lives.
+    pub fn arm(&self, store: &mut Store<PluginState>) -> Busy<'_> {
+        let busy = self.busy();
         store.set_epoch_deadline(self.deadline_ticks);
         store.data_mut().limiter.hit = false;
+        busy
+    }
+
+    /// Whether the epoch thread is parked (no call for a while).
+    pub fn idle(&self) -> bool {
+        self.ticker.shared.parked.load(Ordering::Acquire)
+    }
+
+    /// Keeps the epoch ticking while the guard lives: hold it across every
+    /// instantiation and call, or the deadline never comes.
+    pub fn busy(&self) -> Busy<'_> {
+        self.ticker.enter()
     }
 
     /// Compiles (or loads from the cache) and checks one component.
@@ -183,6 +209,7 @@ impl Runtime {
             World::Packager => {
                 let pre = packager::PackagerPre::new(pre)
                     .map_err(|e| load_err(format!("bad packager exports: {}", one_line(&e))))?;
+                let _busy = self.busy();
                 let mut store = self.store(&name);
                 let info = pre
                     .instantiate(&mut store)
@@ -195,6 +222,7 @@ impl Runtime {
                 let pre = ingest::IngestAdapterPre::new(pre).map_err(|e| {
                     load_err(format!("bad ingest-adapter exports: {}", one_line(&e)))
                 })?;
+                let _busy = self.busy();
                 let mut store = self.store(&name);
                 let info = pre
                     .instantiate(&mut store)
@@ -370,20 +398,94 @@ fn forbid_blocking(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
     Ok(())
 }
 
-/// Starts the thread that advances the engine's epoch every [`TICK`]; it
-/// ends once the engine is dropped.
-fn start_ticker(engine: &Engine) -> std::io::Result<()> {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("sluice-plugin-epoch".into())
-        .spawn(move || {
-            loop {
-                std::thread::sleep(TICK);
-                match weak.upgrade() {
-                    Some(engine) => engine.increment_epoch(),
-                    None => break,
+/// Ticks without a call after which the ticker parks.
+const LINGER_TICKS: u32 = 40;
+
+/// The thread that advances the engine's epoch: once per tick while calls
+/// come, parked once none has run for [`LINGER_TICKS`] ticks, so an idle
+/// host does not wake up every tick, and a busy one does not pay a thread
+/// wake-up per call.
+struct Ticker {
+    shared: Arc<TickerShared>,
+    thread: Thread,
+}
+
+struct TickerShared {
+    /// Calls (and instantiations) running now.
+    in_flight: AtomicUsize,
+    /// Whether a call started since the ticker last looked.
+    recent: AtomicBool,
+    /// Whether the ticker is parked.
+    parked: AtomicBool,
+}
+
+/// A call in flight (see [`Runtime::busy`]).
+pub(crate) struct Busy<'a>(&'a AtomicUsize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl Ticker {
+    /// Starts the thread; it ends once the engine is dropped and the
+    /// runtime with it.
+    fn start(engine: &Engine, tick: Duration) -> std::io::Result<Ticker> {
+        let weak = engine.weak();
+        let shared = Arc::new(TickerShared {
+            in_flight: AtomicUsize::new(0),
+            recent: AtomicBool::new(false),
+            parked: AtomicBool::new(false),
+        });
+        let seen = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("sluice-plugin-epoch".into())
+            .spawn(move || {
+                let mut quiet = 0u32;
+                loop {
+                    let called = seen.recent.swap(false, Ordering::AcqRel);
+                    if called || seen.in_flight.load(Ordering::Acquire) > 0 {
+                        quiet = 0;
+                    } else {
+                        quiet = quiet.saturating_add(1);
+                    }
+                    if quiet > LINGER_TICKS {
+                        // `enter` unparks when the first call starts; an
+                        // unpark between the load and the park makes the
+                        // park return at once.
+                        seen.parked.store(true, Ordering::Release);
+                        std::thread::park();
+                        seen.parked.store(false, Ordering::Release);
+                        quiet = 0;
+                    } else {
+                        std::thread::sleep(tick);
+                    }
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
                 }
-            }
-        })?;
-    Ok(())
+            })?;
+        Ok(Ticker {
+            shared,
+            thread: handle.thread().clone(),
+        })
+    }
+
+    fn enter(&self) -> Busy<'_> {
+        self.shared.recent.store(true, Ordering::Release);
+        if self.shared.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
+            // Cheap unless the thread is parked: then it wakes it.
+            self.thread.unpark();
+        }
+        Busy(&self.shared.in_flight)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        // Wakes a parked ticker so that it sees the engine go.
+        self.ticker.thread.unpark();
+    }
 }
