@@ -17,7 +17,7 @@
 //! the same way. Output timelines never go backward.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -102,6 +102,10 @@ pub struct Channel {
     track_ids: Mutex<Vec<(String, u32)>>,
     max_tracks: u32,
     publishing: AtomicUsize,
+    /// An encoder ended cleanly while other sessions still counted (a
+    /// redundant copy, or a dead connection not yet timed out), and no media
+    /// came since: the presentation ends when the last session goes.
+    end_pending: AtomicBool,
     /// Per stream name: sessions publishing it now and their shared offset.
     streams: Mutex<HashMap<String, SharedStream>>,
     /// Last fragments of redundant copies that stopped while another copy
@@ -187,6 +191,7 @@ impl Channel {
             track_ids: Mutex::new(Vec::new()),
             max_tracks: limits.max_tracks_per_channel,
             publishing: AtomicUsize::new(0),
+            end_pending: AtomicBool::new(false),
             streams: Mutex::new(HashMap::new()),
             parked: Mutex::new(Vec::new()),
             rate: Mutex::new((std::time::Instant::now(), 0)),
@@ -602,6 +607,9 @@ impl StreamIngest {
             })
             .inc_by(bytes);
         self.channel.account(bytes, self.max_bitrate_kbps)?;
+        if self.channel.end_pending.load(Ordering::Relaxed) {
+            self.channel.end_pending.store(false, Ordering::SeqCst);
+        }
         for s in samples {
             self.on_sample(s)?;
         }
@@ -774,6 +782,11 @@ impl StreamIngest {
         }
         if self.channel.publishing.load(Ordering::SeqCst) == 1 {
             self.channel.with_timeline(|tl| tl.set_ended(true));
+        } else {
+            // Another session still counts. If it is alive it sends media
+            // (which cancels this) and ends by itself; if it is a dead
+            // connection, the end comes when it times out (see `Drop`).
+            self.channel.end_pending.store(true, Ordering::SeqCst);
         }
     }
 
@@ -837,14 +850,24 @@ impl StreamIngest {
 
 impl Drop for StreamIngest {
     fn drop(&mut self) {
-        self.channel.publishing.fetch_sub(1, Ordering::SeqCst);
-        let mut streams = self
-            .channel
-            .streams
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = streams.get_mut(&self.stream) {
-            s.active = s.active.saturating_sub(1);
+        let before = self.channel.publishing.fetch_sub(1, Ordering::SeqCst);
+        {
+            let mut streams = self
+                .channel
+                .streams
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(s) = streams.get_mut(&self.stream) {
+                s.active = s.active.saturating_sub(1);
+            }
+        }
+        // The last session of a presentation that an encoder ended cleanly
+        // (while this one still counted, sending nothing): the end stands.
+        // Tails this session parked cannot be completed by anyone now, so
+        // they go out before the end is marked.
+        if before == 1 && self.channel.end_pending.swap(false, Ordering::SeqCst) {
+            self.channel.release_parked_now(&self.stream);
+            self.channel.with_timeline(|tl| tl.set_ended(true));
         }
     }
 }
