@@ -54,6 +54,59 @@ fn chunk_header(csid: u8, len: u32, kind: u8) -> Vec<u8> {
     h
 }
 
+/// AMF0 string, number and null values.
+fn amf_string(out: &mut Vec<u8>, v: &str) {
+    out.push(2);
+    out.extend_from_slice(&(v.len() as u16).to_be_bytes());
+    out.extend_from_slice(v.as_bytes());
+}
+fn amf_number(out: &mut Vec<u8>, v: f64) {
+    out.push(0);
+    out.extend_from_slice(&v.to_be_bytes());
+}
+
+/// A whole command message (AMF0, type 20) on chunk stream 3 for message
+/// stream `stream_id`, in one chunk (the chunk size was raised first).
+fn command(stream_id: u32, body: &[u8]) -> Vec<u8> {
+    let mut m = chunk_header(3, body.len() as u32, 20);
+    m[8..12].copy_from_slice(&stream_id.to_le_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+/// Connects to app `app` and publishes `stream`, as an encoder would,
+/// without waiting for answers; returns the socket.
+fn publish(addr: std::net::SocketAddr, app: &str, stream: &str) -> anyhow::Result<TcpStream> {
+    let mut s = handshaken(addr)?;
+    let mut size = chunk_header(2, 4, 1);
+    size.extend_from_slice(&65_536u32.to_be_bytes());
+    s.write_all(&size)?;
+    let mut connect = Vec::new();
+    amf_string(&mut connect, "connect");
+    amf_number(&mut connect, 1.0);
+    connect.push(3);
+    for (k, v) in [("app", app), ("tcUrl", &format!("rtmp://{addr}/{app}"))] {
+        connect.extend_from_slice(&(k.len() as u16).to_be_bytes());
+        connect.extend_from_slice(k.as_bytes());
+        amf_string(&mut connect, v);
+    }
+    connect.extend_from_slice(&[0, 0, 9]);
+    s.write_all(&command(0, &connect))?;
+    let mut create = Vec::new();
+    amf_string(&mut create, "createStream");
+    amf_number(&mut create, 2.0);
+    create.push(5);
+    s.write_all(&command(0, &create))?;
+    let mut publish = Vec::new();
+    amf_string(&mut publish, "publish");
+    amf_number(&mut publish, 0.0);
+    publish.push(5);
+    amf_string(&mut publish, stream);
+    amf_string(&mut publish, "live");
+    s.write_all(&command(1, &publish))?;
+    Ok(s)
+}
+
 #[test]
 fn hostile_input_is_refused_and_others_keep_streaming() -> anyhow::Result<()> {
     let server = Sluice::start(CONFIG, &[])?;
@@ -110,6 +163,21 @@ fn hostile_input_is_refused_and_others_keep_streaming() -> anyhow::Result<()> {
     // An idle socket, and one that stops after the handshake.
     closed_by_server(TcpStream::connect(server.rtmp)?, limit)?;
     closed_by_server(handshaken(server.rtmp)?, limit)?;
+
+    // Bad names over RTMP: a 10 KB stream name, `..` in the app path or
+    // the stream name; each publish refused and the connection closed.
+    let refusals_before = server.log().matches("ingest refused").count();
+    let long_name = "a".repeat(10 * 1024);
+    for (app, stream) in [
+        ("live/bad/k", long_name.as_str()),
+        ("live/../k", "main"),
+        ("live/bad/k", "../main"),
+        ("live/bad/k", "a/../../b"),
+    ] {
+        closed_by_server(publish(server.rtmp, app, stream)?, limit)?;
+    }
+    let refused = server.log().matches("ingest refused").count() - refusals_before;
+    assert_eq!(refused, 4, "each bad RTMP name refused:\n{}", server.log());
 
     // Bad names over HTTP ingest: refused before any body is read.
     let long = format!("/ingest/bad/k.isml/Streams({})", "a".repeat(10 * 1024));
