@@ -500,6 +500,8 @@ pub struct StreamIngest {
     max_fragment_bytes: usize,
     max_tracks: u32,
     max_bitrate_kbps: u64,
+    /// `sluice_ingest_bytes` of this channel and stream (looked up once).
+    bytes_counter: prometheus_client::metrics::counter::Counter,
 }
 
 impl StreamIngest {
@@ -513,7 +515,15 @@ impl StreamIngest {
             .entry(stream.to_owned())
             .or_default()
             .active += 1;
+        let bytes_counter = metrics()
+            .ingest_bytes
+            .get_or_create(&StreamLabels {
+                channel: channel.name.clone(),
+                stream: stream.to_owned(),
+            })
+            .clone();
         StreamIngest {
+            bytes_counter,
             channel,
             stream: stream.to_owned(),
             tracks: HashMap::new(),
@@ -599,13 +609,7 @@ impl StreamIngest {
     /// Samples arrived from the adapter.
     pub fn on_samples(&mut self, samples: Vec<Sample>) -> Result<(), IngestError> {
         let bytes = samples.iter().map(|s| s.data.len() as u64).sum();
-        metrics()
-            .ingest_bytes
-            .get_or_create(&StreamLabels {
-                channel: self.channel.name.clone(),
-                stream: self.stream.clone(),
-            })
-            .inc_by(bytes);
+        self.bytes_counter.inc_by(bytes);
         self.channel.account(bytes, self.max_bitrate_kbps)?;
         if self.channel.end_pending.load(Ordering::Relaxed) {
             self.channel.end_pending.store(false, Ordering::SeqCst);
