@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Ingest cost side by side: N concurrent RTMP publishers (ffmpeg -re -c copy
 # of a 3 Mbit/s H.264 + AAC file) into Sluice and into nginx with
-# libnginx-mod-rtmp (HLS on), same machine, same run. Prints CPU seconds per
+# libnginx-mod-rtmp (HLS on), same machine, same run, at the same time. Prints CPU seconds per
 # stream-minute for each server and the ratio. Asserts nothing.
 #
-#   bench/rtmp-vs-nginx.sh [STREAMS] [SECONDS]     (defaults 4 and 60)
+#   bench/rtmp-vs-nginx.sh [STREAMS] [SECONDS] [ROUNDS]   (defaults 4, 60, 3)
+#
+# Both servers ingest at the same time (STREAMS publishers each), ROUNDS
+# times; each round's figures and the medians are printed.
 #
 # Needs ffmpeg, nginx and libnginx-mod-rtmp (installed with apt when absent)
 # and a release build of sluice (built when absent). Loopback only.
@@ -12,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 streams=${1:-4}
 seconds=${2:-60}
+rounds=${3:-3}
 
 missing=()
 for p in ffmpeg nginx libnginx-mod-rtmp; do
@@ -53,14 +57,12 @@ ticks() {
   echo "$sum"
 }
 
-push_all() { # URL-prefix
-  local ps=()
+push() { # URL-prefix: starts the publishers in the background
   for i in $(seq 1 "$streams"); do
     ffmpeg -hide_banner -loglevel error -nostdin -re -stream_loop -1 -i "$work/source.flv" \
       -t "$seconds" -c copy -f flv "$1/s$i" &
-    ps+=($!)
+    pushers+=($!)
   done
-  wait "${ps[@]}" || true
 }
 
 # --- Sluice -----------------------------------------------------------------
@@ -75,12 +77,6 @@ target/release/sluice serve --config "$work/sluice.toml" --data-dir "$work/sluic
   --log warn > "$work/sluice.out" 2> "$work/sluice.err" &
 spid=$!; pids+=("$spid")
 until grep -q "listening admin=" "$work/sluice.out" 2>/dev/null; do sleep 0.1; done
-# Each stream publishes into its own channel rendition; all formats are
-# available from the one stored copy (HLS fMP4 packaged on request).
-before=$(ticks "$spid")
-push_all "rtmp://127.0.0.1:$s_rtmp/live/bench/benchkey"
-after=$(ticks "$spid")
-sluice_ticks=$((after - before))
 
 # --- nginx-rtmp -------------------------------------------------------------
 n_rtmp=$(free_port)
@@ -115,20 +111,36 @@ http {
 EOF
 nginx -c "$work/nginx.conf" -p "$work"
 until [ -s "$work/nginx.pid" ]; do sleep 0.1; done
-npids=$(pgrep -d ' ' -P "$(cat "$work/nginx.pid")" || true)
-before=$(ticks "$(cat "$work/nginx.pid")" $npids)
-push_all "rtmp://127.0.0.1:$n_rtmp/live"
-after=$(ticks "$(cat "$work/nginx.pid")" $npids)
-nginx_ticks=$((after - before))
+npids="$(cat "$work/nginx.pid") $(pgrep -d ' ' -P "$(cat "$work/nginx.pid")" || true)"
 
+# --- Rounds: both servers ingest at once, so machine noise hits both -------
+# Each Sluice stream publishes a rendition of one channel, packaged on
+# request from the one stored copy.
 hz=$(getconf CLK_TCK)
-python3 - "$sluice_ticks" "$nginx_ticks" "$hz" "$streams" "$seconds" <<'PY'
-import sys
-s, n, hz, streams, seconds = (int(x) for x in sys.argv[1:])
-stream_minutes = streams * seconds / 60
-ss, ns = s / hz / stream_minutes, n / hz / stream_minutes
-print(f"{streams} streams x {seconds} s, 3 Mbit/s each")
-print(f"sluice      {ss:8.3f} CPU s per stream-minute")
-print(f"nginx-rtmp  {ns:8.3f} CPU s per stream-minute (HLS on)")
-print(f"ratio sluice/nginx-rtmp {ss / ns:.2f}x" if ns > 0 else "ratio: nginx used no CPU ticks")
-PY
+results=()
+for _ in $(seq 1 "$rounds"); do
+  # shellcheck disable=SC2086 # npids is a list of pids
+  s0=$(ticks "$spid"); n0=$(ticks $npids)
+  pushers=()
+  push "rtmp://127.0.0.1:$s_rtmp/live/bench/benchkey"
+  push "rtmp://127.0.0.1:$n_rtmp/live"
+  wait "${pushers[@]}" || true
+  # shellcheck disable=SC2086
+  s1=$(ticks "$spid"); n1=$(ticks $npids)
+  results+=("$((s1 - s0)) $((n1 - n0))")
+done
+
+printf '%s\n' "${results[@]}" | python3 -c '
+import statistics, sys
+hz, streams, seconds = (int(x) for x in sys.argv[1:])
+minutes = streams * seconds / 60
+rows = [tuple(int(x) / hz / minutes for x in l.split()) for l in sys.stdin if l.strip()]
+ratio = lambda s, n: f"{s / n:.2f}x" if n > 0 else "n/a"
+print(f"{streams} streams x {seconds} s into each server, 3 Mbit/s each, both at once; "
+      "CPU s per stream-minute")
+for i, (s, n) in enumerate(rows, 1):
+    print(f"round {i}: sluice {s:.3f}  nginx-rtmp (HLS on) {n:.3f}  ratio {ratio(s, n)}")
+s = statistics.median(r[0] for r in rows)
+n = statistics.median(r[1] for r in rows)
+print(f"median:  sluice {s:.3f}  nginx-rtmp (HLS on) {n:.3f}  ratio sluice/nginx-rtmp {ratio(s, n)}")
+' "$hz" "$streams" "$seconds"
