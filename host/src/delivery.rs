@@ -164,7 +164,7 @@ impl Delivery {
         }
         h.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("etag, content-length"),
+            HeaderValue::from_static("etag, content-length, content-range, accept-ranges"),
         );
         resp
     }
@@ -352,16 +352,140 @@ fn respond(c: &Cached, method: &Method, req_headers: &HeaderMap) -> http::Respon
             .body(Body::empty())
             .unwrap_or_default();
     }
-    let b = b
-        .status(c.status)
-        .header(header::CONTENT_TYPE, &c.content_type)
-        .header(header::CONTENT_LENGTH, c.len);
+    let b = b.header(header::CONTENT_TYPE, &c.content_type);
+    if !c.status.is_success() {
+        let body = if method == Method::HEAD {
+            Body::empty()
+        } else {
+            Body::from_parts(c.parts.iter().cloned())
+        };
+        return b
+            .status(c.status)
+            .header(header::CONTENT_LENGTH, c.len)
+            .body(body)
+            .unwrap_or_default();
+    }
+    let b = b.header(header::ACCEPT_RANGES, "bytes");
+    let (status, from, to) = match requested_range(req_headers, &c.etag, c.len) {
+        RangeAnswer::Whole => (c.status, 0, c.len),
+        RangeAnswer::Part { first, last } => (StatusCode::PARTIAL_CONTENT, first, last + 1),
+        RangeAnswer::Unsatisfiable => {
+            return b
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .header(header::CONTENT_RANGE, format!("bytes */{}", c.len))
+                .header(header::CONTENT_LENGTH, 0)
+                .body(Body::empty())
+                .unwrap_or_default();
+        }
+    };
+    let mut b = b.status(status).header(header::CONTENT_LENGTH, to - from);
+    if status == StatusCode::PARTIAL_CONTENT {
+        b = b.header(
+            header::CONTENT_RANGE,
+            format!("bytes {from}-{}/{}", to - 1, c.len),
+        );
+    }
     let body = if method == Method::HEAD {
         Body::empty()
     } else {
-        Body::from_parts(c.parts.iter().cloned())
+        Body::from_parts(slice_parts(&c.parts, from, to))
     };
     b.body(body).unwrap_or_default()
+}
+
+/// What a `Range` request header asks of a body of `len` bytes.
+#[derive(Debug, PartialEq, Eq)]
+enum RangeAnswer {
+    /// No (usable) range: the whole body, 200.
+    Whole,
+    /// Bytes `first..=last`, 206.
+    Part { first: u64, last: u64 },
+    /// A range that lies outside the body: 416.
+    Unsatisfiable,
+}
+
+/// Reads a single-range `Range: bytes=...` header (RFC 9110 §14). Several
+/// ranges, other units, a syntax error or an `If-Range` that does not
+/// match `etag` give the whole body, as the RFC allows.
+fn requested_range(headers: &HeaderMap, etag: &str, len: u64) -> RangeAnswer {
+    let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return RangeAnswer::Whole;
+    };
+    if let Some(if_range) = headers.get(header::IF_RANGE)
+        && if_range.to_str().map(str::trim).ok() != Some(etag)
+    {
+        return RangeAnswer::Whole;
+    }
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return RangeAnswer::Whole;
+    };
+    if spec.contains(',') {
+        return RangeAnswer::Whole;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return RangeAnswer::Whole;
+    };
+    let parse = |t: &str| -> Option<u64> {
+        let t = t.trim();
+        (!t.is_empty() && t.len() <= 19 && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse().ok())
+            .flatten()
+    };
+    match (parse(first), parse(last), last.trim().is_empty()) {
+        // bytes=-N: the last N bytes.
+        (None, Some(n), _) if first.trim().is_empty() => {
+            if n == 0 || len == 0 {
+                RangeAnswer::Unsatisfiable
+            } else {
+                RangeAnswer::Part {
+                    first: len.saturating_sub(n),
+                    last: len - 1,
+                }
+            }
+        }
+        // bytes=A- : from A to the end.
+        (Some(a), None, true) => {
+            if a >= len {
+                RangeAnswer::Unsatisfiable
+            } else {
+                RangeAnswer::Part {
+                    first: a,
+                    last: len - 1,
+                }
+            }
+        }
+        (Some(a), Some(b), _) if a <= b => {
+            if a >= len {
+                RangeAnswer::Unsatisfiable
+            } else {
+                RangeAnswer::Part {
+                    first: a,
+                    last: b.min(len - 1),
+                }
+            }
+        }
+        _ => RangeAnswer::Whole,
+    }
+}
+
+/// The bytes `from..to` of a body made of `parts`, as slices of them.
+fn slice_parts(parts: &[Bytes], from: u64, to: u64) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    if from >= to {
+        return out;
+    }
+    let mut at = 0u64;
+    for p in parts {
+        let (start, end) = (at, at + p.len() as u64);
+        at = end;
+        if end <= from || start >= to {
+            continue;
+        }
+        let a = (from.max(start) - start) as usize;
+        let b = (to.min(end) - start) as usize;
+        out.push(p.slice(a..b));
+    }
+    out
 }
 
 fn plain(status: StatusCode, text: &str, cache: &str) -> http::Response<Body> {
@@ -383,7 +507,9 @@ fn parse_preview(path: &str) -> Option<(&str, &str)> {
 
 /// The format a path below the manifest root belongs to.
 fn format_of(rest: &str) -> Option<&str> {
-    if rest == "Manifest" {
+    // Smooth: the manifest, and fragments at the conventional
+    // `QualityLevels({bitrate})/Fragments({type}={time})` relative URLs.
+    if rest == "Manifest" || rest.starts_with("QualityLevels(") {
         return Some("mss");
     }
     if let Some(inner) = rest.strip_prefix("Manifest(") {
@@ -461,6 +587,10 @@ mod tests {
         assert_eq!(parse_preview("/preview/../preview.isml/Manifest"), None);
         assert_eq!(parse_preview("/preview/ch1/other.isml/Manifest"), None);
         assert_eq!(format_of("Manifest"), Some("mss"));
+        assert_eq!(
+            format_of("QualityLevels(128000)/Fragments(audio=0)"),
+            Some("mss")
+        );
         assert_eq!(format_of("Manifest(format=m3u8-cmaf)"), Some("m3u8-cmaf"));
         assert_eq!(format_of("m3u8-cmaf/t1/index.m3u8"), Some("m3u8-cmaf"));
         assert_eq!(format_of("Manifest(format=../x)"), None);
@@ -478,5 +608,69 @@ mod tests {
                 ("d".into(), "%zz%4".into())
             ]
         );
+    }
+
+    fn range(value: &str, if_range: Option<&str>) -> RangeAnswer {
+        let mut h = HeaderMap::new();
+        h.insert(header::RANGE, HeaderValue::from_str(value).unwrap());
+        if let Some(v) = if_range {
+            h.insert(header::IF_RANGE, HeaderValue::from_str(v).unwrap());
+        }
+        requested_range(&h, "\"e\"", 100)
+    }
+
+    #[test]
+    fn byte_ranges() {
+        use RangeAnswer::*;
+        assert_eq!(range("bytes=0-9", None), Part { first: 0, last: 9 });
+        assert_eq!(
+            range("bytes=90-", None),
+            Part {
+                first: 90,
+                last: 99
+            }
+        );
+        assert_eq!(
+            range("bytes=-10", None),
+            Part {
+                first: 90,
+                last: 99
+            }
+        );
+        assert_eq!(range("bytes=-500", None), Part { first: 0, last: 99 });
+        assert_eq!(
+            range("bytes=50-500", None),
+            Part {
+                first: 50,
+                last: 99
+            }
+        );
+        assert_eq!(range("bytes=100-", None), Unsatisfiable);
+        assert_eq!(range("bytes=-0", None), Unsatisfiable);
+        assert_eq!(range("bytes=9-0", None), Whole);
+        assert_eq!(range("bytes=0-1,5-6", None), Whole);
+        assert_eq!(range("items=0-1", None), Whole);
+        assert_eq!(range("bytes=x-1", None), Whole);
+        assert_eq!(
+            range("bytes=0-9", Some("\"e\"")),
+            Part { first: 0, last: 9 }
+        );
+        assert_eq!(range("bytes=0-9", Some("\"other\"")), Whole);
+        assert_eq!(requested_range(&HeaderMap::new(), "\"e\"", 100), Whole);
+    }
+
+    #[test]
+    fn slices_across_parts() {
+        let parts = [
+            Bytes::from_static(b"abc"),
+            Bytes::from_static(b"defg"),
+            Bytes::from_static(b"hi"),
+        ];
+        let join = |v: Vec<Bytes>| v.iter().flat_map(|b| b.to_vec()).collect::<Vec<u8>>();
+        assert_eq!(join(slice_parts(&parts, 0, 9)), b"abcdefghi");
+        assert_eq!(join(slice_parts(&parts, 2, 8)), b"cdefgh");
+        assert_eq!(join(slice_parts(&parts, 3, 7)), b"defg");
+        assert_eq!(join(slice_parts(&parts, 8, 9)), b"i");
+        assert!(slice_parts(&parts, 4, 4).is_empty());
     }
 }

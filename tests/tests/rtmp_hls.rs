@@ -140,6 +140,33 @@ fn delivery_headers_etag_and_conditional_requests() -> anyhow::Result<()> {
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
     assert_eq!(head.header("etag"), Some(etag.as_str()));
+    // Byte ranges: a slice of the same bytes, 206 with Content-Range.
+    let len = seg.body.len();
+    let part = http_get(server.http, &segment, &[("Range", "bytes=4-103")])?;
+    assert_eq!(part.status, 206);
+    assert_eq!(
+        part.header("content-range"),
+        Some(format!("bytes 4-103/{len}").as_str())
+    );
+    assert_eq!(part.body, seg.body[4..104]);
+    let tail = http_get(server.http, &segment, &[("Range", "bytes=-10")])?;
+    assert_eq!(tail.body, seg.body[len - 10..]);
+    let beyond = http_get(
+        server.http,
+        &segment,
+        &[("Range", &format!("bytes={len}-"))],
+    )?;
+    assert_eq!(beyond.status, 416);
+    assert_eq!(
+        beyond.header("content-range"),
+        Some(format!("bytes */{len}").as_str())
+    );
+    let stale = http_get(
+        server.http,
+        &segment,
+        &[("Range", "bytes=0-9"), ("If-Range", "\"stale\"")],
+    )?;
+    assert_eq!((stale.status, stale.body.len()), (200, len));
     // Beyond the live edge: 404 with a short lifetime.
     let edge = http_get(server.http, &format!("{base}{dir}/99999999999.m4s"), &[])?;
     assert_eq!(edge.status, 404);
