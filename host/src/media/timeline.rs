@@ -32,8 +32,19 @@ pub enum PushOutcome {
 pub struct Track {
     /// Description (the id is the channel's track id).
     pub info: Arc<TrackInfo>,
-    /// Fragments in time order.
+    /// Fragments in time order: the window, preceded by those that left
+    /// it less than the grace period ago (still servable, no longer listed).
     pub fragments: VecDeque<Arc<Fragment>>,
+    /// Start of the first fragment inside the window (listed to packagers).
+    pub window_start: u64,
+}
+
+/// How long a fragment that slid out of the window stays servable, in ms:
+/// the longest playlist listing it (the window, capped at ten minutes of
+/// memory) plus two fragments, after RFC 8216 §6.2.2, so a player that
+/// loaded a manifest just before the slide can still fetch what it lists.
+fn grace_ms(window_ms: u64, fragment_ms: u32) -> u64 {
+    window_ms.min(600_000) + 2 * u64::from(fragment_ms)
 }
 
 /// The live timeline of one channel.
@@ -75,6 +86,7 @@ impl Timeline {
             None => self.tracks.push(Track {
                 info,
                 fragments: VecDeque::new(),
+                window_start: 0,
             }),
         }
     }
@@ -121,13 +133,19 @@ impl Timeline {
             .map(|f| f.start + f.duration)
             .unwrap_or(0);
         let window = ms_to_ticks(self.window_ms, timescale);
+        let grace = ms_to_ticks(grace_ms(self.window_ms, self.fragment_ms), timescale);
         while let Some(first) = t.fragments.front() {
-            if first.start + first.duration + window < newest_end {
+            if first.start + first.duration + window + grace < newest_end {
                 t.fragments.pop_front();
             } else {
                 break;
             }
         }
+        t.window_start = t
+            .fragments
+            .iter()
+            .find(|f| f.start + f.duration + window >= newest_end)
+            .map_or(0, |f| f.start);
         self.ended = false;
         self.generation += 1;
         PushOutcome::Added
@@ -217,6 +235,7 @@ impl View for Snapshot {
         let Some(t) = self.tracks.iter().find(|t| t.info.id == track) else {
             return Vec::new();
         };
+        let from = from.max(t.window_start);
         let first = t.fragments.partition_point(|f| f.start < from);
         t.fragments
             .iter()
@@ -269,7 +288,7 @@ mod tests {
             tl.push(1, frag(i * 2000, 2000), 1_000_000);
         }
         assert_eq!(
-            tl.push(1, frag(4000, 2000), 1_000_000),
+            tl.push(1, frag(5000, 2000), 1_000_000),
             PushOutcome::Overlapping
         );
         assert_eq!(
@@ -285,6 +304,10 @@ mod tests {
         let snap = tl.snapshot();
         let starts: Vec<u64> = snap.fragments(1, 0, 100).iter().map(|f| f.start).collect();
         assert_eq!(starts, vec![12_000, 14_000, 16_000, 18_000]);
+        // Left the window less than the grace period (6 s + 2 fragments)
+        // ago: servable, not listed; older ones are gone.
+        assert!(snap.fragment(1, 2_000).is_some());
+        assert!(snap.fragment(1, 0).is_none());
         assert_eq!(snap.fragments(1, 15_000, 1)[0].start, 16_000);
         assert_eq!(snap.info().epoch_ms, Some(1_000_000));
         assert_eq!(snap.data(1, 12_000, 1, 2).as_deref(), Some(&b"bc"[..]));
