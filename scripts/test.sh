@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs the real peers the
-# tests drive (ffmpeg, GStreamer), then format, lint, docs and every test.
+# tests drive (ffmpeg, GStreamer, Chromium with hls.js, dash.js and
+# shaka-player from npm), then format, lint, docs and every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav)
+packages=(ffmpeg gstreamer1.0-tools gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -15,6 +16,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# Browser players at the versions tests/browser/package-lock.json pins.
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 # rust-toolchain.toml pins the toolchain; rustup installs it (and the
 # wasm32-wasip2 target) on first use.

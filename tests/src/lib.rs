@@ -518,3 +518,46 @@ pub fn assert_two_variants_decode(server: &Sluice, base: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// A browser player for [`play_in_browser`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Player {
+    /// hls.js.
+    HlsJs,
+    /// dash.js.
+    DashJs,
+    /// shaka-player.
+    Shaka,
+    /// dash.js with its Smooth Streaming module.
+    DashJsMss,
+}
+
+/// Plays `url` in headless Chromium with `player` (`tests/browser/play.mjs`)
+/// and returns its report; fails unless `currentTime` advanced 5 s with no
+/// player or media error and no request off loopback, and, with
+/// `seek_back`, a seek to the start of the seekable range played on.
+pub fn play_in_browser(player: Player, url: &str, seek_back: bool) -> Result<serde_json::Value> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    anyhow::ensure!(
+        dir.join("node_modules/playwright-core").is_dir()
+            && Path::new("/usr/bin/chromium").exists(),
+        "browser players not installed: run ./scripts/test.sh (apt chromium, npm ci in tests/browser)"
+    );
+    let name = match player {
+        Player::HlsJs => "hls",
+        Player::DashJs => "dash",
+        Player::Shaka => "shaka",
+        Player::DashJsMss => "mss",
+    };
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join("play.mjs"))
+        .args(["--player", name, "--url", url]);
+    if seek_back {
+        cmd.arg("--seek-back");
+    }
+    let (ok, out, err) = run(&mut cmd)?;
+    let report: serde_json::Value =
+        serde_json::from_str(out.trim()).with_context(|| format!("player output: {out}\n{err}"))?;
+    anyhow::ensure!(ok, "{name} did not play {url}: {report}\n{err}");
+    Ok(report)
+}
