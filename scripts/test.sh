@@ -17,6 +17,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# yt-dlp (Smooth and HDS downloads), pinned.
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "yt-dlp==2026.10.26"
+
 # Browser players at the versions tests/browser/package-lock.json pins.
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Cached delivery side by side: wrk against Sluice serving a packaged HLS
+# segment (about 1 MB) and a media playlist from its response cache, and
+# against nginx serving the very same bytes from files, same machine, same
+# run, rounds interleaved. Prints requests/s for each and the ratios.
+# Asserts nothing.
+#
+#   bench/delivery-vs-nginx.sh [SECONDS] [ROUNDS] [CONNECTIONS]   (defaults 10, 3, 32)
+#
+# Needs ffmpeg, nginx and wrk (installed with apt when absent) and a release
+# build of sluice (built when absent). Loopback only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-10}
+rounds=${2:-3}
+connections=${3:-32}
+
+missing=()
+for p in ffmpeg nginx wrk curl; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
+[ -x target/release/sluice ] || cargo build --release --bin sluice
+
+work=$(mktemp -d)
+chmod 755 "$work" # nginx workers run as an unprivileged user
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# --- Sluice, with a 10 s, 4 Mbit/s stream that has ended --------------------
+s_rtmp=$(free_port); s_http=$(free_port); s_admin=$(free_port)
+cat > "$work/sluice.toml" <<EOF
+[[channels]]
+name = "bench"
+key = "benchkey"
+EOF
+target/release/sluice serve --config "$work/sluice.toml" --data-dir "$work/sluice-data" \
+  --http "127.0.0.1:$s_http" --rtmp "127.0.0.1:$s_rtmp" --admin "127.0.0.1:$s_admin" \
+  --log warn > "$work/sluice.out" 2> "$work/sluice.err" &
+pids+=($!)
+until grep -q "listening admin=" "$work/sluice.out" 2>/dev/null; do sleep 0.1; done
+ffmpeg -hide_banner -loglevel error -nostdin -f lavfi -i "testsrc2=size=1280x720:rate=25" \
+  -f lavfi -i "sine=frequency=440:sample_rate=48000" -t 10 \
+  -c:v libx264 -preset veryfast -b:v 4000k -maxrate 4000k -bufsize 8000k -g 50 -keyint_min 50 \
+  -sc_threshold 0 -pix_fmt yuv420p -c:a aac -b:a 128k \
+  -f flv "rtmp://127.0.0.1:$s_rtmp/live/bench/benchkey/main"
+
+base="http://127.0.0.1:$s_http/preview/bench/preview.isml"
+playlist="m3u8-cmaf/t1/index.m3u8"
+until curl -sf "$base/$playlist" | grep -q '#EXT-X-ENDLIST'; do sleep 0.2; done
+segment="m3u8-cmaf/t1/$(curl -sf "$base/$playlist" | grep '\.m4s$' | sed -n 2p)"
+
+# --- nginx serving the same bytes from files --------------------------------
+n_http=$(free_port)
+mkdir -p "$work/www/m3u8-cmaf/t1" "$work/nginx-tmp"
+curl -sf "$base/$playlist" -o "$work/www/$playlist"
+curl -sf "$base/$segment" -o "$work/www/$segment"
+cat > "$work/nginx.conf" <<EOF
+worker_processes auto;
+daemon on;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 100000;
+  etag on;
+  client_body_temp_path $work/nginx-tmp;
+  proxy_temp_path $work/nginx-tmp;
+  fastcgi_temp_path $work/nginx-tmp;
+  uwsgi_temp_path $work/nginx-tmp;
+  scgi_temp_path $work/nginx-tmp;
+  types { application/vnd.apple.mpegurl m3u8; video/mp4 m4s; }
+  server {
+    listen 127.0.0.1:$n_http;
+    root $work/www;
+  }
+}
+EOF
+nginx -c "$work/nginx.conf" -p "$work"
+until [ -s "$work/nginx.pid" ]; do sleep 0.1; done
+nbase="http://127.0.0.1:$n_http"
+size=$(stat -c %s "$work/www/$segment")
+cmp <(curl -sf "$base/$segment") <(curl -sf "$nbase/$segment")
+
+# Requests per second of one wrk run.
+rps() {
+  wrk -t2 -c"$connections" -d"${seconds}s" "$1" | awk '/^Requests\/sec/ {print $2}'
+}
+
+results=()
+for r in $(seq 1 "$rounds"); do
+  for what in segment playlist; do
+    path=${!what}
+    # Warm Sluice's response cache first (one packaging call per key).
+    curl -sf "$base/$path" -o /dev/null
+    s=$(rps "$base/$path")
+    n=$(rps "$nbase/$path")
+    results+=("$r $what $s $n")
+  done
+done
+
+printf '%s\n' "${results[@]}" | python3 -c '
+import statistics, sys
+size, seconds, conns = (int(x) for x in sys.argv[1:])
+rows = [l.split() for l in sys.stdin if l.strip()]
+print(f"cached delivery, wrk -t2 -c{conns} -d{seconds}s, segment {size} bytes")
+for r, what, s, n in rows:
+    print(f"round {r} {what:8}: sluice {float(s):10.1f} req/s  nginx {float(n):10.1f} req/s  "
+          f"ratio {float(s) / float(n):.2f}x")
+for what in ("segment", "playlist"):
+    s = statistics.median(float(x[2]) for x in rows if x[1] == what)
+    n = statistics.median(float(x[3]) for x in rows if x[1] == what)
+    print(f"median {what:8}: sluice {s:10.1f} req/s  nginx {n:10.1f} req/s  ratio sluice/nginx {s / n:.2f}x")
+' "$size" "$seconds" "$connections"
