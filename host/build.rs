@@ -1,5 +1,5 @@
 //! Builds the built-in plugins for `wasm32-wasip2` and hands them to the
-//! host crate: `rtmp`, `fmp4` and `hls` are embedded (`include_bytes!` of
+//! host crate: `rtmp`, `fmp4` and the packagers are embedded (`include_bytes!` of
 //! copies in `OUT_DIR`), the `testbed` plugin's path is exported for tests
 //! only.
 //!
@@ -22,6 +22,8 @@ const PLUGINS: &[(&str, bool)] = &[
     ("sluice-plugin-rtmp", true),
     ("sluice-plugin-fmp4", true),
     ("sluice-plugin-hls", true),
+    ("sluice-plugin-smooth", true),
+    ("sluice-plugin-dash", true),
     ("sluice-plugin-testbed", false),
 ];
 
@@ -98,7 +100,7 @@ fn main() {
         eprintln!(
             "error: building the plugins for {WASM_TARGET} failed ({status}); see the cargo output \
              above (rerun: cargo build --profile {PROFILE} --target {WASM_TARGET} -p \
-             sluice-plugin-rtmp -p sluice-plugin-fmp4 -p sluice-plugin-hls -p sluice-plugin-testbed)"
+             sluice-plugin-rtmp -p sluice-plugin-fmp4 -p sluice-plugin-hls -p sluice-plugin-smooth -p sluice-plugin-dash -p sluice-plugin-testbed)"
         );
         std::process::exit(1);
     }

@@ -164,7 +164,7 @@ impl Delivery {
         }
         h.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("etag, content-length, content-range, accept-ranges"),
+            HeaderValue::from_static("etag, content-length, content-range, accept-ranges, date"),
         );
         resp
     }

@@ -75,6 +75,12 @@ async function start() {
     p.on(dashjs.MediaPlayer.events.ERROR, (e) => {
       report.errors.push('dash.js ' + JSON.stringify(e.error || e).slice(0, 300));
     });
+    // With no UTCTiming in a manifest (Smooth has none), dash.js asks a
+    // public time server; point its default at the origin instead, as an
+    // operator would: the Date header of a HEAD on the manifest.
+    p.updateSettings({ streaming: { utcSynchronization: {
+      defaultTimingSource: { scheme: 'urn:mpeg:dash:utc:http-head:2014', value: url },
+    } } });
     p.initialize(video, url, true);
   } else {
     shaka.polyfill.installAll();

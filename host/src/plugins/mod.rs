@@ -149,6 +149,14 @@ const BUILTINS: &[(&str, &[u8])] = &[
         "sluice-plugin-hls",
         include_bytes!(concat!(env!("OUT_DIR"), "/sluice_plugin_hls.wasm")),
     ),
+    (
+        "sluice-plugin-smooth",
+        include_bytes!(concat!(env!("OUT_DIR"), "/sluice_plugin_smooth.wasm")),
+    ),
+    (
+        "sluice-plugin-dash",
+        include_bytes!(concat!(env!("OUT_DIR"), "/sluice_plugin_dash.wasm")),
+    ),
 ];
 
 /// Test support: the misbehaving `testbed` plugin, built but never embedded,

@@ -1,6 +1,69 @@
-//! The DASH packager (work in progress): formats mpd-time-csf, mpd-time-cmaf.
+//! The DASH packager: formats `mpd-time-csf` (ISO BMFF live profile) and
+//! `mpd-time-cmaf` (CMAF profile), SegmentTemplate + SegmentTimeline with
+//! `$Time$` addressing.
+//!
+//! ```text
+//!  Request{format, path} ─▶ paths::Resource ─┬─ Manifest ─▶ mpd::mpd ─▶ xml::Xml ─▶ MPD text
+//!                                            ├─ Init ─────▶ segments::init (ftyp + moov)
+//!                                            └─ Segment ──▶ segments::media (styp + moof + mdat
+//!                                                            header + SampleData reference)
+//! ```
+//!
+//! URLs below the manifest root (`paths.rs`): `Manifest(format=F)`,
+//! `F/t{track}/init.mp4`, `F/t{track}/{start}.m4s` with `start` the
+//! fragment's decode time in track ticks, which is the `$Time$` of the
+//! SegmentTimeline. Every value in an MPD derives from media time and the
+//! presentation's epoch (no clock), so identical inputs give identical
+//! bytes on every node.
 
-use sluice_sdk::plugin::{Packager, PackagerInfo, Request, Response, View};
+mod mpd;
+mod paths;
+mod segments;
+mod timeline;
+mod xml;
+
+#[cfg(test)]
+mod tests;
+
+use sluice_sdk::bmff;
+use sluice_sdk::plugin::{
+    CachePolicy, Packager, PackagerInfo, PresentationState, Request, Response, View,
+};
+use sluice_sdk::time::TimeError;
+
+use paths::{Flavour, Resource};
+
+/// Content type of the MPD.
+const MPD_CONTENT_TYPE: &str = "application/dash+xml";
+
+/// How long an ended presentation's MPD may be cached, in seconds.
+const ENDED_MAX_AGE: u32 = 3600;
+
+/// Why a request fails; each maps to a status.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Error {
+    /// No such resource (yet): 404 with a short lifetime.
+    #[error("{0}")]
+    NotFound(String),
+    /// Media time arithmetic overflowed: 500.
+    #[error("media time: {0}")]
+    Time(#[from] TimeError),
+    /// A box could not be written: 500.
+    #[error("ISO BMFF: {0}")]
+    Bmff(#[from] bmff::Error),
+    /// A derived value does not fit its field: 500.
+    #[error("{0} does not fit")]
+    Overflow(&'static str),
+}
+
+impl Error {
+    fn into_response(self) -> Response {
+        match self {
+            Error::NotFound(m) => Response::not_found(&m),
+            e => Response::error(500, CachePolicy::NoStore, &e.to_string()),
+        }
+    }
+}
 
 /// The DASH packager.
 pub struct Dash;
@@ -10,13 +73,39 @@ impl Packager for Dash {
         PackagerInfo {
             name: "dash".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "DASH packager".into(),
-            formats: Vec::new(),
+            description: "DASH, ISO BMFF live profile and CMAF (mpd-time-csf, mpd-time-cmaf)"
+                .into(),
+            formats: Flavour::ALL.iter().map(|f| f.format().into()).collect(),
         }
     }
 
-    fn handle(request: &Request, _view: &dyn View) -> Response {
-        Response::not_found(&format!("no such resource: {}", request.path))
+    fn handle(request: &Request, view: &dyn View) -> Response {
+        route(request, view).unwrap_or_else(Error::into_response)
+    }
+}
+
+fn route(request: &Request, view: &dyn View) -> Result<Response, Error> {
+    let not_found = || Error::NotFound(format!("no such resource: {}", request.path));
+    let flavour = Flavour::from_format(&request.format).ok_or_else(not_found)?;
+    match Resource::parse(flavour, &request.path).ok_or_else(not_found)? {
+        Resource::Manifest => {
+            let text = mpd::mpd(view, flavour)?;
+            let info = view.info();
+            let max_age = match info.state {
+                PresentationState::Live => mpd::live_max_age(info.fragment_duration_ms),
+                PresentationState::Ended => ENDED_MAX_AGE,
+            };
+            Ok(Response::ok(
+                MPD_CONTENT_TYPE,
+                CachePolicy::MaxAge(max_age),
+                text.into_bytes(),
+            ))
+        }
+        Resource::Init { track } => segments::init(flavour, &mpd::find_track(view, track)?),
+        Resource::Segment { track, start } => {
+            let track = mpd::find_track(view, track)?;
+            segments::media(flavour, view, &view.info(), &track, start)
+        }
     }
 }
 

@@ -1,4 +1,6 @@
-//! The HLS packager: format `m3u8-cmaf`, HLS with fMP4 (CMAF) segments.
+//! The HLS packager: format `m3u8-cmaf`, HLS with fMP4 (CMAF) segments,
+//! and format `m3u8-aapl`, HLS with MPEG-2 TS segments (`aapl.rs`, muxed
+//! by `ts.rs`; see there for how audio is carried).
 //!
 //! ```text
 //!  Request.path ─▶ paths::Resource ─┬─ Multivariant ─▶ manifest::multivariant ─▶ playlist model ─▶ text
@@ -6,6 +8,9 @@
 //!                                   ├─ Init ─────────▶ segments::init (ftyp + moov)
 //!                                   └─ Segment ──────▶ segments::media (styp + moof + mdat header
 //!                                                       + SampleData reference the host splices)
+//!
+//!  format m3u8-aapl ─▶ aapl::Resource ─┬─ Multivariant / MediaPlaylist ─▶ aapl (+ manifest::media_of)
+//!                                      └─ Segment ─▶ sample_data ─▶ Annex B / ADTS ─▶ ts::Muxer
 //! ```
 //!
 //! URLs below the manifest root (see `paths.rs` for the
@@ -15,13 +20,17 @@
 //!
 //! Media sequence numbers, segment names, `tfdt` and program date times all
 //! derive from media time, so every node serving the same fragments serves
-//! the same bytes. Sample data never enters the plugin.
+//! the same bytes. In `m3u8-cmaf` sample data never enters the plugin;
+//! `m3u8-aapl` must copy it in (`View::sample_data`) to rewrite it as
+//! Annex B and ADTS inside TS packets.
 
+mod aapl;
 mod manifest;
 mod paths;
 mod playlist;
 mod segments;
 mod timeline;
+mod ts;
 
 #[cfg(test)]
 mod tests;
@@ -55,6 +64,9 @@ pub(crate) enum Error {
     /// A derived value does not fit its field: 500.
     #[error("{0} does not fit")]
     Overflow(&'static str),
+    /// Sample data or a codec configuration could not be transformed: 500.
+    #[error("payload: {0}")]
+    Payload(&'static str),
 }
 
 impl Error {
@@ -67,7 +79,7 @@ impl Error {
     }
 }
 
-/// The HLS (fMP4/CMAF) packager.
+/// The HLS packager (fMP4/CMAF and MPEG-2 TS).
 pub struct Hls;
 
 impl Packager for Hls {
@@ -75,8 +87,9 @@ impl Packager for Hls {
         PackagerInfo {
             name: "hls".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "HLS with fMP4/CMAF segments (m3u8-cmaf)".into(),
-            formats: vec![FORMAT.into()],
+            description:
+                "HLS with fMP4/CMAF segments (m3u8-cmaf) and MPEG-2 TS segments (m3u8-aapl)".into(),
+            formats: vec![FORMAT.into(), aapl::FORMAT.into()],
         }
     }
 
@@ -87,6 +100,9 @@ impl Packager for Hls {
 
 fn route(request: &Request, view: &dyn View) -> Result<Response, Error> {
     let not_found = || Error::NotFound(format!("no such resource: {}", request.path));
+    if request.format == aapl::FORMAT {
+        return aapl::route(&request.path, view);
+    }
     if request.format != FORMAT {
         return Err(not_found());
     }
@@ -109,7 +125,7 @@ fn route(request: &Request, view: &dyn View) -> Result<Response, Error> {
 
 /// A playlist response: live ones may be cached about half a fragment,
 /// ended ones for an hour.
-fn playlist_response(view: &dyn View, text: String) -> Response {
+pub(crate) fn playlist_response(view: &dyn View, text: String) -> Response {
     let info = view.info();
     let max_age = match info.state {
         PresentationState::Live => (info.fragment_duration_ms / 2000).max(1),

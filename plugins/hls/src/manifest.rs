@@ -6,7 +6,7 @@ use sluice_sdk::time::mul_div_round;
 
 use crate::paths::{init_uri, media_playlist_uri, segment_uri};
 use crate::playlist::{
-    AudioRendition, MediaPlaylist, MultivariantPlaylist, Segment, VariantStream,
+    AudioRendition, MediaPlaylist, MultivariantPlaylist, Segment, VERSION, VariantStream,
 };
 use crate::{Error, timeline};
 
@@ -81,7 +81,7 @@ impl Summary {
 
 /// The RFC 6381 codec string: the track's own, or derived from its
 /// configuration when the track has none.
-fn codec(track: &TrackInfo) -> Option<String> {
+pub(crate) fn codec(track: &TrackInfo) -> Option<String> {
     if !track.codec.is_empty() {
         return Some(track.codec.clone());
     }
@@ -134,6 +134,7 @@ pub fn multivariant(view: &dyn View) -> Result<MultivariantPlaylist, Error> {
             })
             .collect();
         return Ok(MultivariantPlaylist {
+            version: VERSION,
             renditions: Vec::new(),
             variants,
         });
@@ -165,7 +166,7 @@ pub fn multivariant(view: &dyn View) -> Result<MultivariantPlaylist, Error> {
                 default: i == 0,
                 autoselect: true,
                 channels: (t.channels > 0).then_some(t.channels),
-                uri: media_playlist_uri(t.id),
+                uri: Some(media_playlist_uri(t.id)),
             }
         })
         .collect();
@@ -200,6 +201,7 @@ pub fn multivariant(view: &dyn View) -> Result<MultivariantPlaylist, Error> {
         })
         .collect();
     Ok(MultivariantPlaylist {
+        version: VERSION,
         renditions,
         variants,
     })
@@ -209,8 +211,45 @@ pub fn multivariant(view: &dyn View) -> Result<MultivariantPlaylist, Error> {
 /// [`Error::NotFound`] for an unknown track or one without fragments.
 pub fn media(view: &dyn View, id: u32) -> Result<MediaPlaylist, Error> {
     let track = find_track(view, id)?;
+    media_of(
+        view,
+        &track,
+        &Layout {
+            version: VERSION,
+            map_uri: Some(init_uri().into()),
+            segment_uri: &segment_uri,
+            discontinuity_sequence: false,
+            hold_back: &|_| 0,
+        },
+    )
+}
+
+/// What differs between the formats' media playlists.
+pub(crate) struct Layout<'a> {
+    /// `EXT-X-VERSION`.
+    pub version: u32,
+    /// `EXT-X-MAP`, if any.
+    pub map_uri: Option<String>,
+    /// A segment's URI from its start.
+    pub segment_uri: &'a dyn Fn(u64) -> String,
+    /// Whether to write `EXT-X-DISCONTINUITY-SEQUENCE`.
+    pub discontinuity_sequence: bool,
+    /// Fragments not to list yet: given the fragment list, how many of the
+    /// newest to leave out.
+    pub hold_back: &'a dyn Fn(&[Fragment]) -> usize,
+}
+
+/// The media playlist of `track`, laid out as `layout` says.
+pub(crate) fn media_of(
+    view: &dyn View,
+    track: &TrackInfo,
+    layout: &Layout<'_>,
+) -> Result<MediaPlaylist, Error> {
+    let (id, track) = (track.id, track.clone());
     let info = view.info();
-    let fragments = timeline::fragments(view, id);
+    let mut fragments = timeline::fragments(view, id);
+    let held = (layout.hold_back)(&fragments).min(fragments.len());
+    fragments.truncate(fragments.len() - held);
     let first = fragments
         .first()
         .ok_or_else(|| Error::NotFound(format!("no fragments in track {id} yet")))?;
@@ -241,13 +280,22 @@ pub fn media(view: &dyn View, id: u32) -> Result<MediaPlaylist, Error> {
             program_date_time_ms,
             // Nothing listed precedes the first segment to be discontinuous with.
             discontinuity: f.discontinuity && i > 0,
-            uri: segment_uri(f.start),
+            uri: (layout.segment_uri)(f.start),
         });
     }
+    // EXT-X-DISCONTINUITY-SEQUENCE counts the discontinuities that slid
+    // out of the playlist. The view holds nothing older than what is
+    // listed and no count of past discontinuities, so 0 is all that can be
+    // derived without a counter (right until a flagged fragment slides out).
+    // SDK candidate: a per-fragment discontinuity index from the host
+    // would keep this right after older discontinuities slide out.
+    let discontinuity_sequence = layout.discontinuity_sequence.then_some(0);
     Ok(MediaPlaylist {
+        version: layout.version,
         target_duration,
         media_sequence,
-        map_uri: init_uri().into(),
+        discontinuity_sequence,
+        map_uri: layout.map_uri.clone(),
         segments,
         end_list: info.state == PresentationState::Ended,
     })

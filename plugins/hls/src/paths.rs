@@ -71,7 +71,7 @@ impl Resource {
 
 /// A canonical unsigned decimal: digits only, no leading zero (but `0`),
 /// within `u64`.
-fn decimal(s: &str) -> Option<u64> {
+pub(crate) fn decimal(s: &str) -> Option<u64> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
     {
         return None;

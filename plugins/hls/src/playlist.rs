@@ -10,9 +10,14 @@ use std::fmt::Write as _;
 /// playlist without I-frames only needs 6; 7 is what CMAF guidance uses).
 pub const VERSION: u32 = 7;
 
+/// The protocol version of the TS format's playlists (nothing past 3 is used).
+pub const VERSION_TS: u32 = 3;
+
 /// The multivariant (master) playlist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MultivariantPlaylist {
+    /// `EXT-X-VERSION`.
+    pub version: u32,
     /// `EXT-X-MEDIA` renditions (audio).
     pub renditions: Vec<AudioRendition>,
     /// `EXT-X-STREAM-INF` variants.
@@ -34,8 +39,9 @@ pub struct AudioRendition {
     pub autoselect: bool,
     /// `CHANNELS`, when known.
     pub channels: Option<u16>,
-    /// The media playlist.
-    pub uri: String,
+    /// The media playlist; `None` for a rendition carried in the
+    /// variant's own segments.
+    pub uri: Option<String>,
 }
 
 /// An `EXT-X-STREAM-INF` variant and its URI line.
@@ -60,12 +66,16 @@ pub struct VariantStream {
 /// A media playlist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaPlaylist {
+    /// `EXT-X-VERSION`.
+    pub version: u32,
     /// `EXT-X-TARGETDURATION` in whole seconds.
     pub target_duration: u64,
     /// `EXT-X-MEDIA-SEQUENCE` of the first segment.
     pub media_sequence: u64,
-    /// `EXT-X-MAP` URI (the init segment).
-    pub map_uri: String,
+    /// `EXT-X-DISCONTINUITY-SEQUENCE`, when written.
+    pub discontinuity_sequence: Option<u64>,
+    /// `EXT-X-MAP` URI (the init segment), if any.
+    pub map_uri: Option<String>,
     /// The segments, oldest first.
     pub segments: Vec<Segment>,
     /// `EXT-X-ENDLIST`: no segment will be added.
@@ -176,7 +186,7 @@ impl MultivariantPlaylist {
     /// The playlist text.
     pub fn serialize(&self) -> String {
         let mut w = Writer::new();
-        w.tag("EXT-X-VERSION", VERSION);
+        w.tag("EXT-X-VERSION", self.version);
         w.line("#EXT-X-INDEPENDENT-SEGMENTS");
         for r in &self.renditions {
             let mut a = Attributes::default()
@@ -192,7 +202,10 @@ impl MultivariantPlaylist {
             if let Some(c) = r.channels {
                 a = a.quoted("CHANNELS", &c.to_string());
             }
-            w.attributes("EXT-X-MEDIA", a.quoted("URI", &r.uri));
+            if let Some(u) = &r.uri {
+                a = a.quoted("URI", u);
+            }
+            w.attributes("EXT-X-MEDIA", a);
         }
         for v in &self.variants {
             let mut a = Attributes::default().integer("BANDWIDTH", v.bandwidth);
@@ -222,14 +235,16 @@ impl MediaPlaylist {
     /// The playlist text.
     pub fn serialize(&self) -> String {
         let mut w = Writer::new();
-        w.tag("EXT-X-VERSION", VERSION);
+        w.tag("EXT-X-VERSION", self.version);
         w.tag("EXT-X-TARGETDURATION", self.target_duration);
         w.tag("EXT-X-MEDIA-SEQUENCE", self.media_sequence);
+        if let Some(d) = self.discontinuity_sequence {
+            w.tag("EXT-X-DISCONTINUITY-SEQUENCE", d);
+        }
         w.line("#EXT-X-INDEPENDENT-SEGMENTS");
-        w.attributes(
-            "EXT-X-MAP",
-            Attributes::default().quoted("URI", &self.map_uri),
-        );
+        if let Some(m) = &self.map_uri {
+            w.attributes("EXT-X-MAP", Attributes::default().quoted("URI", m));
+        }
         for s in &self.segments {
             if s.discontinuity {
                 w.line("#EXT-X-DISCONTINUITY");
@@ -352,9 +367,11 @@ mod tests {
     #[test]
     fn serialises_a_media_playlist() {
         let p = MediaPlaylist {
+            version: VERSION,
             target_duration: 2,
             media_sequence: 500,
-            map_uri: "init.mp4".into(),
+            discontinuity_sequence: None,
+            map_uri: Some("init.mp4".into()),
             segments: vec![
                 Segment {
                     duration_ms: 2000,
@@ -394,6 +411,7 @@ mod tests {
     #[test]
     fn serialises_a_multivariant_playlist() {
         let p = MultivariantPlaylist {
+            version: VERSION,
             renditions: vec![AudioRendition {
                 group_id: "audio".into(),
                 name: "English".into(),
@@ -401,7 +419,7 @@ mod tests {
                 default: true,
                 autoselect: true,
                 channels: Some(2),
-                uri: "m3u8-cmaf/t2/index.m3u8".into(),
+                uri: Some("m3u8-cmaf/t2/index.m3u8".into()),
             }],
             variants: vec![VariantStream {
                 bandwidth: 1_200_000,

@@ -182,7 +182,7 @@ fn attribute<'a>(playlist: &'a str, tag: &str, name: &str) -> Option<&'a str> {
 fn info_names_the_format() {
     let i = Hls::info();
     assert_eq!(i.name, "hls");
-    assert_eq!(i.formats, ["m3u8-cmaf"]);
+    assert_eq!(i.formats, ["m3u8-cmaf", "m3u8-aapl"]);
 }
 
 #[test]
@@ -513,4 +513,278 @@ fn not_found() {
         ..Request::default()
     };
     assert_eq!(Hls::handle(&req, &view).status, 404);
+}
+
+// ---------------------------------------------------------------------------
+// m3u8-aapl: playlists and TS segments.
+
+fn get_aapl(view: &MemoryView, path: &str) -> Response {
+    let req = Request {
+        format: "m3u8-aapl".into(),
+        path: path.into(),
+        ..Request::default()
+    };
+    Hls::handle(&req, view)
+}
+
+/// Length-prefixed NAL units: one slice per sample (IDR on keyframes).
+fn nal_payload(samples: &[SampleEntry], seed: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, s) in samples.iter().enumerate() {
+        let body = payload(seed + i as u64, s.size - 5);
+        out.extend_from_slice(&(s.size - 4).to_be_bytes());
+        out.push(if s.keyframe { 0x65 } else { 0x41 });
+        out.extend_from_slice(&body);
+    }
+    out
+}
+
+/// Like [`presentation`], with video payloads that are real NAL framing.
+fn ts_presentation(state: PresentationState) -> MemoryView {
+    let mut v = MemoryView::new(state, 2000, Some(EPOCH_MS));
+    v.add_track(video_track());
+    v.add_track(audio_track(2, "en"));
+    v.add_track(audio_track(3, "fr"));
+    for k in FIRST..FIRST + COUNT {
+        let disc = k == DISCONTINUITY_AT;
+        let s = video_fragment(k);
+        let data = nal_payload(&s, k);
+        v.push(1, k * 180_000, s, data, disc);
+        for id in [2, 3] {
+            let s = audio_fragment(k);
+            let len = s.iter().map(|s| s.size).sum();
+            v.push(
+                id,
+                audio_frame_at(k) * 1024,
+                s,
+                payload(k + id as u64, len),
+                disc,
+            );
+        }
+    }
+    v
+}
+
+#[test]
+fn aapl_playlists() {
+    let view = ts_presentation(PresentationState::Live);
+    let m = text(&get_aapl(&view, "Manifest(format=m3u8-aapl)"));
+    golden("aapl_multivariant.m3u8", &m);
+    assert!(m.starts_with("#EXTM3U\n#EXT-X-VERSION:3\n"));
+    // The default (muxed) rendition has no URI; the other is audio-only TS.
+    assert!(m.contains(
+        "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"en\",LANGUAGE=\"en\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\"\n"
+    ));
+    assert!(m.contains("NAME=\"fr\",LANGUAGE=\"fr\",DEFAULT=NO,AUTOSELECT=YES,CHANNELS=\"2\",URI=\"m3u8-aapl/t3/index.m3u8\"\n"));
+    let inf = "#EXT-X-STREAM-INF";
+    assert_eq!(attribute(&m, inf, "CODECS"), Some("avc1.64000d,mp4a.40.2"));
+    assert!(m.ends_with("\nm3u8-aapl/t1/index.m3u8\n"));
+    // BANDWIDTH covers the largest segment actually served.
+    let bandwidth: u64 = attribute(&m, inf, "BANDWIDTH").unwrap().parse().unwrap();
+    for k in FIRST..FIRST + COUNT {
+        let r = get_aapl(&view, &format!("m3u8-aapl/t1/{}.ts", k * 180_000));
+        let audio = get_aapl(
+            &view,
+            &format!("m3u8-aapl/t3/{}.ts", audio_frame_at(k) * 1024),
+        );
+        let bits = (r.body_len() + audio.body_len()) * 8 / 2;
+        assert!(bits <= bandwidth, "{bits} > {bandwidth}");
+    }
+
+    let p = text(&get_aapl(&view, "m3u8-aapl/t1/index.m3u8"));
+    golden("aapl_media_live_video.m3u8", &p);
+    assert!(p.starts_with(
+        "#EXTM3U
+#EXT-X-VERSION:3
+#EXT-X-TARGETDURATION:2
+#EXT-X-MEDIA-SEQUENCE:500
+#EXT-X-DISCONTINUITY-SEQUENCE:0
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-PROGRAM-DATE-TIME:2024-03-01T00:16:40.000Z
+#EXTINF:2.000,
+90000000.ts
+"
+    ));
+    assert!(!p.contains("EXT-X-MAP"));
+    assert!(p.contains("#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:2024-03-01T00:16:46.000Z\n#EXTINF:2.000,\n90540000.ts\n"));
+    assert!(!p.contains("#EXT-X-ENDLIST"));
+
+    let ended = ts_presentation(PresentationState::Ended);
+    let a = text(&get_aapl(&ended, "m3u8-aapl/t3/index.m3u8"));
+    golden("aapl_media_ended_audio.m3u8", &a);
+    assert!(a.contains("#EXTINF:2.005,\n48096256.ts\n"), "{a}");
+    assert!(a.ends_with("#EXT-X-ENDLIST\n"));
+
+    // Audio only: one audio-only variant per track, no groups.
+    let mut v = MemoryView::new(PresentationState::Live, 2000, None);
+    v.add_track(audio_track(2, "und"));
+    v.add_track(audio_track(3, "de"));
+    fill(&mut v, None, &[2, 3], 0, 2);
+    let m = text(&get_aapl(&v, "Manifest(format=m3u8-aapl)"));
+    assert!(!m.contains("#EXT-X-MEDIA"), "{m}");
+    assert_eq!(m.matches(inf).count(), 2);
+    assert!(m.contains("\nm3u8-aapl/t2/index.m3u8\n"));
+
+    // One audio track: muxed, no group at all.
+    let mut v = MemoryView::new(PresentationState::Live, 2000, None);
+    v.add_track(video_track());
+    v.add_track(audio_track(2, "en"));
+    for k in 0..2 {
+        let s = video_fragment(k);
+        let data = nal_payload(&s, k);
+        v.push(1, k * 180_000, s, data, false);
+    }
+    fill(&mut v, None, &[2], 0, 2);
+    let m = text(&get_aapl(&v, "Manifest(format=m3u8-aapl)"));
+    assert!(!m.contains("#EXT-X-MEDIA") && !m.contains("AUDIO="), "{m}");
+    assert_eq!(attribute(&m, inf, "CODECS"), Some("avc1.64000d,mp4a.40.2"));
+
+    for bad in [
+        "m3u8-aapl/t4/index.m3u8",
+        "m3u8-aapl/t1/12.ts",
+        "m3u8-aapl/t1/init.mp4",
+    ] {
+        assert_eq!(get_aapl(&view, bad).status, 404, "{bad}");
+    }
+}
+
+#[test]
+fn aapl_segments_carry_every_frame_once() {
+    use crate::ts::tests::{parse, pes, section};
+    let view = ts_presentation(PresentationState::Live);
+    let mut audio_dts: Vec<u64> = Vec::new();
+    let mut video_count = 0;
+    for k in FIRST..FIRST + COUNT {
+        let start = k * 180_000;
+        let r = get_aapl(&view, &format!("m3u8-aapl/t1/{start}.ts"));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.content_type, "video/mp2t");
+        assert_eq!(r.cache, CachePolicy::Immutable);
+        let ts = view.assemble(&r).unwrap();
+        // Reproducible.
+        assert_eq!(
+            view.assemble(&get_aapl(&view, &format!("m3u8-aapl/t1/{start}.ts")))
+                .unwrap(),
+            ts
+        );
+        let packets = parse(&ts);
+        assert_eq!(packets[0].pid, 0);
+        assert_eq!(packets[1].pid, 0x1000);
+        section(&packets[0]);
+        let pmt = section(&packets[1]);
+        assert_eq!(
+            &pmt[12..22],
+            &[0x1b, 0xe1, 0x00, 0xf0, 0x00, 0x0f, 0xe1, 0x01, 0xf0, 0x00]
+        );
+        // Tables count from the sequence number; elementary streams from
+        // 0, closing on 0 so the next segment continues them.
+        for pid in [0, 0x1000] {
+            let p: Vec<_> = packets.iter().filter(|p| p.pid == pid).collect();
+            assert_eq!(p.len(), 1);
+            assert_eq!(u64::from(p[0].cc), k % 16);
+        }
+        for pid in [0x100, 0x101] {
+            let p: Vec<_> = packets.iter().filter(|p| p.pid == pid).collect();
+            assert_eq!(p.len() % 16, 0, "pid {pid:#x}");
+            for (i, p) in p.iter().enumerate() {
+                assert_eq!(p.cc as usize, i % 16, "pid {pid:#x}");
+            }
+        }
+        // PCR at most 100 ms apart, never ahead of any DTS.
+        let pcrs: Vec<u64> = packets.iter().filter_map(|p| p.pcr).collect();
+        assert_eq!(pcrs.first(), Some(&(start)));
+        assert!(pcrs.windows(2).all(|w| w[1] > w[0] && w[1] - w[0] <= 9000));
+        let units = pes(&packets);
+        let video: Vec<_> = units.iter().filter(|u| u.pid == 0x100).collect();
+        assert_eq!(video.len(), 50);
+        video_count += video.len();
+        let stored = &view.fragments[&1][&start].samples;
+        let mut dts = start;
+        for (i, (u, s)) in video.iter().zip(stored).enumerate() {
+            assert_eq!(u.dts.unwrap_or(u.pts), dts + 63_000);
+            assert_eq!(
+                u.pts as i64,
+                (dts + 63_000) as i64 + i64::from(s.composition_offset)
+            );
+            // AUD, then SPS+PPS on the keyframe, then the slice.
+            assert_eq!(&u.data[..6], &[0, 0, 0, 1, 9, 0xf0]);
+            let sps_pps = if i == 0 { 8 + 0x19 + 6 } else { 0 };
+            assert_eq!(&u.data[6 + sps_pps..10 + sps_pps], &[0, 0, 0, 1]);
+            assert_eq!(u.data.len(), 6 + sps_pps + s.size as usize);
+            if i == 0 {
+                assert_eq!(u.data[10], 0x67);
+            }
+            dts += u64::from(s.duration);
+        }
+        // Audio in the video segment: ADTS frames with DTS in the segment.
+        for u in units.iter().filter(|u| u.pid == 0x101) {
+            assert_eq!(u.stream_id, 0xc0);
+            assert_eq!(&u.data[..2], &[0xff, 0xf1]);
+            let t = u.pts - 63_000;
+            assert!((start..start + 180_000).contains(&t), "{t}");
+            audio_dts.push(t);
+        }
+        // Interleaved by DTS.
+        let keys: Vec<u64> = units.iter().map(|u| u.dts.unwrap_or(u.pts)).collect();
+        assert!(keys.windows(2).all(|w| w[0] <= w[1]));
+    }
+    assert_eq!(video_count, 50 * COUNT as usize);
+    // Every audio frame of the window's span, once, in order.
+    let expected: Vec<u64> = (audio_frame_at(FIRST)..audio_frame_at(FIRST + COUNT))
+        .map(|f| f * 1024 * 90_000 / 48_000)
+        .filter(|&t| t < (FIRST + COUNT) * 180_000)
+        .collect();
+    assert_eq!(audio_dts, expected);
+
+    // Audio-only segment: PCR on the audio PID, every frame of the fragment.
+    let start = audio_frame_at(FIRST + 1) * 1024;
+    let r = get_aapl(&view, &format!("m3u8-aapl/t3/{start}.ts"));
+    let packets = parse(&view.assemble(&r).unwrap());
+    let pmt = section(&packets[1]);
+    assert_eq!(&pmt[8..10], &[0xe1, 0x01], "PCR on audio");
+    let units = pes(&packets);
+    assert_eq!(units.len(), audio_fragment(FIRST + 1).len());
+    assert!(units.iter().all(|u| u.pid == 0x101));
+    assert!(
+        packets
+            .iter()
+            .filter(|p| p.pid == 0x101 && p.start)
+            .all(|p| p.pcr.is_some())
+    );
+}
+
+#[test]
+fn aapl_video_waits_for_its_audio_while_live() {
+    let mut view = ts_presentation(PresentationState::Live);
+    // Video runs one fragment ahead of audio.
+    let k = FIRST + COUNT;
+    let s = video_fragment(k);
+    let data = nal_payload(&s, k);
+    view.push(1, k * 180_000, s, data, false);
+    let newest = format!("m3u8-aapl/t1/{}.ts", k * 180_000);
+    let p = text(&get_aapl(&view, "m3u8-aapl/t1/index.m3u8"));
+    assert_eq!(p.matches("#EXTINF").count(), COUNT as usize, "{p}");
+    assert!(!p.contains(&format!("{}.ts", k * 180_000)));
+    let r = get_aapl(&view, &newest);
+    assert_eq!((r.status, r.cache), (404, CachePolicy::MaxAge(1)));
+    // The one before is complete and served.
+    let r = get_aapl(&view, &format!("m3u8-aapl/t1/{}.ts", (k - 1) * 180_000));
+    assert_eq!(r.status, 200);
+    // Three fragments ahead: audio is not waited for beyond two.
+    for k in [k + 1, k + 2] {
+        let s = video_fragment(k);
+        let data = nal_payload(&s, k);
+        view.push(1, k * 180_000, s, data, false);
+    }
+    let p = text(&get_aapl(&view, "m3u8-aapl/t1/index.m3u8"));
+    assert_eq!(p.matches("#EXTINF").count(), COUNT as usize + 1, "{p}");
+    assert_eq!(get_aapl(&view, &newest).status, 200);
+    // Ended: everything is listed.
+    view.info.state = PresentationState::Ended;
+    let p = text(&get_aapl(&view, "m3u8-aapl/t1/index.m3u8"));
+    assert_eq!(p.matches("#EXTINF").count(), COUNT as usize + 3, "{p}");
+    // The cmaf format never waits.
+    view.info.state = PresentationState::Live;
+    let p = text(&get(&view, "m3u8-cmaf/t1/index.m3u8"));
+    assert_eq!(p.matches("#EXTINF").count(), COUNT as usize + 3, "{p}");
 }

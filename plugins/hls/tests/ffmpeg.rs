@@ -167,9 +167,9 @@ fn demux(file: &[u8], id: u32) -> Demuxed {
     Demuxed { track, fragments }
 }
 
-fn get(view: &MemoryView, path: &str) -> Response {
+fn get(view: &MemoryView, format: &str, path: &str) -> Response {
     let req = Request {
-        format: "m3u8-cmaf".into(),
+        format: format.into(),
         path: path.into(),
         ..Request::default()
     };
@@ -179,8 +179,10 @@ fn get(view: &MemoryView, path: &str) -> Response {
 }
 
 /// Fetches `path` (below the manifest root) and writes it under `root`.
-fn fetch(view: &MemoryView, root: &Path, path: &str, file: &str) -> Vec<u8> {
-    let body = view.assemble(&get(view, path)).expect("references resolve");
+fn fetch(view: &MemoryView, format: &str, root: &Path, path: &str, file: &str) -> Vec<u8> {
+    let body = view
+        .assemble(&get(view, format, path))
+        .expect("references resolve");
     let dest = root.join(file);
     std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
     std::fs::write(&dest, &body).unwrap();
@@ -206,16 +208,22 @@ fn uris(playlist: &str) -> Vec<String> {
 
 /// Crawls the presentation as a player would, writing every resource
 /// under `root`; the multivariant playlist becomes `master.m3u8`.
-fn crawl(view: &MemoryView, root: &Path) -> usize {
-    let master = fetch(view, root, "Manifest(format=m3u8-cmaf)", "master.m3u8");
+fn crawl(view: &MemoryView, format: &str, root: &Path) -> usize {
+    let master = fetch(
+        view,
+        format,
+        root,
+        &format!("Manifest(format={format})"),
+        "master.m3u8",
+    );
     let mut files = 1;
     for media in uris(std::str::from_utf8(&master).unwrap()) {
-        let body = fetch(view, root, &media, &media);
+        let body = fetch(view, format, root, &media, &media);
         files += 1;
         let dir = &media[..media.rfind('/').unwrap() + 1];
         for uri in uris(std::str::from_utf8(&body).unwrap()) {
             let path = format!("{dir}{uri}");
-            fetch(view, root, &path, &path);
+            fetch(view, format, root, &path, &path);
             files += 1;
         }
     }
@@ -239,19 +247,12 @@ fn packets(dir: &Path, input: &str, map: &str) -> Vec<(i64, u64, String)> {
     .collect()
 }
 
-#[test]
-fn ffmpeg_plays_the_hls_output() {
-    assert!(
-        have_ffmpeg(),
-        "ffmpeg/ffprobe not installed: run ./scripts/test.sh, which installs them"
-    );
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("sluice-hls-ffmpeg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-
+/// Encodes the test clip in `dir` and demuxes it: video track 1, audio
+/// track 2.
+fn encode(dir: &Path) -> (Demuxed, Demuxed) {
     // 25 fps H.264 with B-frames and a keyframe every 2 s; AAC cut in 2 s
     // fragments. Both fragmented, one track per file.
-    run(ffmpeg(&dir).args(
+    run(ffmpeg(dir).args(
         format!(
             "-f lavfi -i testsrc2=s=320x240:r=25 -t {SECONDS} \
              -c:v libx264 -preset veryfast -g 50 -keyint_min 50 -sc_threshold 0 -bf 2 \
@@ -260,7 +261,7 @@ fn ffmpeg_plays_the_hls_output() {
         )
         .split_whitespace(),
     ));
-    run(ffmpeg(&dir).args(
+    run(ffmpeg(dir).args(
         format!(
             "-f lavfi -i sine=f=440:r=48000 -t {SECONDS} -c:a aac -b:a 96k -ac 2 \
              -frag_duration 2000000 -movflags empty_moov+default_base_moof audio.mp4"
@@ -279,6 +280,21 @@ fn ffmpeg_plays_the_hls_output() {
         "B-frames expected"
     );
 
+    (video, audio)
+}
+
+#[test]
+fn ffmpeg_plays_the_hls_output() {
+    assert!(
+        have_ffmpeg(),
+        "ffmpeg/ffprobe not installed: run ./scripts/test.sh, which installs them"
+    );
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("sluice-hls-ffmpeg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    let (video, audio) = encode(&dir);
+
     let mut view = MemoryView::new(PresentationState::Ended, 2000, Some(1_709_251_200_000));
     for d in [&video, &audio] {
         view.add_track(d.track.clone());
@@ -287,7 +303,7 @@ fn ffmpeg_plays_the_hls_output() {
         }
     }
     let hls = dir.join("hls");
-    let files = crawl(&view, &hls);
+    let files = crawl(&view, "m3u8-cmaf", &hls);
     assert_eq!(files, 3 + 2 + video.fragments.len() + audio.fragments.len());
     let master = std::fs::read_to_string(hls.join("master.m3u8")).unwrap();
     assert!(
@@ -334,7 +350,7 @@ fn ffmpeg_plays_the_hls_output() {
     // start of the window as a live client would.
     view.info.state = PresentationState::Live;
     let live = dir.join("live");
-    crawl(&view, &live);
+    crawl(&view, "m3u8-cmaf", &live);
     let playlist = std::fs::read_to_string(live.join("m3u8-cmaf/t1/index.m3u8")).unwrap();
     assert!(!playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
     let frames = run(ffmpeg(&live).args(
@@ -350,4 +366,168 @@ fn ffmpeg_plays_the_hls_output() {
     assert!(frames >= 25 * (SECONDS as usize - 3), "{frames} frames");
 
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The clip as a presentation with 2 s fragments.
+fn presentation(video: &Demuxed, audio: &Demuxed, state: PresentationState) -> MemoryView {
+    let mut view = MemoryView::new(state, 2000, Some(1_709_251_200_000));
+    for d in [video, audio] {
+        view.add_track(d.track.clone());
+        for (start, samples, data) in &d.fragments {
+            view.push(d.track.id, *start, samples.clone(), data.clone(), false);
+        }
+    }
+    view
+}
+
+/// Frames ffprobe decodes per stream type: (video, audio), one stream
+/// of each kind at most.
+fn count_frames(dir: &Path, input: &str) -> (usize, usize) {
+    let out = run(Command::new("ffprobe").current_dir(dir).args(
+        format!(
+            "-v error -count_frames -show_entries stream=codec_type,nb_read_frames \
+             -of csv=p=0 {input}"
+        )
+        .split_whitespace(),
+    ));
+    let (mut v, mut a) = (0, 0);
+    // A TS input lists its streams twice (in the program, then alone):
+    // one stream per kind here, so keep the largest count of each.
+    for line in out.lines().filter(|l| !l.trim().is_empty()) {
+        let mut f = line.split(',');
+        let (kind, n) = (f.next().unwrap(), f.next().unwrap().trim());
+        let n: usize = n.parse().unwrap();
+        match kind {
+            "video" => v = n.max(v),
+            "audio" => a = n.max(a),
+            other => panic!("unexpected stream {other}"),
+        }
+    }
+    (v, a)
+}
+
+#[test]
+fn ffmpeg_plays_the_ts_hls_output() {
+    assert!(
+        have_ffmpeg(),
+        "ffmpeg/ffprobe not installed: run ./scripts/test.sh, which installs them"
+    );
+    let dir: PathBuf = std::env::temp_dir().join(format!("sluice-hls-aapl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (video, audio) = encode(&dir);
+    let view = presentation(&video, &audio, PresentationState::Ended);
+
+    let hls = dir.join("hls");
+    let files = crawl(&view, "m3u8-aapl", &hls);
+    // Master, one media playlist, one TS per video fragment (audio muxed).
+    assert_eq!(files, 2 + video.fragments.len());
+    let master = std::fs::read_to_string(hls.join("master.m3u8")).unwrap();
+    assert!(
+        master.contains("CODECS=\"avc1.64000d,mp4a.40.2\""),
+        "{master}"
+    );
+    assert!(!master.contains("#EXT-X-MEDIA"), "{master}");
+    let media = std::fs::read_to_string(hls.join("m3u8-aapl/t1/index.m3u8")).unwrap();
+    assert!(media.ends_with("#EXT-X-ENDLIST\n"), "{media}");
+
+    // Every video frame; every audio frame that starts before the last
+    // video frame ends (the muxing rule), none twice.
+    let video_frames: usize = video.fragments.iter().map(|(_, s, _)| s.len()).sum();
+    let (v0, _, _) = &video.fragments[0];
+    let (vl, vs, _) = video.fragments.last().unwrap();
+    let video_end = vl + vs.iter().map(|s| u64::from(s.duration)).sum::<u64>();
+    let vts = u64::from(video.track.timescale);
+    let (from90, to90) = (v0 * 90_000 / vts, video_end * 90_000 / vts);
+    let mut audio_frames = 0;
+    for (start, samples, _) in &audio.fragments {
+        let mut dts = *start;
+        for s in samples {
+            let t90 = dts * 90_000 / u64::from(audio.track.timescale);
+            if (from90..to90).contains(&t90) {
+                audio_frames += 1;
+            }
+            dts += u64::from(s.duration);
+        }
+    }
+    assert!(
+        video_frames >= 200 && audio_frames >= 370,
+        "{video_frames} {audio_frames}"
+    );
+
+    // A full decode, stopping at the first error.
+    run(ffmpeg(&hls).args(
+        "-xerror -err_detect crccheck+bitstream+buffer -i master.m3u8 -map 0 -f null -"
+            .split_whitespace(),
+    ));
+    assert_eq!(
+        count_frames(&hls, "master.m3u8"),
+        (video_frames, audio_frames)
+    );
+    // One segment alone decodes too (SPS/PPS in band, own PAT/PMT).
+    let first = format!("m3u8-aapl/t1/{v0}.ts");
+    run(ffmpeg(&hls).args(["-xerror", "-i", &first, "-f", "null", "-"]));
+    let per = count_frames(&hls, &first);
+    assert_eq!(per.0, video.fragments[0].1.len());
+
+    // Every packet arrives intact, in order, with its composition offset
+    // (the TS holds Annex B / ADTS, so compare after ffmpeg's own
+    // conversion of the source to the same forms).
+    run(ffmpeg(&dir).args(
+        "-i video.mp4 -c copy -bsf:v h264_mp4toannexb -f mpegts src_video.ts".split_whitespace(),
+    ));
+    let src_v = packets(&dir, "src_video.ts", "0:v:0");
+    let got_v = packets(&hls, "master.m3u8", "0:v:0");
+    assert_eq!(src_v.len(), got_v.len());
+    for (s, g) in src_v.iter().zip(&got_v) {
+        assert_eq!(s.0, g.0, "composition offset");
+    }
+
+    // The audio track's own audio-only playlist plays as well.
+    let alone = "m3u8-aapl/t2/index.m3u8";
+    let body = fetch(&view, "m3u8-aapl", &hls, alone, alone);
+    for uri in uris(std::str::from_utf8(&body).unwrap()) {
+        let path = format!("m3u8-aapl/t2/{uri}");
+        fetch(&view, "m3u8-aapl", &hls, &path, &path);
+    }
+    run(ffmpeg(&hls).args(["-xerror", "-i", alone, "-f", "null", "-"]));
+    let all_audio: usize = audio.fragments.iter().map(|(_, s, _)| s.len()).sum();
+    assert_eq!(count_frames(&hls, alone), (0, all_audio));
+
+    // A second audio track: an EXT-X-MEDIA group whose default rendition
+    // is the muxed one (no URI) and whose other plays from audio-only TS.
+    let mut view = view;
+    let mut fr = audio.track.clone();
+    fr.id = 3;
+    fr.language = "fr".into();
+    view.add_track(fr);
+    for (start, samples, data) in &audio.fragments {
+        view.push(3, *start, samples.clone(), data.clone(), false);
+    }
+    let multi = dir.join("multi");
+    crawl(&view, "m3u8-aapl", &multi);
+    let master = std::fs::read_to_string(multi.join("master.m3u8")).unwrap();
+    assert!(
+        master.contains("DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"2\"\n"),
+        "{master}"
+    );
+    assert!(
+        master.contains("URI=\"m3u8-aapl/t3/index.m3u8\""),
+        "{master}"
+    );
+    run(ffmpeg(&multi).args(
+        "-xerror -err_detect crccheck+bitstream+buffer -i master.m3u8 -map 0 -f null -"
+            .split_whitespace(),
+    ));
+    let streams = run(Command::new("ffprobe").current_dir(&multi).args(
+        "-v error -show_entries stream=codec_type:stream_tags=language -of csv=p=0 master.m3u8"
+            .split_whitespace(),
+    ));
+    // The muxed audio takes the default rendition's language.
+    for want in ["audio,fr", "audio,en", "video"] {
+        assert!(streams.lines().any(|l| l.starts_with(want)), "{streams}");
+    }
+
+    if std::env::var_os("SLUICE_KEEP_TEST_FILES").is_none() {
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
