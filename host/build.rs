@@ -24,6 +24,7 @@ const PLUGINS: &[(&str, bool)] = &[
     ("sluice-plugin-hls", true),
     ("sluice-plugin-smooth", true),
     ("sluice-plugin-dash", true),
+    ("sluice-plugin-hds", true),
     ("sluice-plugin-testbed", false),
 ];
 
@@ -100,7 +101,7 @@ fn main() {
         eprintln!(
             "error: building the plugins for {WASM_TARGET} failed ({status}); see the cargo output \
              above (rerun: cargo build --profile {PROFILE} --target {WASM_TARGET} -p \
-             sluice-plugin-rtmp -p sluice-plugin-fmp4 -p sluice-plugin-hls -p sluice-plugin-smooth -p sluice-plugin-dash -p sluice-plugin-testbed)"
+             sluice-plugin-rtmp -p sluice-plugin-fmp4 -p sluice-plugin-hls -p sluice-plugin-smooth -p sluice-plugin-dash -p sluice-plugin-hds -p sluice-plugin-testbed)"
         );
         std::process::exit(1);
     }

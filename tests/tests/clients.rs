@@ -2,7 +2,7 @@
 //! (while an encoder pushes in real time) and on demand (after it stopped):
 //! ffmpeg decodes HLS (MPEG-TS and fMP4) and DASH (both profiles);
 //! GStreamer's `playbin` (with `mssdemux`) decodes Smooth; yt-dlp downloads
-//! Smooth and the result decodes for the full duration.
+//! Smooth and HDS and each result decodes for the full duration.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -117,30 +117,34 @@ fn every_format_decodes_live_and_on_demand() -> anyhow::Result<()> {
         "{out}\n{err}"
     );
 
-    // Smooth through yt-dlp; the download decodes for the full duration.
+    // Smooth and HDS through yt-dlp; each download decodes for the full
+    // duration.
     let dir = TempDir::new("sluice-ytdlp")?;
-    let (ok, out, err) = run(Command::new("python3")
-        .args(["-m", "yt_dlp", "--no-progress", "--no-part", "-o"])
-        .arg(dir.path().join("smooth.%(ext)s"))
-        .arg(&smooth))?;
-    assert!(ok, "yt-dlp failed: {out}\n{err}");
-    let file = std::fs::read_dir(dir.path())?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("smooth"))
-        })
-        .ok_or_else(|| anyhow::anyhow!("yt-dlp wrote nothing: {out}"))?;
-    let (video, audio) = decode(&file.to_string_lossy())?;
-    eprintln!(
-        "yt-dlp smooth {}: {video} video, {audio} audio frames",
-        file.display()
-    );
-    assert!(
-        (video as i64 - expected).abs() <= 3,
-        "yt-dlp smooth: {video} of {expected} video frames"
-    );
-    assert!(audio > 0, "yt-dlp smooth: no audio");
+    for (name, manifest) in [("smooth", "Manifest"), ("hds", "Manifest(format=f4m-f4f)")] {
+        let url = server.url(&format!("{base}/{manifest}"));
+        let (ok, out, err) = run(Command::new("python3")
+            .args(["-m", "yt_dlp", "--no-progress", "--no-part", "-o"])
+            .arg(dir.path().join(format!("{name}.%(ext)s")))
+            .arg(&url))?;
+        assert!(ok, "yt-dlp {name} failed: {out}\n{err}");
+        let file = std::fs::read_dir(dir.path())?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(name))
+            })
+            .ok_or_else(|| anyhow::anyhow!("yt-dlp wrote nothing for {name}: {out}"))?;
+        let (video, audio) = decode(&file.to_string_lossy())?;
+        eprintln!(
+            "yt-dlp {name} {}: {video} video, {audio} audio frames",
+            file.display()
+        );
+        assert!(
+            (video as i64 - expected).abs() <= 3,
+            "yt-dlp {name}: {video} of {expected} video frames"
+        );
+        assert!(audio > 0, "yt-dlp {name}: no audio");
+    }
     Ok(())
 }

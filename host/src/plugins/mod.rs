@@ -157,6 +157,10 @@ const BUILTINS: &[(&str, &[u8])] = &[
         "sluice-plugin-dash",
         include_bytes!(concat!(env!("OUT_DIR"), "/sluice_plugin_dash.wasm")),
     ),
+    (
+        "sluice-plugin-hds",
+        include_bytes!(concat!(env!("OUT_DIR"), "/sluice_plugin_hds.wasm")),
+    ),
 ];
 
 /// Test support: the misbehaving `testbed` plugin, built but never embedded,
