@@ -3,8 +3,9 @@
 //! - `lifecycle`: one packager request through `PackagerPlugin::handle`
 //!   on the testbed's trivial path with a tiny view: instantiate from the
 //!   `InstancePre`, call, drop the store.
-//! - `hls`: one 2 s, 3 Mbit/s fragment and the media playlist through the
-//!   HLS packager in Wasm and natively; prints both and the ratio.
+//! - `package`: per format (HLS fMP4 and TS, DASH, Smooth, HDS), one 2 s,
+//!   3 Mbit/s fragment and the manifest through the packager in Wasm and
+//!   natively (the same crate); prints both and the ratio.
 //!
 //! Asserts nothing; timing is `std::time::Instant` per iteration.
 
@@ -13,8 +14,7 @@ use std::sync::Arc;
 
 use sluice::plugins::{PluginConfig, PluginHost, testing};
 use sluice_bench::{Summary, fragment_start, live_video, measure, tiny_view};
-use sluice_sdk::plugin::MemoryView;
-use sluice_sdk::plugin::{Request, View};
+use sluice_sdk::plugin::{MemoryView, Packager, Request, Response, View};
 
 fn main() {
     // `cargo bench` passes `--bench`; any other word filters by name.
@@ -43,10 +43,61 @@ fn main() {
     );
 
     let floor = wanted("lifecycle").then(|| lifecycle(&host));
-    if wanted("hls") {
-        hls(&host, floor);
+    for format in FORMATS {
+        if wanted(format.name) || wanted("package") {
+            package(&host, format, floor.as_ref());
+        }
     }
 }
+
+/// One format to measure: its name, the paths of a fragment (the third of
+/// [`live_video`]) and of a manifest, and the packager run natively.
+struct Format {
+    name: &'static str,
+    format: &'static str,
+    segment: fn(u64) -> String,
+    manifest: &'static str,
+    native: fn(&Request, &MemoryView) -> Response,
+}
+
+const FORMATS: &[Format] = &[
+    Format {
+        name: "hls-cmaf",
+        format: "m3u8-cmaf",
+        segment: |start| format!("m3u8-cmaf/t1/{start}.m4s"),
+        manifest: "m3u8-cmaf/t1/index.m3u8",
+        native: |r, v| <sluice_plugin_hls::Hls as Packager>::handle(r, v),
+    },
+    Format {
+        name: "hls-ts",
+        format: "m3u8-aapl",
+        segment: |start| format!("m3u8-aapl/t1/{start}.ts"),
+        manifest: "m3u8-aapl/t1/index.m3u8",
+        native: |r, v| <sluice_plugin_hls::Hls as Packager>::handle(r, v),
+    },
+    Format {
+        name: "dash",
+        format: "mpd-time-csf",
+        segment: |start| format!("mpd-time-csf/t1/{start}.m4s"),
+        manifest: "Manifest(format=mpd-time-csf)",
+        native: |r, v| <sluice_plugin_dash::Dash as Packager>::handle(r, v),
+    },
+    Format {
+        name: "smooth",
+        format: "mss",
+        segment: |start| format!("QualityLevels(3000000)/Fragments(video={start})"),
+        manifest: "Manifest",
+        native: |r, v| <sluice_plugin_smooth::Smooth as Packager>::handle(r, v),
+    },
+    Format {
+        name: "hds",
+        format: "f4m-f4f",
+        // Fragment numbers: round(start / 2 s) + 1.
+        segment: |start| format!("f4m-f4f/t1/Seg1-Frag{}", start / 180_000 + 1),
+        manifest: "Manifest(format=f4m-f4f)",
+        native: |r, v| <sluice_plugin_hds::Hds as Packager>::handle(r, v),
+    },
+];
 
 fn lifecycle(host: &PluginHost) -> Summary {
     let plugin = host.packager("testbed").expect("testbed loaded");
@@ -68,52 +119,50 @@ fn lifecycle(host: &PluginHost) -> Summary {
 }
 
 /// `floor`: the lifecycle figure, to split fixed cost from the call itself.
-fn hls(host: &PluginHost, floor: Option<Summary>) {
-    let Some(plugin) = host.packager("m3u8-cmaf") else {
-        println!("hls        skipped: no packager for m3u8-cmaf is loaded");
+fn package(host: &PluginHost, f: &Format, floor: Option<&Summary>) {
+    let name = f.name;
+    let Some(plugin) = host.packager(f.format) else {
+        println!("{name:10} skipped: no packager for {} is loaded", f.format);
         return;
     };
     let view = live_video(5);
     let start = fragment_start(2);
     let shared: Arc<dyn View + Send + Sync> = Arc::new(view.clone());
     for (label, path) in [
-        ("segment ", format!("m3u8-cmaf/t1/{start}.m4s")),
-        ("playlist", "m3u8-cmaf/t1/index.m3u8".to_owned()),
+        ("segment ", (f.segment)(start)),
+        ("manifest", f.manifest.to_owned()),
     ] {
         let request = Request {
-            format: "m3u8-cmaf".into(),
+            format: f.format.into(),
             path,
             ..Request::default()
         };
-        let wasm = plugin
-            .handle(&request, shared.clone())
-            .expect("hls answers");
-        let native = native_hls(&request, &view);
+        let wasm = match plugin.handle(&request, shared.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                println!("{name} {label} skipped: {e}");
+                continue;
+            }
+        };
+        let native = (f.native)(&request, &view);
         if wasm != native {
-            println!("hls        WARNING: Wasm and native responses differ for {label}");
+            println!("{name}        WARNING: Wasm and native responses differ for {label}");
         }
         println!(
-            "hls {label} status {} body {} bytes in {} parts",
+            "{name} {label} {} status {} body {} bytes in {} parts",
+            request.path,
             wasm.status,
             wasm.body_len(),
             wasm.body.len()
         );
         let w = measure(200, 3_000, || {
-            std::hint::black_box(
-                plugin
-                    .handle(&request, shared.clone())
-                    .expect("hls answers"),
-            );
+            std::hint::black_box(plugin.handle(&request, shared.clone()).ok());
         });
         let n = measure(200, 3_000, || {
-            std::hint::black_box(native_hls(&request, &view));
+            std::hint::black_box((f.native)(&request, &view));
         });
-        report(label, &w, &n, floor.as_ref());
+        report(label, &w, &n, floor);
     }
-}
-
-fn native_hls(request: &Request, view: &MemoryView) -> sluice_sdk::plugin::Response {
-    <sluice_plugin_hls::Hls as sluice_sdk::plugin::Packager>::handle(request, view)
 }
 
 fn report(label: &str, wasm: &Summary, native: &Summary, floor: Option<&Summary>) {

@@ -35,10 +35,24 @@ pub fn live_video(count: u32) -> MemoryView {
     v.add_track(track);
     for i in 0..count {
         let samples = fragment_samples();
-        let data = vec![0u8; FRAGMENT_BYTES as usize];
+        let data = nal_payload(&samples);
         v.push(1, fragment_start(i), samples, data, false);
     }
     v
+}
+
+/// Each sample one 4-byte-length-prefixed NAL unit (IDR for keyframes,
+/// else a non-IDR slice) of zeros, so packagers that rewrite NAL units
+/// (MPEG-TS) see well-formed input.
+fn nal_payload(samples: &[SampleEntry]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(FRAGMENT_BYTES as usize);
+    for s in samples {
+        let size = s.size.max(5);
+        data.extend_from_slice(&(size - 4).to_be_bytes());
+        data.push(if s.keyframe { 0x65 } else { 0x41 });
+        data.resize(data.len() + (size - 5) as usize, 0);
+    }
+    data
 }
 
 /// Start of the `i`-th fragment of [`live_video`].
@@ -78,7 +92,7 @@ fn fragment_samples() -> Vec<SampleEntry> {
 
 /// An `avcC` record (High profile, level 3.1) with one SPS and one PPS.
 const AVCC: &[u8] = &[
-    0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x19, 0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50,
+    0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x1c, 0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0x50,
     0x05, 0xbb, 0x01, 0x6a, 0x02, 0x02, 0x02, 0x80, 0x00, 0x00, 0x03, 0x00, 0x80, 0x00, 0x00, 0x19,
     0x07, 0x8c, 0x18, 0xcb, 0x01, 0x00, 0x06, 0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0,
 ];
