@@ -12,11 +12,20 @@
 //! - [`flv`], [`amf0`]: FLV tags and AMF0 values (RTMP and HDS).
 //! - [`h264`], [`aac`]: codec configuration parsing and codec strings.
 //! - [`plugin`]: plugin-side traits and the [`export!`] macro.
+//! - [`packaging`]: what packagers share: errors, fragment paging,
+//!   media-time numbering, path grammar pieces, manifest cache lifetimes.
+//! - [`xml`]: a small XML writer with escaped attribute values.
+//! - `testing` (feature `testing`): native test support for packager
+//!   crates: the ffmpeg harness and golden files.
 
 pub mod aac;
 pub mod amf0;
 pub mod bmff;
 pub mod flv;
 pub mod h264;
+pub mod packaging;
 pub mod plugin;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
+pub mod xml;

@@ -3,7 +3,7 @@
 //! `$Time$` addressing.
 //!
 //! ```text
-//!  Request{format, path} ─▶ paths::Resource ─┬─ Manifest ─▶ mpd::mpd ─▶ xml::Xml ─▶ MPD text
+//!  Request{format, path} ─▶ paths::Resource ─┬─ Manifest ─▶ mpd::mpd ─▶ sdk xml::Xml ─▶ MPD text
 //!                                            ├─ Init ─────▶ segments::init (ftyp + moov)
 //!                                            └─ Segment ──▶ segments::media (styp + moof + mdat
 //!                                                            header + SampleData reference)
@@ -20,50 +20,17 @@ mod mpd;
 mod paths;
 mod segments;
 mod timeline;
-mod xml;
 
 #[cfg(test)]
 mod tests;
 
-use sluice_sdk::bmff;
-use sluice_sdk::plugin::{
-    CachePolicy, Packager, PackagerInfo, PresentationState, Request, Response, View,
-};
-use sluice_sdk::time::TimeError;
+use sluice_sdk::packaging::{Error, manifest_cache};
+use sluice_sdk::plugin::{Packager, PackagerInfo, Request, Response, View};
 
 use paths::{Flavour, Resource};
 
 /// Content type of the MPD.
 const MPD_CONTENT_TYPE: &str = "application/dash+xml";
-
-/// How long an ended presentation's MPD may be cached, in seconds.
-const ENDED_MAX_AGE: u32 = 3600;
-
-/// Why a request fails; each maps to a status.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum Error {
-    /// No such resource (yet): 404 with a short lifetime.
-    #[error("{0}")]
-    NotFound(String),
-    /// Media time arithmetic overflowed: 500.
-    #[error("media time: {0}")]
-    Time(#[from] TimeError),
-    /// A box could not be written: 500.
-    #[error("ISO BMFF: {0}")]
-    Bmff(#[from] bmff::Error),
-    /// A derived value does not fit its field: 500.
-    #[error("{0} does not fit")]
-    Overflow(&'static str),
-}
-
-impl Error {
-    fn into_response(self) -> Response {
-        match self {
-            Error::NotFound(m) => Response::not_found(&m),
-            e => Response::error(500, CachePolicy::NoStore, &e.to_string()),
-        }
-    }
-}
 
 /// The DASH packager.
 pub struct Dash;
@@ -85,21 +52,13 @@ impl Packager for Dash {
 }
 
 fn route(request: &Request, view: &dyn View) -> Result<Response, Error> {
-    let not_found = || Error::NotFound(format!("no such resource: {}", request.path));
+    let not_found = || Error::no_such_resource(&request.path);
     let flavour = Flavour::from_format(&request.format).ok_or_else(not_found)?;
     match Resource::parse(flavour, &request.path).ok_or_else(not_found)? {
         Resource::Manifest => {
             let text = mpd::mpd(view, flavour)?;
-            let info = view.info();
-            let max_age = match info.state {
-                PresentationState::Live => mpd::live_max_age(info.fragment_duration_ms),
-                PresentationState::Ended => ENDED_MAX_AGE,
-            };
-            Ok(Response::ok(
-                MPD_CONTENT_TYPE,
-                CachePolicy::MaxAge(max_age),
-                text.into_bytes(),
-            ))
+            let cache = manifest_cache(&view.info(), mpd::live_max_age);
+            Ok(Response::ok(MPD_CONTENT_TYPE, cache, text.into_bytes()))
         }
         Resource::Init { track } => segments::init(flavour, &mpd::find_track(view, track)?),
         Resource::Segment { track, start } => {

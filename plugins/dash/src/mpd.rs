@@ -31,12 +31,12 @@
 //! relative name): every response of the host carries a `Date` header,
 //! and the host answers `HEAD`; no new host endpoint is needed.
 
-use sluice_sdk::bmff;
+use sluice_sdk::packaging::{self, bmff_servable};
 use sluice_sdk::plugin::{Fragment, PresentationState, TrackInfo, TrackKind, View};
 use sluice_sdk::time::mul_div_round;
+use sluice_sdk::xml::{Attr, Xml};
 
 use crate::paths::Flavour;
-use crate::xml::{Attr, Xml};
 use crate::{Error, segments, timeline};
 
 /// Bytes a segment adds to its payload at most (`styp`, `moof` without
@@ -45,17 +45,10 @@ const OVERHEAD_PER_SEGMENT: u64 = 160;
 /// `trun` bytes per sample.
 const OVERHEAD_PER_SAMPLE: u64 = 16;
 
-/// A track this format can serve.
-pub fn servable(track: &TrackInfo) -> bool {
-    matches!(track.kind, TrackKind::Video | TrackKind::Audio) && bmff::is_supported(&track.fourcc)
-}
-
-/// The servable track with this id.
+/// The track with this id, if this format can serve it (video or audio
+/// with a sample entry the SDK can describe).
 pub fn find_track(view: &dyn View, id: u32) -> Result<TrackInfo, Error> {
-    view.tracks()
-        .into_iter()
-        .find(|t| t.id == id && servable(t))
-        .ok_or_else(|| Error::NotFound(format!("no track {id}")))
+    packaging::find_track(view, id, bmff_servable)
 }
 
 /// The RFC 6381 codec string: the track's own, or derived from its
@@ -162,7 +155,7 @@ fn adaptation_sets(reps: Vec<Rep>) -> Vec<Vec<Rep>> {
 pub fn mpd(view: &dyn View, flavour: Flavour) -> Result<String, Error> {
     let info = view.info();
     let mut reps = Vec::new();
-    for t in view.tracks().into_iter().filter(servable) {
+    for t in view.tracks().into_iter().filter(bmff_servable) {
         if let Some(r) = Rep::new(view, t)? {
             reps.push(r);
         }

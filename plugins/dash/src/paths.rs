@@ -8,6 +8,8 @@
 //!                             track ticks (media time)
 //! ```
 
+use sluice_sdk::packaging::{decimal, track_path};
+
 /// The two DASH flavours this packager serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flavour {
@@ -82,31 +84,13 @@ impl Resource {
         if path == flavour.manifest() {
             return Some(Resource::Manifest);
         }
-        let mut parts = path.split('/');
-        let (Some(format), Some(track), Some(leaf), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return None;
-        };
-        if format != flavour.format() {
-            return None;
-        }
-        let track = u32::try_from(decimal(track.strip_prefix('t')?)?).ok()?;
+        let (track, leaf) = track_path(path, flavour.format())?;
         if leaf == INIT {
             return Some(Resource::Init { track });
         }
         let start = decimal(leaf.strip_suffix(SEGMENT_SUFFIX)?)?;
         Some(Resource::Segment { track, start })
     }
-}
-
-/// A canonical unsigned decimal: digits only, no leading zero (but `0`).
-fn decimal(s: &str) -> Option<u64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
-    {
-        return None;
-    }
-    s.parse().ok()
 }
 
 /// The path of a segment, as a player expands the media template.

@@ -9,9 +9,8 @@
 //! ```
 
 use sluice_sdk::bmff::{self, FourCC, Styp};
-use sluice_sdk::plugin::{
-    BodyPart, CachePolicy, DataRef, PresentationInfo, Response, TrackInfo, TrackKind, View,
-};
+use sluice_sdk::packaging::{fragment_response, fragment_samples};
+use sluice_sdk::plugin::{CachePolicy, PresentationInfo, Response, TrackInfo, TrackKind, View};
 
 use crate::paths::Flavour;
 use crate::{Error, timeline};
@@ -90,13 +89,7 @@ pub fn media(
     start: u64,
 ) -> Result<Response, Error> {
     use sluice_sdk::bmff::BmffBox as _;
-    let samples = view
-        .samples(track.id, start)
-        .ok_or_else(|| Error::NotFound(format!("no fragment {start} in track {}", track.id)))?;
-    let length = samples
-        .iter()
-        .try_fold(0u32, |n, s| n.checked_add(s.size))
-        .ok_or(Error::Overflow("fragment payload size"))?;
+    let (samples, length) = fragment_samples(view, track.id, start)?;
     // mfhd has 32 bits; the low bits of the media-time index still rise by
     // one per fragment.
     let sequence = timeline::sequence_number(start, track, info.fragment_duration_ms)? as u32;
@@ -108,20 +101,12 @@ pub fn media(
         start,
         &samples,
     )?);
-    let mut body = vec![BodyPart::Bytes(head)];
-    if length > 0 {
-        body.push(BodyPart::SampleData(DataRef {
-            track: track.id,
-            start,
-            offset: 0,
-            length,
-        }));
-    }
-    Ok(Response {
-        status: 200,
-        content_type: mime_type(track).into(),
-        cache: CachePolicy::Immutable,
-        headers: Vec::new(),
-        body,
-    })
+    Ok(fragment_response(
+        head,
+        track.id,
+        start,
+        length,
+        mime_type(track),
+        CachePolicy::Immutable,
+    ))
 }

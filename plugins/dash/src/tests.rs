@@ -4,29 +4,19 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use sluice_sdk::bmff::{self, BmffBox, Ftyp, Moof, Moov, Reader, SampleDescription, Styp};
 use sluice_sdk::plugin::{
     BodyPart, CachePolicy, DataRef, MemoryView, Packager, PresentationState, Request, Response,
-    SampleEntry, TrackInfo, TrackKind,
+    TrackInfo, TrackKind,
+};
+use sluice_sdk::testing::{
+    self, ASC, AVCC, EPOCH_MS, audio_fragment, audio_frame_at, payload, text, video_fragment,
 };
 
 use crate::Dash;
 use crate::paths::{Flavour, segment_path};
-
-/// A real `avcC` from x264 (High profile, level 1.3, 320x240).
-const AVCC: [u8; 46] = [
-    0x01, 0x64, 0x00, 0x0d, 0xff, 0xe1, 0x00, 0x19, 0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41,
-    0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x42, 0x99,
-    0x60, 0x01, 0x00, 0x06, 0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0, 0xfd, 0xf8, 0xf8, 0x00,
-];
-
-/// AudioSpecificConfig: AAC LC, 48 kHz, stereo.
-const ASC: [u8; 2] = [0x11, 0x90];
-
-/// 2024-03-01T00:00:00Z.
-const EPOCH_MS: i64 = 1_709_251_200_000;
 
 /// The window starts at media time 1000 s: fragment index 500.
 const FIRST: u64 = 500;
@@ -58,46 +48,6 @@ fn audio_track(id: u32, language: &str) -> TrackInfo {
         bitrate: 128_000,
         ..TrackInfo::new(id, TrackKind::Audio, 48_000)
     }
-}
-
-fn payload(seed: u64, len: u32) -> Vec<u8> {
-    (0..u64::from(len))
-        .map(|i| (seed.wrapping_mul(31).wrapping_add(i * 7) % 251) as u8)
-        .collect()
-}
-
-/// 2 s of 25 fps video with signed composition offsets.
-fn video_fragment(k: u64, scale: u32) -> Vec<SampleEntry> {
-    (0..50u32)
-        .map(|i| SampleEntry {
-            duration: 3600,
-            size: scale
-                * if i == 0 {
-                    4000
-                } else {
-                    400 + (i * 37 + k as u32) % 300
-                },
-            composition_offset: (i % 3) as i32 * 3600 - 3600,
-            keyframe: i == 0,
-        })
-        .collect()
-}
-
-/// First AAC frame of fragment `k` (1024-sample frames cut on the 2 s grid).
-fn audio_frame_at(k: u64) -> u64 {
-    (k * 96_000).div_ceil(1024)
-}
-
-fn audio_fragment(k: u64) -> Vec<SampleEntry> {
-    let n = audio_frame_at(k + 1) - audio_frame_at(k);
-    (0..n)
-        .map(|i| SampleEntry {
-            duration: 1024,
-            size: 300 + ((i + k) % 50) as u32,
-            composition_offset: 0,
-            keyframe: true,
-        })
-        .collect()
 }
 
 /// Adds fragments `first..first+count` of every track of the view; the
@@ -142,14 +92,6 @@ fn get(view: &MemoryView, path: &str) -> Response {
     get_as(view, Flavour::Csf, path)
 }
 
-fn text(r: &Response) -> String {
-    assert_eq!(r.status, 200, "{r:?}");
-    let [BodyPart::Bytes(b)] = r.body.as_slice() else {
-        panic!("one bytes part expected: {r:?}");
-    };
-    String::from_utf8(b.clone()).unwrap()
-}
-
 fn mpd(view: &MemoryView, flavour: Flavour) -> String {
     let r = get_as(view, flavour, &flavour.manifest());
     assert_eq!(r.content_type, "application/dash+xml");
@@ -158,19 +100,10 @@ fn mpd(view: &MemoryView, flavour: Flavour) -> String {
 
 /// Compares with `tests/golden/{name}`; `BLESS=1` rewrites the file.
 fn golden(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var_os("BLESS").is_some_and(|v| v == "1") {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("missing {}: run with BLESS=1", path.display()));
-    assert!(
-        expected == actual,
-        "{name} differs from its golden file (BLESS=1 rewrites it)\n--- expected\n{expected}\n--- actual\n{actual}"
+    testing::golden(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden"),
+        name,
+        actual,
     );
 }
 

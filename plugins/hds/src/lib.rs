@@ -26,10 +26,8 @@ mod timeline;
 #[cfg(test)]
 mod tests;
 
-use sluice_sdk::plugin::{
-    CachePolicy, Packager, PackagerInfo, PresentationState, Request, Response, View,
-};
-use sluice_sdk::time::TimeError;
+use sluice_sdk::packaging::{Error, half_fragment_s, manifest_cache};
+use sluice_sdk::plugin::{Packager, PackagerInfo, Request, Response, View};
 
 use paths::{FORMAT, Resource};
 
@@ -37,37 +35,6 @@ use paths::{FORMAT, Resource};
 const MANIFEST_CONTENT_TYPE: &str = "application/f4m+xml";
 /// Content type of a bootstrap.
 const BOOTSTRAP_CONTENT_TYPE: &str = "application/octet-stream";
-
-/// How long an ended presentation's manifest and bootstraps may be cached,
-/// in seconds.
-const ENDED_MAX_AGE: u32 = 3600;
-
-/// Why a request fails; each maps to a status.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum Error {
-    /// No such resource (yet): 404 with a short lifetime.
-    #[error("{0}")]
-    NotFound(String),
-    /// Media time arithmetic overflowed: 500.
-    #[error("media time: {0}")]
-    Time(#[from] TimeError),
-    /// A derived value does not fit its field: 500.
-    #[error("{0} does not fit")]
-    Overflow(&'static str),
-    /// Media that cannot be carried: 500.
-    #[error("payload: {0}")]
-    Payload(&'static str),
-}
-
-impl Error {
-    /// The response this error becomes.
-    fn into_response(self) -> Response {
-        match self {
-            Error::NotFound(m) => Response::not_found(&m),
-            e => Response::error(500, CachePolicy::NoStore, &e.to_string()),
-        }
-    }
-}
 
 /// The HDS packager.
 pub struct Hds;
@@ -90,7 +57,7 @@ impl Packager for Hds {
 }
 
 fn route(request: &Request, view: &dyn View) -> Result<Response, Error> {
-    let not_found = || Error::NotFound(format!("no such resource: {}", request.path));
+    let not_found = || Error::no_such_resource(&request.path);
     if request.format != FORMAT {
         return Err(not_found());
     }
@@ -118,12 +85,8 @@ fn route(request: &Request, view: &dyn View) -> Result<Response, Error> {
 /// A manifest or bootstrap response: live ones may be cached about half a
 /// fragment, ended ones for an hour.
 fn changing(view: &dyn View, content_type: &str, body: Vec<u8>) -> Response {
-    let info = view.info();
-    let max_age = match info.state {
-        PresentationState::Live => (info.fragment_duration_ms / 2000).max(1),
-        PresentationState::Ended => ENDED_MAX_AGE,
-    };
-    Response::ok(content_type, CachePolicy::MaxAge(max_age), body)
+    let cache = manifest_cache(&view.info(), half_fragment_s);
+    Response::ok(content_type, cache, body)
 }
 
 sluice_sdk::export!(packager: Hds);

@@ -13,6 +13,8 @@
 
 use std::fmt::Write as _;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use sluice_sdk::amf0::{self, Value};
 use sluice_sdk::plugin::{PresentationState, TrackInfo, TrackKind, View};
 
@@ -220,7 +222,7 @@ pub fn manifest(view: &dyn View) -> Result<String, Error> {
             let _ = writeln!(
                 out,
                 r#"  <bootstrapInfo profile="named" id="{bootstrap_id}">{}</bootstrapInfo>"#,
-                base64(&bootstrap(view, media)?)
+                BASE64.encode(bootstrap(view, media)?)
             );
         }
         let primary_kbps = kbps(view, &media.primary);
@@ -246,7 +248,7 @@ pub fn manifest(view: &dyn View) -> Result<String, Error> {
         let _ = writeln!(
             elements,
             "    <metadata>{}</metadata>",
-            base64(&metadata(media, duration_s, video_kbps, audio_kbps))
+            BASE64.encode(metadata(media, duration_s, video_kbps, audio_kbps))
         );
         let _ = writeln!(elements, "  </media>");
     }
@@ -272,49 +274,9 @@ fn xml_escape(s: &str) -> String {
     out
 }
 
-// SDK candidate: standard base64 (RFC 4648, padded) encoding; DASH/Smooth
-// packagers need it too.
-/// Standard, padded base64.
-pub fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (raw, enc) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(raw.as_bytes()), enc);
-        }
-        assert_eq!(base64(&[0xff, 0xfe, 0xfd]), "//79");
-    }
 
     #[test]
     fn escapes_xml() {

@@ -11,6 +11,8 @@
 //! A media's `url` attribute is `f4m-f4f/t{track}/`; clients append
 //! `Seg1-Frag{N}` to it.
 
+use sluice_sdk::packaging::{decimal, track_path};
+
 /// The format this packager serves.
 pub const FORMAT: &str = "f4m-f4f";
 
@@ -46,16 +48,7 @@ impl Resource {
         if path == MANIFEST {
             return Some(Resource::Manifest);
         }
-        let mut parts = path.split('/');
-        let (Some(format), Some(track), Some(leaf), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return None;
-        };
-        if format != FORMAT {
-            return None;
-        }
-        let track = u32::try_from(decimal(track.strip_prefix('t')?)?).ok()?;
+        let (track, leaf) = track_path(path, FORMAT)?;
         if leaf == BOOTSTRAP {
             return Some(Resource::Bootstrap { track });
         }
@@ -71,16 +64,6 @@ impl Resource {
         let number = u32::try_from(decimal(number)?).ok()?;
         (segment > 0 && number > 0).then_some(Resource::Fragment { track, number })
     }
-}
-
-/// A canonical unsigned decimal: digits only, no leading zero (but `0`),
-/// within `u64`.
-fn decimal(s: &str) -> Option<u64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
-    {
-        return None;
-    }
-    s.parse().ok()
 }
 
 /// A media's base URL (relative to the manifest); fragment names follow it.

@@ -4,7 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 
 use sluice_sdk::amf0::{self, Value};
 use sluice_sdk::flv::{self, AudioTagHeader, TagType, VideoTagHeader};
@@ -12,6 +15,8 @@ use sluice_sdk::plugin::{
     BodyPart, CachePolicy, MemoryView, Packager, PresentationState, Request, Response, SampleEntry,
     TrackInfo, TrackKind,
 };
+
+use sluice_sdk::testing::{self, element_text, text};
 
 use crate::Hds;
 
@@ -117,28 +122,12 @@ fn get(view: &MemoryView, path: &str) -> Response {
     Hds::handle(&request, view)
 }
 
-fn text(r: &Response) -> String {
-    assert_eq!(r.status, 200, "{r:?}");
-    let [BodyPart::Bytes(b)] = r.body.as_slice() else {
-        panic!("one body part expected");
-    };
-    String::from_utf8(b.clone()).unwrap()
-}
-
 /// Compares with `tests/golden/{name}`; `BLESS=1` rewrites the file.
 fn golden(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var_os("BLESS").is_some_and(|v| v == "1") {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("missing {}: run with BLESS=1", path.display()));
-    assert!(
-        expected == actual,
-        "{name} differs from its golden file (BLESS=1 rewrites it)\n--- expected\n{expected}\n--- actual\n{actual}"
+    testing::golden(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden"),
+        name,
+        actual,
     );
 }
 
@@ -245,38 +234,6 @@ fn parse_abst(data: &[u8]) -> Bootstrap {
     }
 }
 
-fn decode_base64(s: &str) -> Vec<u8> {
-    let val = |c: u8| -> u32 {
-        match c {
-            b'A'..=b'Z' => u32::from(c - b'A'),
-            b'a'..=b'z' => u32::from(c - b'a') + 26,
-            b'0'..=b'9' => u32::from(c - b'0') + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => panic!("not base64: {c}"),
-        }
-    };
-    let mut out = Vec::new();
-    for chunk in s.as_bytes().chunks(4) {
-        let pad = chunk.iter().filter(|&&c| c == b'=').count();
-        let n = chunk
-            .iter()
-            .take(4 - pad)
-            .fold(0u32, |n, &c| (n << 6) | val(c))
-            << (6 * pad);
-        out.extend_from_slice(&n.to_be_bytes()[1..4 - pad]);
-    }
-    out
-}
-
-/// The text of the first `<tag ...>BODY</tag>` element in `xml`.
-fn element<'a>(xml: &'a str, tag: &str) -> &'a str {
-    let open = xml.find(&format!("<{tag}")).unwrap();
-    let start = open + xml[open..].find('>').unwrap() + 1;
-    let end = start + xml[start..].find(&format!("</{tag}>")).unwrap();
-    &xml[start..end]
-}
-
 // ---- Tests ----
 
 #[test]
@@ -301,7 +258,7 @@ fn recorded_manifest_has_inline_bootstrap_and_metadata() {
     let xml = text(&r);
     golden("recorded.f4m", &xml);
     // The inline bootstrap is the one served by URL.
-    let inline = decode_base64(element(&xml, "bootstrapInfo"));
+    let inline = BASE64.decode(element_text(&xml, "bootstrapInfo")).unwrap();
     let served = get(&view, "f4m-f4f/t1/bootstrap.abst");
     assert_eq!(inline, view.assemble(&served).unwrap());
     let b = parse_abst(&inline);
@@ -313,7 +270,7 @@ fn recorded_manifest_has_inline_bootstrap_and_metadata() {
         vec![(1, 0, 2000, None), (6, 10_000, 0, Some(0))]
     );
     // onMetaData
-    let meta = decode_base64(element(&xml, "metadata"));
+    let meta = BASE64.decode(element_text(&xml, "metadata")).unwrap();
     let values = amf0::decode_all(&meta).unwrap();
     assert_eq!(values[0], Value::string("onMetaData"));
     assert_eq!(

@@ -7,50 +7,23 @@
 //!               ─▶ number   = round(start_ms / grid_ms) + 1      (HDS counts from 1)
 //! ```
 
+use sluice_sdk::packaging::{self, fragment_index};
 use sluice_sdk::plugin::{Fragment, TrackInfo, View};
-use sluice_sdk::time::{mul_div_floor, mul_div_round};
+use sluice_sdk::time::mul_div_floor;
+
+pub use sluice_sdk::packaging::fragments;
 
 use crate::Error;
 
-/// Fragments asked of the view per call.
-const PAGE: u32 = 512;
-
-/// Every fragment of `track` the view holds, oldest first (the host bounds
-/// the window).
-pub fn fragments(view: &dyn View, track: u32) -> Vec<Fragment> {
-    let mut out: Vec<Fragment> = Vec::new();
-    let mut from = 0u64;
-    loop {
-        let page = view.fragments(track, from, PAGE);
-        let full = page.len() >= PAGE as usize;
-        // Keep only what moves forward, so a misbehaving view cannot make
-        // this loop forever or list a fragment twice.
-        out.extend(page.into_iter().filter(|f| f.start >= from));
-        let Some(next) = out.last().and_then(|f| f.start.checked_add(1)) else {
-            break;
-        };
-        if !full || next <= from {
-            break;
-        }
-        from = next;
-    }
-    out
-}
-
 /// Ticks of `track` as milliseconds, rounded down.
 pub fn ticks_to_ms(ticks: u64, track: &TrackInfo) -> Result<u64, Error> {
-    Ok(mul_div_floor(
-        ticks,
-        1000,
-        u64::from(track.timescale.max(1)),
-    )?)
+    Ok(packaging::ticks_to_ms(ticks, track.timescale.max(1))?)
 }
 
 /// The HDS fragment number of a fragment starting at `start` ticks:
 /// `round(start_ms / grid) + 1`.
 pub fn fragment_number(start: u64, track: &TrackInfo, grid_ms: u32) -> Result<u32, Error> {
-    let start_ms = ticks_to_ms(start, track)?;
-    let index = mul_div_round(start_ms, 1, u64::from(grid_ms.max(1)))?;
+    let index = fragment_index(start, track.timescale.max(1), grid_ms)?;
     index
         .checked_add(1)
         .and_then(|n| u32::try_from(n).ok())

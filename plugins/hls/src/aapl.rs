@@ -39,13 +39,13 @@
 
 use sluice_sdk::aac::AudioSpecificConfig;
 use sluice_sdk::h264::{self, AvcDecoderConfig};
+use sluice_sdk::packaging::{self, decimal, track_path};
 use sluice_sdk::plugin::{
     CachePolicy, Fragment, PresentationState, Response, SampleEntry, TrackInfo, TrackKind, View,
 };
 use sluice_sdk::time::mul_div_round;
 
 use crate::manifest::{self, Layout};
-use crate::paths::decimal;
 use crate::playlist::{
     AudioRendition, MediaPlaylist, MultivariantPlaylist, VERSION_TS, VariantStream,
 };
@@ -116,13 +116,7 @@ impl Resource {
         if path == MULTIVARIANT {
             return Some(Resource::Multivariant);
         }
-        let mut parts = path.split('/');
-        let (Some(FORMAT), Some(track), Some(leaf), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return None;
-        };
-        let track = u32::try_from(decimal(track.strip_prefix('t')?)?).ok()?;
+        let (track, leaf) = track_path(path, FORMAT)?;
         if leaf == MEDIA_PLAYLIST {
             return Some(Resource::MediaPlaylist { track });
         }
@@ -143,7 +137,7 @@ pub fn segment_uri(start: u64) -> String {
 
 /// Serves one request of this format.
 pub fn route(path: &str, view: &dyn View) -> Result<Response, Error> {
-    let not_found = || Error::NotFound(format!("no such resource: {path}"));
+    let not_found = || Error::no_such_resource(path);
     match Resource::parse(path).ok_or_else(not_found)? {
         Resource::Multivariant => Ok(crate::playlist_response(
             view,
@@ -167,10 +161,7 @@ pub fn servable(track: &TrackInfo) -> bool {
 }
 
 fn find_track(view: &dyn View, id: u32) -> Result<TrackInfo, Error> {
-    view.tracks()
-        .into_iter()
-        .find(|t| t.id == id && servable(t))
-        .ok_or_else(|| Error::NotFound(format!("no track {id}")))
+    packaging::find_track(view, id, servable)
 }
 
 /// The audio track muxed into video segments: the first servable one.

@@ -35,49 +35,13 @@ mod ts;
 #[cfg(test)]
 mod tests;
 
-use sluice_sdk::bmff;
-use sluice_sdk::plugin::{
-    CachePolicy, Packager, PackagerInfo, PresentationState, Request, Response, View,
-};
-use sluice_sdk::time::TimeError;
+use sluice_sdk::packaging::{Error, half_fragment_s, manifest_cache};
+use sluice_sdk::plugin::{Packager, PackagerInfo, Request, Response, View};
 
 use paths::{FORMAT, Resource};
 
 /// Content type of both playlist kinds.
 const PLAYLIST_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
-
-/// How long an ended presentation's playlists may be cached, in seconds.
-const ENDED_MAX_AGE: u32 = 3600;
-
-/// Why a request fails; each maps to a status.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum Error {
-    /// No such resource (yet): 404 with a short lifetime.
-    #[error("{0}")]
-    NotFound(String),
-    /// Media time arithmetic overflowed: 500.
-    #[error("media time: {0}")]
-    Time(#[from] TimeError),
-    /// A box could not be written: 500.
-    #[error("ISO BMFF: {0}")]
-    Bmff(#[from] bmff::Error),
-    /// A derived value does not fit its field: 500.
-    #[error("{0} does not fit")]
-    Overflow(&'static str),
-    /// Sample data or a codec configuration could not be transformed: 500.
-    #[error("payload: {0}")]
-    Payload(&'static str),
-}
-
-impl Error {
-    /// The response this error becomes.
-    fn into_response(self) -> Response {
-        match self {
-            Error::NotFound(m) => Response::not_found(&m),
-            e => Response::error(500, CachePolicy::NoStore, &e.to_string()),
-        }
-    }
-}
 
 /// The HLS packager (fMP4/CMAF and MPEG-2 TS).
 pub struct Hls;
@@ -99,7 +63,7 @@ impl Packager for Hls {
 }
 
 fn route(request: &Request, view: &dyn View) -> Result<Response, Error> {
-    let not_found = || Error::NotFound(format!("no such resource: {}", request.path));
+    let not_found = || Error::no_such_resource(&request.path);
     if request.format == aapl::FORMAT {
         return aapl::route(&request.path, view);
     }
@@ -126,16 +90,8 @@ fn route(request: &Request, view: &dyn View) -> Result<Response, Error> {
 /// A playlist response: live ones may be cached about half a fragment,
 /// ended ones for an hour.
 pub(crate) fn playlist_response(view: &dyn View, text: String) -> Response {
-    let info = view.info();
-    let max_age = match info.state {
-        PresentationState::Live => (info.fragment_duration_ms / 2000).max(1),
-        PresentationState::Ended => ENDED_MAX_AGE,
-    };
-    Response::ok(
-        PLAYLIST_CONTENT_TYPE,
-        CachePolicy::MaxAge(max_age),
-        text.into_bytes(),
-    )
+    let cache = manifest_cache(&view.info(), half_fragment_s);
+    Response::ok(PLAYLIST_CONTENT_TYPE, cache, text.into_bytes())
 }
 
 sluice_sdk::export!(packager: Hls);

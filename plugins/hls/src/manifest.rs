@@ -1,6 +1,6 @@
 //! Playlist models built from the presentation view.
 
-use sluice_sdk::bmff;
+use sluice_sdk::packaging::{self, bmff_servable};
 use sluice_sdk::plugin::{Fragment, PresentationState, TrackInfo, TrackKind, View};
 use sluice_sdk::time::mul_div_round;
 
@@ -20,18 +20,10 @@ const OVERHEAD_PER_SEGMENT: u64 = 160;
 /// `trun` bytes per sample.
 const OVERHEAD_PER_SAMPLE: u64 = 16;
 
-/// A track this format can serve: video or audio with a sample entry the
-/// SDK can describe.
-pub fn servable(track: &TrackInfo) -> bool {
-    matches!(track.kind, TrackKind::Video | TrackKind::Audio) && bmff::is_supported(&track.fourcc)
-}
-
-/// The servable track with this id.
+/// The track with this id, if this format can serve it (video or audio
+/// with a sample entry the SDK can describe).
 pub fn find_track(view: &dyn View, id: u32) -> Result<TrackInfo, Error> {
-    view.tracks()
-        .into_iter()
-        .find(|t| t.id == id && servable(t))
-        .ok_or_else(|| Error::NotFound(format!("no track {id}")))
+    packaging::find_track(view, id, bmff_servable)
 }
 
 /// A track with its fragments and bit rates.
@@ -107,7 +99,7 @@ pub(crate) fn codec(track: &TrackInfo) -> Option<String> {
 pub fn multivariant(view: &dyn View) -> Result<MultivariantPlaylist, Error> {
     let mut videos = Vec::new();
     let mut audios = Vec::new();
-    for t in view.tracks().into_iter().filter(servable) {
+    for t in view.tracks().into_iter().filter(bmff_servable) {
         let kind = t.kind;
         if let Some(s) = Summary::new(view, t)? {
             match kind {

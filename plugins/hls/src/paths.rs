@@ -8,6 +8,8 @@
 //! m3u8-cmaf/t{track}/{start}.m4s      media segment  (relative: {start}.m4s; start in track ticks)
 //! ```
 
+use sluice_sdk::packaging::{decimal, track_path};
+
 /// The format this packager serves.
 pub const FORMAT: &str = "m3u8-cmaf";
 
@@ -48,16 +50,7 @@ impl Resource {
         if path == MULTIVARIANT {
             return Some(Resource::Multivariant);
         }
-        let mut parts = path.split('/');
-        let (Some(format), Some(track), Some(leaf), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return None;
-        };
-        if format != FORMAT {
-            return None;
-        }
-        let track = u32::try_from(decimal(track.strip_prefix('t')?)?).ok()?;
+        let (track, leaf) = track_path(path, FORMAT)?;
         match leaf {
             MEDIA_PLAYLIST => Some(Resource::MediaPlaylist { track }),
             INIT => Some(Resource::Init { track }),
@@ -67,16 +60,6 @@ impl Resource {
             }
         }
     }
-}
-
-/// A canonical unsigned decimal: digits only, no leading zero (but `0`),
-/// within `u64`.
-pub(crate) fn decimal(s: &str) -> Option<u64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
-    {
-        return None;
-    }
-    s.parse().ok()
 }
 
 /// A track's media playlist, relative to the multivariant playlist.

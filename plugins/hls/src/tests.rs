@@ -4,29 +4,18 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use sluice_sdk::bmff::{self, BmffBox, Ftyp, Moof, Moov, Reader, SampleDescription, Styp};
 use sluice_sdk::plugin::{
-    BodyPart, CachePolicy, DataRef, Packager, PresentationState, Request, Response, SampleEntry,
-    TrackInfo, TrackKind,
+    BodyPart, CachePolicy, DataRef, MemoryView, Packager, PresentationState, Request, Response,
+    SampleEntry, TrackInfo, TrackKind,
+};
+use sluice_sdk::testing::{
+    self, ASC, AVCC, EPOCH_MS, audio_fragment, audio_frame_at, payload, text, video_fragment,
 };
 
 use crate::Hls;
-use sluice_sdk::plugin::MemoryView;
-
-/// A real `avcC` from x264 (High profile, level 1.3, 320x240).
-const AVCC: [u8; 46] = [
-    0x01, 0x64, 0x00, 0x0d, 0xff, 0xe1, 0x00, 0x19, 0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41,
-    0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x42, 0x99,
-    0x60, 0x01, 0x00, 0x06, 0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0, 0xfd, 0xf8, 0xf8, 0x00,
-];
-
-/// AudioSpecificConfig: AAC LC, 48 kHz, stereo.
-const ASC: [u8; 2] = [0x11, 0x90];
-
-/// 2024-03-01T00:00:00Z.
-const EPOCH_MS: i64 = 1_709_251_200_000;
 
 /// The window starts at media time 1000 s: fragment index 500.
 const FIRST: u64 = 500;
@@ -59,53 +48,12 @@ fn audio_track(id: u32, language: &str) -> TrackInfo {
     }
 }
 
-/// Deterministic filler bytes.
-fn payload(seed: u64, len: u32) -> Vec<u8> {
-    (0..u64::from(len))
-        .map(|i| (seed.wrapping_mul(31).wrapping_add(i * 7) % 251) as u8)
-        .collect()
-}
-
-/// 2 s of 25 fps video: a keyframe, then P/B frames with signed
-/// composition offsets.
-fn video_fragment(k: u64) -> Vec<SampleEntry> {
-    (0..50u32)
-        .map(|i| SampleEntry {
-            duration: 3600,
-            size: if i == 0 {
-                4000
-            } else {
-                400 + (i * 37 + k as u32) % 300
-            },
-            composition_offset: (i % 3) as i32 * 3600 - 3600,
-            keyframe: i == 0,
-        })
-        .collect()
-}
-
-/// First AAC frame of fragment `k` (1024-sample frames cut on the 2 s grid).
-fn audio_frame_at(k: u64) -> u64 {
-    (k * 96_000).div_ceil(1024)
-}
-
-fn audio_fragment(k: u64) -> Vec<SampleEntry> {
-    let n = audio_frame_at(k + 1) - audio_frame_at(k);
-    (0..n)
-        .map(|i| SampleEntry {
-            duration: 1024,
-            size: 300 + ((i + k) % 50) as u32,
-            composition_offset: 0,
-            keyframe: true,
-        })
-        .collect()
-}
-
 /// Adds fragments `first..first+count` of the given tracks.
 fn fill(view: &mut MemoryView, video: Option<u32>, audio: &[u32], first: u64, count: u64) {
     for k in first..first + count {
         let disc = k == DISCONTINUITY_AT;
         if let Some(id) = video {
-            let s = video_fragment(k);
+            let s = video_fragment(k, 1);
             let len = s.iter().map(|s| s.size).sum();
             view.push(id, k * 180_000, s, payload(k, len), disc);
         }
@@ -141,29 +89,12 @@ fn get(view: &MemoryView, path: &str) -> Response {
     Hls::handle(&req, view)
 }
 
-fn text(r: &Response) -> String {
-    assert_eq!(r.status, 200, "{r:?}");
-    let [BodyPart::Bytes(b)] = r.body.as_slice() else {
-        panic!("one bytes part expected: {r:?}");
-    };
-    String::from_utf8(b.clone()).unwrap()
-}
-
 /// Compares with `tests/golden/{name}`; `BLESS=1` rewrites the file.
 fn golden(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var_os("BLESS").is_some_and(|v| v == "1") {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("missing {}: run with BLESS=1", path.display()));
-    assert!(
-        expected == actual,
-        "{name} differs from its golden file (BLESS=1 rewrites it)\n--- expected\n{expected}\n--- actual\n{actual}"
+    testing::golden(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden"),
+        name,
+        actual,
     );
 }
 
@@ -358,7 +289,7 @@ fn target_duration_covers_the_longest_segment_and_the_grid() {
         CachePolicy::MaxAge(2)
     );
     // A 5.04 s fragment.
-    let long: Vec<_> = (0..126).map(|_| video_fragment(9)[1]).collect();
+    let long: Vec<_> = (0..126).map(|_| video_fragment(9, 1)[1]).collect();
     let len = long.iter().map(|s| s.size).sum();
     v.push(1, 360_000, long, payload(0, len), false);
     let p = text(&get(&v, "m3u8-cmaf/t1/index.m3u8"));
@@ -547,7 +478,7 @@ fn ts_presentation(state: PresentationState) -> MemoryView {
     v.add_track(audio_track(3, "fr"));
     for k in FIRST..FIRST + COUNT {
         let disc = k == DISCONTINUITY_AT;
-        let s = video_fragment(k);
+        let s = video_fragment(k, 1);
         let data = nal_payload(&s, k);
         v.push(1, k * 180_000, s, data, disc);
         for id in [2, 3] {
@@ -630,7 +561,7 @@ fn aapl_playlists() {
     v.add_track(video_track());
     v.add_track(audio_track(2, "en"));
     for k in 0..2 {
-        let s = video_fragment(k);
+        let s = video_fragment(k, 1);
         let data = nal_payload(&s, k);
         v.push(1, k * 180_000, s, data, false);
     }
@@ -758,7 +689,7 @@ fn aapl_video_waits_for_its_audio_while_live() {
     let mut view = ts_presentation(PresentationState::Live);
     // Video runs one fragment ahead of audio.
     let k = FIRST + COUNT;
-    let s = video_fragment(k);
+    let s = video_fragment(k, 1);
     let data = nal_payload(&s, k);
     view.push(1, k * 180_000, s, data, false);
     let newest = format!("m3u8-aapl/t1/{}.ts", k * 180_000);
@@ -772,7 +703,7 @@ fn aapl_video_waits_for_its_audio_while_live() {
     assert_eq!(r.status, 200);
     // Three fragments ahead: audio is not waited for beyond two.
     for k in [k + 1, k + 2] {
-        let s = video_fragment(k);
+        let s = video_fragment(k, 1);
         let data = nal_payload(&s, k);
         view.push(1, k * 180_000, s, data, false);
     }

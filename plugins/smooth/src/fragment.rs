@@ -19,9 +19,10 @@ use sluice_sdk::bmff::writer::{put_u64, put_version_flags};
 use sluice_sdk::bmff::{
     self, BmffBox, Mfhd, Tfhd, Tfxd, Trun, TrunSample, mdat_header, sample_flags, write_box,
 };
+use sluice_sdk::packaging::{fragment_response, fragment_samples, half_fragment_s};
 use sluice_sdk::plugin::{
-    BodyPart, CachePolicy, DataRef, Fragment, PresentationInfo, PresentationState, Response,
-    TrackInfo, TrackKind, View,
+    CachePolicy, Fragment, PresentationInfo, PresentationState, Response, TrackInfo, TrackKind,
+    View,
 };
 
 use crate::manifest::LOOKAHEAD;
@@ -170,11 +171,7 @@ pub fn response(
         .first()
         .filter(|f| f.start == start)
         .ok_or_else(not_found)?;
-    let samples = view.samples(track.id, start).ok_or_else(not_found)?;
-    let length = samples
-        .iter()
-        .try_fold(0u32, |n, s| n.checked_add(s.size))
-        .ok_or(Error::Overflow("fragment payload size"))?;
+    let (samples, length) = fragment_samples(view, track.id, start)?;
     let live = info.state == PresentationState::Live;
     // Live fragments always carry a tfrf (dash.js requires one), empty at
     // the live edge; only fragments after this one, in order, count.
@@ -192,28 +189,20 @@ pub fn response(
         &samples,
         live.then_some(next.as_slice()),
     )?;
-    let mut body = vec![BodyPart::Bytes(head)];
-    if length > 0 {
-        body.push(BodyPart::SampleData(DataRef {
-            track: track.id,
-            start,
-            offset: 0,
-            length,
-        }));
-    }
-    Ok(Response {
-        status: 200,
-        content_type: content_type(track).into(),
-        // A live fragment's tfrf grows as later fragments arrive, but
-        // clients learn them from the manifest too; the bytes of a given
-        // fragment are fixed once the lookahead is full or the
-        // presentation ended.
-        cache: if live && next.len() < LOOKAHEAD {
-            CachePolicy::MaxAge((info.fragment_duration_ms / 2000).max(1))
-        } else {
-            CachePolicy::Immutable
-        },
-        headers: Vec::new(),
-        body,
-    })
+    // A live fragment's tfrf grows as later fragments arrive, but clients
+    // learn them from the manifest too; the bytes of a given fragment are
+    // fixed once the lookahead is full or the presentation ended.
+    let cache = if live && next.len() < LOOKAHEAD {
+        CachePolicy::MaxAge(half_fragment_s(info.fragment_duration_ms))
+    } else {
+        CachePolicy::Immutable
+    };
+    Ok(fragment_response(
+        head,
+        track.id,
+        start,
+        length,
+        content_type(track),
+        cache,
+    ))
 }

@@ -1,7 +1,7 @@
 //! The Smooth Streaming packager: format `mss` ([MS-SSTR]).
 //!
 //! ```text
-//!  Request.path ─▶ paths::Resource ─┬─ Manifest ─▶ manifest::manifest ─▶ xml::Element ─▶ text
+//!  Request.path ─▶ paths::Resource ─┬─ Manifest ─▶ manifest::manifest ─▶ sdk xml::Element ─▶ text
 //!                                   └─ Fragment ─▶ manifest::find_level (StreamIndex Name + Bitrate
 //!                                                  → track) ─▶ fragment::response (moof with tfxd,
 //!                                                  tfrf when live + mdat header + SampleData
@@ -21,56 +21,19 @@ mod fragment;
 mod manifest;
 mod paths;
 mod timeline;
-mod xml;
 
 #[cfg(test)]
 mod tests;
 
 pub use fragment::Tfrf;
 
-use sluice_sdk::bmff;
-use sluice_sdk::plugin::{
-    CachePolicy, Packager, PackagerInfo, PresentationState, Request, Response, View,
-};
-use sluice_sdk::time::TimeError;
+use sluice_sdk::packaging::{Error, half_fragment_s, manifest_cache};
+use sluice_sdk::plugin::{Packager, PackagerInfo, Request, Response, View};
 
 use paths::{FORMAT, Resource};
 
 /// Content type of the client manifest.
 const MANIFEST_CONTENT_TYPE: &str = "text/xml; charset=utf-8";
-
-/// How long an ended presentation's manifest may be cached, in seconds.
-const ENDED_MAX_AGE: u32 = 3600;
-
-/// Why a request fails; each maps to a status.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum Error {
-    /// No such resource (yet): 404 with a short lifetime.
-    #[error("{0}")]
-    NotFound(String),
-    /// Media time arithmetic overflowed: 500.
-    #[error("media time: {0}")]
-    Time(#[from] TimeError),
-    /// A box could not be written: 500.
-    #[error("ISO BMFF: {0}")]
-    Bmff(#[from] bmff::Error),
-    /// A track's codec configuration is unusable: 500.
-    #[error("{0}")]
-    Codec(String),
-    /// A derived value does not fit its field: 500.
-    #[error("{0} does not fit")]
-    Overflow(&'static str),
-}
-
-impl Error {
-    /// The response this error becomes.
-    fn into_response(self) -> Response {
-        match self {
-            Error::NotFound(m) => Response::not_found(&m),
-            e => Response::error(500, CachePolicy::NoStore, &e.to_string()),
-        }
-    }
-}
 
 /// The Smooth Streaming packager.
 pub struct Smooth;
@@ -91,21 +54,17 @@ impl Packager for Smooth {
 }
 
 fn route(request: &Request, view: &dyn View) -> Result<Response, Error> {
-    let not_found = || Error::NotFound(format!("no such resource: {}", request.path));
+    let not_found = || Error::no_such_resource(&request.path);
     if request.format != FORMAT {
         return Err(not_found());
     }
     match Resource::parse(&request.path).ok_or_else(not_found)? {
         Resource::Manifest => {
             let text = manifest::manifest(view)?;
-            let info = view.info();
-            let max_age = match info.state {
-                PresentationState::Live => (info.fragment_duration_ms / 2000).max(1),
-                PresentationState::Ended => ENDED_MAX_AGE,
-            };
+            let cache = manifest_cache(&view.info(), half_fragment_s);
             Ok(Response::ok(
                 MANIFEST_CONTENT_TYPE,
-                CachePolicy::MaxAge(max_age),
+                cache,
                 text.into_bytes(),
             ))
         }

@@ -6,7 +6,7 @@
 //! View::tracks() ─▶ streams(): [Stream { name, kind, language, levels: [Level { bitrate, track }] }]
 //!                       │                      (also used to resolve fragment URLs)
 //!                       ▼
-//! View::fragments() ─▶ chunks(): c t/d/r runs ─▶ xml::Element ─▶ text
+//! View::fragments() ─▶ chunks(): c t/d/r runs ─▶ sdk xml::Element ─▶ text
 //! ```
 //!
 //! Times: every `StreamIndex` carries its track's own `TimeScale`, so `t`
@@ -23,14 +23,21 @@
 //! `StreamIndex`es named `audio` (language unknown) or `audio_{lang}`.
 
 use sluice_sdk::h264::AvcDecoderConfig;
+use sluice_sdk::packaging::runs;
 use sluice_sdk::plugin::{Fragment, PresentationState, TrackInfo, TrackKind, View};
 use sluice_sdk::time::mul_div_round;
+use sluice_sdk::xml::{Element, Style};
 
-use crate::xml::Element;
 use crate::{Error, paths, timeline};
 
 /// The manifest's own timescale (for `Duration` and `DVRWindowLength`).
 pub const TIMESCALE: u64 = 10_000_000;
+
+/// How the manifest spells its declaration and empty elements.
+const XML_STYLE: Style = Style {
+    encoding: "utf-8",
+    empty_end: " />",
+};
 
 /// Fragments announced ahead in live `tfrf` boxes (`LookaheadCount`).
 pub const LOOKAHEAD: usize = 2;
@@ -155,23 +162,13 @@ fn video_private(track: &TrackInfo) -> Result<(String, u8), Error> {
 /// (MS-SSTR 2.2.2.6: `r` counts the fragments of the run, this one
 /// included, so it is written only when above 1).
 pub fn chunks(fragments: &[Fragment]) -> Vec<Element> {
-    // (t if explicit, d, count)
-    let mut runs: Vec<(Option<u64>, u64, u64)> = Vec::new();
-    let mut end: Option<u64> = None;
-    for f in fragments {
-        let contiguous = end == Some(f.start) && !f.discontinuity;
-        end = f.start.checked_add(f.duration);
-        match runs.last_mut() {
-            Some((_, d, n)) if contiguous && *d == f.duration => *n += 1,
-            _ => runs.push(((!contiguous).then_some(f.start), f.duration, 1)),
-        }
-    }
-    runs.into_iter()
-        .map(|(t, d, n)| {
+    runs(fragments)
+        .into_iter()
+        .map(|run| {
             Element::new("c")
-                .attr_opt("t", t)
-                .attr("d", d)
-                .attr_opt("r", (n > 1).then_some(n))
+                .attr_opt("t", run.t)
+                .attr("d", run.d)
+                .attr_opt("r", (run.r > 0).then_some(run.r + 1))
         })
         .collect()
 }
@@ -273,7 +270,7 @@ pub fn manifest(view: &dyn View) -> Result<String, Error> {
     for c in children {
         root = root.child(c);
     }
-    Ok(root.document())
+    Ok(root.document(XML_STYLE))
 }
 
 #[cfg(test)]
@@ -292,7 +289,13 @@ mod tests {
 
     fn text(cs: &[Element]) -> String {
         cs.iter()
-            .map(|c| c.document().lines().nth(1).unwrap_or("").to_owned())
+            .map(|c| {
+                c.document(XML_STYLE)
+                    .lines()
+                    .nth(1)
+                    .unwrap_or("")
+                    .to_owned()
+            })
             .collect::<Vec<_>>()
             .join("")
     }

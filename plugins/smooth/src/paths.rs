@@ -15,6 +15,8 @@
 //! see `manifest.rs`) and `{t}` the fragment's start in the stream's
 //! `TimeScale` (the track's own ticks).
 
+use sluice_sdk::packaging::decimal;
+
 /// The format this packager serves.
 pub const FORMAT: &str = "mss";
 
@@ -68,16 +70,6 @@ pub fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
-/// A canonical unsigned decimal: digits only, no leading zero (but `0`),
-/// within `u64`.
-fn decimal(s: &str) -> Option<u64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
-    {
-        return None;
-    }
-    s.parse().ok()
 }
 
 /// The `Url` template of a `StreamIndex` named `name`.

@@ -4,25 +4,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use sluice_sdk::bmff::{BmffBox, Mfhd, Reader, Tfhd, Tfxd, Trun, smooth};
 use sluice_sdk::plugin::{
     BodyPart, CachePolicy, MemoryView, Packager, PresentationState, Request, Response, SampleEntry,
     TrackInfo, TrackKind,
 };
+use sluice_sdk::testing::{self, ASC, AVCC, EPOCH_MS, text};
 
 use crate::{Smooth, Tfrf};
-
-/// A real `avcC` from x264 (High profile, level 1.3, 320x240).
-const AVCC: [u8; 46] = [
-    0x01, 0x64, 0x00, 0x0d, 0xff, 0xe1, 0x00, 0x19, 0x67, 0x64, 0x00, 0x0d, 0xac, 0xd9, 0x41, 0x41,
-    0xfb, 0x01, 0x10, 0x00, 0x00, 0x03, 0x00, 0x10, 0x00, 0x00, 0x03, 0x03, 0x20, 0xf1, 0x42, 0x99,
-    0x60, 0x01, 0x00, 0x06, 0x68, 0xeb, 0xe3, 0xcb, 0x22, 0xc0, 0xfd, 0xf8, 0xf8, 0x00,
-];
-
-/// AudioSpecificConfig: AAC LC, 48 kHz, stereo.
-const ASC: [u8; 2] = [0x11, 0x90];
 
 /// The first fragment starts at media time 1000 s.
 const FIRST: u64 = 500;
@@ -97,7 +88,7 @@ fn push(view: &mut MemoryView, track: &TrackInfo, start: u64, disc: bool) {
 
 /// A presentation with these tracks and fragment indices (2 s each).
 fn view(state: PresentationState, tracks: &[TrackInfo], indices: &[(u64, bool)]) -> MemoryView {
-    let mut v = MemoryView::new(state, 2000, Some(1_709_251_200_000));
+    let mut v = MemoryView::new(state, 2000, Some(EPOCH_MS));
     v.info.window_ms = 30_000;
     for t in tracks {
         v.add_track(t.clone());
@@ -124,29 +115,12 @@ fn get(view: &MemoryView, path: &str) -> Response {
     )
 }
 
-fn text(r: &Response) -> String {
-    assert_eq!(r.status, 200, "{r:?}");
-    let [BodyPart::Bytes(b)] = r.body.as_slice() else {
-        panic!("one body part expected");
-    };
-    String::from_utf8(b.clone()).unwrap()
-}
-
 /// Compares with `tests/golden/{name}`; `BLESS=1` rewrites the file.
 fn golden(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(name);
-    if std::env::var_os("BLESS").is_some_and(|v| v == "1") {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("missing {}: run with BLESS=1", path.display()));
-    assert!(
-        expected == actual,
-        "{name} differs from golden:\n--- expected\n{expected}\n--- actual\n{actual}"
+    testing::golden(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden"),
+        name,
+        actual,
     );
 }
 

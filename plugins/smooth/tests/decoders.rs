@@ -16,166 +16,19 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::Read;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use sluice_plugin_smooth::Smooth;
-use sluice_sdk::bmff::{self, BmffBox, FourCC, Moof, Moov, Reader, SampleDescription};
+use sluice_sdk::bmff::{self, FourCC};
 use sluice_sdk::h264::{AvcDecoderConfig, annex_b_units};
-use sluice_sdk::plugin::{
-    MemoryView, Packager, PresentationState, Request, Response, SampleEntry, TrackInfo, TrackKind,
+use sluice_sdk::plugin::{MemoryView, PresentationState, TrackInfo, TrackKind};
+use sluice_sdk::testing::{
+    SECONDS, attr, encode, ffmpeg, get_body, packet_digests, presentation, run, run_raw,
 };
 
-const SECONDS: u32 = 8;
-const TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Runs a command and returns (success, stdout, stderr) within [`TIMEOUT`].
-fn run_raw(cmd: &mut Command) -> (bool, String, String) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            pipe.read_to_end(&mut v).unwrap();
-            String::from_utf8_lossy(&v).into_owned()
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("{cmd:?} timed out");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (
-        status.success(),
-        stdout.join().unwrap(),
-        stderr.join().unwrap(),
-    )
-}
-
-/// Runs a command that must succeed without printing on stderr.
-fn run(cmd: &mut Command) -> String {
-    let (ok, out, err) = run_raw(cmd);
-    assert!(ok && err.trim().is_empty(), "{cmd:?} failed:\n{err}");
-    out
-}
-
-fn ffmpeg(dir: &Path) -> Command {
-    let mut c = Command::new("ffmpeg");
-    c.current_dir(dir)
-        .args(["-nostdin", "-hide_banner", "-v", "error", "-y"]);
-    c
-}
-
-/// One track demuxed from a single-track fragmented MP4.
-struct Demuxed {
-    track: TrackInfo,
-    fragments: Vec<(u64, Vec<SampleEntry>, Vec<u8>)>,
-}
-
-fn demux(file: &[u8], id: u32, bitrate: u32) -> Demuxed {
-    let mut r = Reader::new(file);
-    let mut moov: Option<Moov> = None;
-    let mut fragments = Vec::new();
-    while let Some(b) = r.next_box().unwrap() {
-        let offset = file.len() - r.remaining() - b.len();
-        match &b.fourcc().0 {
-            b"moov" => moov = Some(Moov::from_box(&b).unwrap()),
-            b"moof" => {
-                let trex = moov.as_ref().unwrap().mvex.as_ref().unwrap().trex[0];
-                let moof = Moof::from_box(&b).unwrap();
-                let [traf] = moof.trafs.as_slice() else {
-                    panic!("one traf per moof expected");
-                };
-                let tfhd = traf.tfhd;
-                let base = tfhd.base_data_offset.map_or(offset, |b| b as usize);
-                let (mut samples, mut data) = (Vec::new(), Vec::new());
-                for trun in &traf.truns {
-                    let mut at = base + trun.data_offset.unwrap_or(0) as usize;
-                    for (i, s) in trun.samples.iter().enumerate() {
-                        let flags = match (i, trun.first_sample_flags) {
-                            (0, Some(f)) => f,
-                            _ => s
-                                .flags
-                                .or(tfhd.default_sample_flags)
-                                .unwrap_or(trex.default_sample_flags),
-                        };
-                        let size = s
-                            .size
-                            .or(tfhd.default_sample_size)
-                            .unwrap_or(trex.default_sample_size);
-                        samples.push(SampleEntry {
-                            duration: s
-                                .duration
-                                .or(tfhd.default_sample_duration)
-                                .unwrap_or(trex.default_sample_duration),
-                            size,
-                            composition_offset: s.composition_offset.unwrap_or(0),
-                            keyframe: flags & 0x0001_0000 == 0,
-                        });
-                        data.extend_from_slice(&file[at..at + size as usize]);
-                        at += size as usize;
-                    }
-                }
-                fragments.push((traf.tfdt.unwrap().base_media_decode_time, samples, data));
-            }
-            _ => {}
-        }
-    }
-    let trak = &moov.unwrap().traks[0];
-    let timescale = trak.mdia.mdhd.timescale;
-    let track = match &trak.mdia.minf.stbl.stsd.entries[0] {
-        SampleDescription::Avc1(a) => TrackInfo {
-            fourcc: "avc1".into(),
-            codec_private: a.avcc.clone(),
-            width: a.width.into(),
-            height: a.height.into(),
-            bitrate,
-            ..TrackInfo::new(id, TrackKind::Video, timescale)
-        },
-        SampleDescription::Mp4a(m) => TrackInfo {
-            fourcc: "mp4a".into(),
-            codec_private: m.esds.decoder_specific_info.clone(),
-            sample_rate: m.sample_rate,
-            channels: m.channel_count,
-            language: "en".into(),
-            bitrate,
-            ..TrackInfo::new(id, TrackKind::Audio, timescale)
-        },
-        other => panic!("unexpected sample entry {other:?}"),
-    };
-    Demuxed { track, fragments }
-}
-
+/// The body of `path`, which must be served.
 fn get(view: &MemoryView, path: &str) -> Vec<u8> {
-    let r: Response = Smooth::handle(
-        &Request {
-            format: "mss".into(),
-            path: path.into(),
-            ..Request::default()
-        },
-        view,
-    );
-    assert_eq!(r.status, 200, "{path}: {r:?}");
-    view.assemble(&r).expect("references resolve")
-}
-
-/// The value of attribute `key` on an XML line.
-fn attr<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let at = line.find(&format!(" {key}=\""))? + key.len() + 3;
-    line[at..].split('"').next()
+    get_body::<Smooth>(view, "mss", path)
 }
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -275,20 +128,6 @@ fn init_from_manifest(level: &Level) -> Vec<u8> {
     .unwrap()
 }
 
-/// Per packet of one stream, by stream copy: size and MD5 of the data.
-fn packets(dir: &Path, input: &str) -> Vec<(u64, String)> {
-    run(ffmpeg(dir)
-        .args(["-i", input, "-map", "0"])
-        .args("-c copy -f framemd5 -".split_whitespace()))
-    .lines()
-    .filter(|l| !l.starts_with('#'))
-    .map(|l| {
-        let f: Vec<&str> = l.split(',').map(str::trim).collect();
-        (f[4].parse().unwrap(), f[5].to_owned())
-    })
-    .collect()
-}
-
 /// Whether GStreamer with the Smooth demuxer can be run.
 fn have_gstreamer() -> bool {
     Command::new("gst-inspect-1.0")
@@ -302,40 +141,10 @@ fn real_decoders_play_the_smooth_output() {
     let dir = std::env::temp_dir().join(format!("sluice-mss-decoders-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
 
-    run(ffmpeg(&dir).args(
-        format!(
-            "-f lavfi -i testsrc2=s=320x240:r=25 -t {SECONDS} \
-             -c:v libx264 -preset veryfast -g 50 -keyint_min 50 -sc_threshold 0 -bf 2 \
-             -pix_fmt yuv420p -video_track_timescale 90000 \
-             -movflags frag_keyframe+empty_moov+default_base_moof video.mp4"
-        )
-        .split_whitespace(),
-    ));
-    run(ffmpeg(&dir).args(
-        format!(
-            "-f lavfi -i sine=f=440:r=48000 -t {SECONDS} -c:a aac -b:a 96k -ac 2 \
-             -frag_duration 2000000 -movflags empty_moov+default_base_moof audio.mp4"
-        )
-        .split_whitespace(),
-    ));
-    let video = demux(&std::fs::read(dir.join("video.mp4")).unwrap(), 0, 400_000);
-    let audio = demux(&std::fs::read(dir.join("audio.mp4")).unwrap(), 1, 96_000);
-    assert_eq!(video.fragments.len(), (SECONDS / 2) as usize);
-    assert!(
-        video.fragments[0]
-            .1
-            .iter()
-            .any(|s| s.composition_offset != 0),
-        "B-frames expected"
-    );
-
-    let mut view = MemoryView::new(PresentationState::Ended, 2000, Some(1_709_251_200_000));
-    for d in [&video, &audio] {
-        view.add_track(d.track.clone());
-        for (start, samples, data) in &d.fragments {
-            view.push(d.track.id, *start, samples.clone(), data.clone(), false);
-        }
-    }
+    let (mut video, mut audio) = encode(&dir, 0, 1);
+    video.track.bitrate = 400_000;
+    audio.track.bitrate = 96_000;
+    let view = presentation(&[&video, &audio], PresentationState::Ended);
 
     // Write the presentation as a client would fetch it.
     let mss = dir.join("mss");
@@ -360,7 +169,7 @@ fn real_decoders_play_the_smooth_output() {
         }
     }
 
-    let audio_packets = audio.fragments.iter().map(|f| f.1.len()).sum::<usize>();
+    let audio_packets = audio.sample_count();
 
     // ffmpeg: each quality level re-muxed behind an init built from the
     // manifest decodes cleanly and every packet is the one encoded.
@@ -375,8 +184,8 @@ fn real_decoders_play_the_smooth_output() {
             format!("-xerror -err_detect crccheck+bitstream+buffer -i {name} -map 0 -f null -")
                 .split_whitespace(),
         ));
-        let expected = packets(&dir, source);
-        let got = packets(&mss, &name);
+        let expected = packet_digests(&dir, source, "0");
+        let got = packet_digests(&mss, &name, "0");
         assert!(expected.len() >= 200, "{source}: {}", expected.len());
         assert_eq!(expected.len(), got.len(), "{source}: packet count");
         assert!(expected == got, "{source}: packets differ");

@@ -1,0 +1,429 @@
+//! What packager plugins share beyond the box writer: the errors a request
+//! fails with, reading a track's fragments from the view, the media-time
+//! arithmetic that numbers fragments, pieces of the URL grammar and the
+//! cache lifetime of manifests.
+//!
+//! ```text
+//!  Request ─▶ path grammar (decimal, track_path) ─▶ View::fragments (paged: fragments)
+//!         ─▶ numbers from media time (ticks_to_ms, fragment_index, runs)
+//!         ─▶ Response (manifest_cache)   or   Error::into_response (404 / 500)
+//! ```
+//!
+//! Every number derives from media time, never from a counter or a clock,
+//! so every node serving the same fragments serves the same bytes.
+
+use crate::bmff;
+use crate::plugin::{
+    BodyPart, CachePolicy, DataRef, Fragment, PresentationInfo, PresentationState, Response,
+    SampleEntry, TrackInfo, TrackKind, View,
+};
+use crate::time::{TimeError, mul_div_floor, mul_div_round};
+
+/// Why a packager request fails; each maps to a status.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No such resource (yet): 404 with a short lifetime.
+    #[error("{0}")]
+    NotFound(String),
+    /// Media time arithmetic overflowed: 500.
+    #[error("media time: {0}")]
+    Time(#[from] TimeError),
+    /// A box could not be written: 500.
+    #[error("ISO BMFF: {0}")]
+    Bmff(#[from] bmff::Error),
+    /// A derived value does not fit its field: 500.
+    #[error("{0} does not fit")]
+    Overflow(&'static str),
+    /// Sample data or a codec configuration could not be transformed: 500.
+    #[error("payload: {0}")]
+    Payload(&'static str),
+    /// A track's codec configuration is unusable: 500.
+    #[error("{0}")]
+    Codec(String),
+}
+
+impl Error {
+    /// The 404 of a path that names nothing.
+    pub fn no_such_resource(path: &str) -> Self {
+        Error::NotFound(format!("no such resource: {path}"))
+    }
+
+    /// The response this error becomes.
+    pub fn into_response(self) -> Response {
+        match self {
+            Error::NotFound(m) => Response::not_found(&m),
+            e => Response::error(500, CachePolicy::NoStore, &e.to_string()),
+        }
+    }
+}
+
+/// Whether an ISO BMFF packager can serve `track`: video or audio with a
+/// sample entry the SDK's box writer can describe.
+pub fn bmff_servable(track: &TrackInfo) -> bool {
+    matches!(track.kind, TrackKind::Video | TrackKind::Audio) && bmff::is_supported(&track.fourcc)
+}
+
+/// The track with this id, if `servable` accepts it; [`Error::NotFound`]
+/// otherwise.
+pub fn find_track(
+    view: &dyn View,
+    id: u32,
+    servable: fn(&TrackInfo) -> bool,
+) -> Result<TrackInfo, Error> {
+    view.tracks()
+        .into_iter()
+        .find(|t| t.id == id && servable(t))
+        .ok_or_else(|| Error::NotFound(format!("no track {id}")))
+}
+
+/// The sample table of `track`'s fragment starting at `start` and the
+/// length of its payload in bytes; [`Error::NotFound`] when the view has no
+/// such fragment.
+pub fn fragment_samples(
+    view: &dyn View,
+    track: u32,
+    start: u64,
+) -> Result<(Vec<SampleEntry>, u32), Error> {
+    let samples = view
+        .samples(track, start)
+        .ok_or_else(|| Error::NotFound(format!("no fragment {start} in track {track}")))?;
+    let length = samples
+        .iter()
+        .try_fold(0u32, |n, s| n.checked_add(s.size))
+        .ok_or(Error::Overflow("fragment payload size"))?;
+    Ok((samples, length))
+}
+
+/// A 200 response for one fragment: `head` (boxes up to the `mdat`
+/// header), then `length` bytes of `track`'s sample data from the fragment
+/// at `start`, by reference for the host to splice (nothing when empty).
+pub fn fragment_response(
+    head: Vec<u8>,
+    track: u32,
+    start: u64,
+    length: u32,
+    content_type: &str,
+    cache: CachePolicy,
+) -> Response {
+    let mut body = vec![BodyPart::Bytes(head)];
+    if length > 0 {
+        body.push(BodyPart::SampleData(DataRef {
+            track,
+            start,
+            offset: 0,
+            length,
+        }));
+    }
+    Response {
+        status: 200,
+        content_type: content_type.into(),
+        cache,
+        headers: Vec::new(),
+        body,
+    }
+}
+
+/// Fragments asked of the view per call.
+pub const FRAGMENT_PAGE: u32 = 512;
+
+/// Every fragment of `track` the view holds, oldest first (the host bounds
+/// the window).
+pub fn fragments(view: &dyn View, track: u32) -> Vec<Fragment> {
+    fragments_at_most(view, track, usize::MAX)
+}
+
+/// The fragments of `track` the view holds, oldest first, asking for no
+/// more pages once `max` have been read (bounded work on any view).
+pub fn fragments_at_most(view: &dyn View, track: u32, max: usize) -> Vec<Fragment> {
+    let mut out: Vec<Fragment> = Vec::new();
+    let mut from = 0u64;
+    loop {
+        let page = view.fragments(track, from, FRAGMENT_PAGE);
+        let full = page.len() >= FRAGMENT_PAGE as usize;
+        // Keep only what moves forward, so a misbehaving view cannot make
+        // this loop forever or list a fragment twice.
+        out.extend(page.into_iter().filter(|f| f.start >= from));
+        let Some(next) = out.last().and_then(|f| f.start.checked_add(1)) else {
+            break;
+        };
+        if !full || next <= from || out.len() >= max {
+            break;
+        }
+        from = next;
+    }
+    out
+}
+
+/// `ticks` at `timescale` as milliseconds, rounded down (an error for a
+/// zero timescale).
+pub fn ticks_to_ms(ticks: u64, timescale: u32) -> Result<u64, TimeError> {
+    mul_div_floor(ticks, 1000, u64::from(timescale))
+}
+
+/// `ticks` at `timescale` as milliseconds, rounded to nearest.
+pub fn ticks_to_ms_round(ticks: u64, timescale: u32) -> Result<u64, TimeError> {
+    mul_div_round(ticks, 1000, u64::from(timescale))
+}
+
+/// The media-time index of a fragment starting at `start` ticks of
+/// `timescale` on a grid of `fragment_ms`: `round(floor(start_ms) /
+/// fragment_ms)`, a zero grid counting as 1 ms. Rounding absorbs the
+/// jitter of audio starts around the grid.
+pub fn fragment_index(start: u64, timescale: u32, fragment_ms: u32) -> Result<u64, TimeError> {
+    let start_ms = ticks_to_ms(start, timescale)?;
+    mul_div_round(start_ms, 1, u64::from(fragment_ms.max(1)))
+}
+
+/// The most common non-zero sample duration, ties going to the shorter;
+/// `None` without such samples (the base of a frame rate).
+pub fn most_common_duration(samples: &[SampleEntry]) -> Option<u32> {
+    let mut durations: Vec<u32> = samples
+        .iter()
+        .map(|s| s.duration)
+        .filter(|&d| d > 0)
+        .collect();
+    durations.sort_unstable();
+    let mut best: Option<(usize, u32)> = None;
+    for run in durations.chunk_by(|a, b| a == b) {
+        if best.is_none_or(|(n, _)| run.len() > n) {
+            best = Some((run.len(), run[0]));
+        }
+    }
+    best.map(|(_, d)| d)
+}
+
+/// A run of fragments in a segment timeline (DASH `<S>`, Smooth `<c>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    /// Explicit start, media time in track ticks: present when the run
+    /// does not continue the previous one (first run, gap, or a flagged
+    /// discontinuity).
+    pub t: Option<u64>,
+    /// Duration of each fragment.
+    pub d: u64,
+    /// Repeats after the first fragment.
+    pub r: u64,
+}
+
+/// The timeline of a list of fragments: equal, contiguous durations
+/// compressed into one run.
+pub fn runs(fragments: &[Fragment]) -> Vec<Run> {
+    let mut out: Vec<Run> = Vec::new();
+    let mut end: Option<u64> = None;
+    for f in fragments {
+        let contiguous = end == Some(f.start);
+        match out.last_mut() {
+            Some(run) if contiguous && !f.discontinuity && run.d == f.duration => run.r += 1,
+            _ => out.push(Run {
+                t: (!contiguous || f.discontinuity).then_some(f.start),
+                d: f.duration,
+                r: 0,
+            }),
+        }
+        end = f.start.checked_add(f.duration);
+    }
+    out
+}
+
+/// A canonical unsigned decimal: digits only, no leading zero (but `0`),
+/// within `u64`.
+pub fn decimal(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
+    {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Splits a path of exactly the shape `{format}/t{track}/{leaf}` into the
+/// track id (canonical decimal, within `u32`) and the leaf; `None` for any
+/// other shape or format.
+pub fn track_path<'a>(path: &'a str, format: &str) -> Option<(u32, &'a str)> {
+    let mut parts = path.split('/');
+    let (Some(first), Some(track), Some(leaf), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    if first != format {
+        return None;
+    }
+    let track = u32::try_from(decimal(track.strip_prefix('t')?)?).ok()?;
+    Some((track, leaf))
+}
+
+/// How long an ended presentation's manifests may be cached, in seconds.
+pub const ENDED_MAX_AGE: u32 = 3600;
+
+/// Half a fragment in whole seconds, rounded down, at least 1: how long a
+/// live manifest may be cached.
+pub fn half_fragment_s(fragment_ms: u32) -> u32 {
+    (fragment_ms / 2000).max(1)
+}
+
+/// The cache lifetime of a manifest (or anything that changes with it):
+/// `live_max_age(fragment_ms)` seconds while live, [`ENDED_MAX_AGE`] once
+/// ended.
+pub fn manifest_cache(info: &PresentationInfo, live_max_age: fn(u32) -> u32) -> CachePolicy {
+    CachePolicy::MaxAge(match info.state {
+        PresentationState::Live => live_max_age(info.fragment_duration_ms),
+        PresentationState::Ended => ENDED_MAX_AGE,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::MemoryView;
+
+    fn f(start: u64, duration: u64, discontinuity: bool) -> Fragment {
+        Fragment {
+            start,
+            duration,
+            sample_count: 1,
+            size: 1,
+            discontinuity,
+        }
+    }
+
+    #[test]
+    fn fragment_indices_come_from_media_time() {
+        assert_eq!(fragment_index(0, 90_000, 2000).ok(), Some(0));
+        assert_eq!(fragment_index(180_000, 90_000, 2000).ok(), Some(1));
+        assert_eq!(fragment_index(90_000_000, 90_000, 2000).ok(), Some(500));
+        // Audio starts jitter around the grid; rounding absorbs it.
+        assert_eq!(fragment_index(95_232, 48_000, 2000).ok(), Some(1)); // 1984 ms
+        assert_eq!(fragment_index(96_256, 48_000, 2000).ok(), Some(1)); // 2005 ms
+        // A zero grid does not divide by zero; a zero timescale is an error.
+        assert_eq!(fragment_index(90_000, 90_000, 0).ok(), Some(1000));
+        assert!(fragment_index(1, 0, 2000).is_err());
+        // Overflow is an error, not a wrap.
+        assert!(fragment_index(u64::MAX, 1, 2000).is_err());
+        assert_eq!(ticks_to_ms_round(1023, 48_000).ok(), Some(21));
+        assert_eq!(ticks_to_ms(1023, 48_000).ok(), Some(21));
+        assert_eq!(ticks_to_ms(1055, 48_000).ok(), Some(21));
+        assert_eq!(ticks_to_ms_round(1055, 48_000).ok(), Some(22));
+    }
+
+    #[test]
+    fn most_common_durations() {
+        let s = |duration| SampleEntry {
+            duration,
+            size: 1,
+            composition_offset: 0,
+            keyframe: false,
+        };
+        let mut samples = vec![s(3600); 49];
+        samples.push(s(1800));
+        assert_eq!(most_common_duration(&samples), Some(3600));
+        assert_eq!(most_common_duration(&[s(2), s(1)]), Some(1));
+        assert_eq!(most_common_duration(&[]), None);
+        assert_eq!(most_common_duration(&[s(0)]), None);
+    }
+
+    #[test]
+    fn runs_compress_and_break() {
+        let r = runs(&[
+            f(100, 10, false),
+            f(110, 10, false),
+            f(120, 10, false),
+            f(130, 5, false),
+            f(150, 5, false), // gap
+            f(155, 5, true),  // flagged, contiguous
+        ]);
+        let run = |t, d, r| Run { t, d, r };
+        assert_eq!(
+            r,
+            vec![
+                run(Some(100), 10, 2),
+                run(None, 5, 0),
+                run(Some(150), 5, 0),
+                run(Some(155), 5, 0),
+            ]
+        );
+        assert!(runs(&[]).is_empty());
+    }
+
+    #[test]
+    fn track_paths() {
+        assert_eq!(track_path("f/t0/x", "f"), Some((0, "x")));
+        assert_eq!(
+            track_path("f/t4294967295/", "f"),
+            Some((u32::MAX, "")),
+            "an empty leaf is the caller's to reject"
+        );
+        for bad in [
+            "",
+            "f",
+            "f/t1",
+            "g/t1/x",
+            "f/1/x",
+            "f/t/x",
+            "f/t01/x",
+            "f/t+1/x",
+            "f/t1/x/",
+            "/f/t1/x",
+            "f/t4294967296/x",
+        ] {
+            assert_eq!(track_path(bad, "f"), None, "{bad:?}");
+        }
+        assert_eq!(decimal("0"), Some(0));
+        assert_eq!(decimal("18446744073709551615"), Some(u64::MAX));
+        for bad in ["", "01", "1e3", "-1", "+1", "18446744073709551616"] {
+            assert_eq!(decimal(bad), None, "{bad:?}");
+        }
+    }
+
+    /// A live view of track 1 with `n` fragments of 10 ticks from 1000.
+    fn paged(n: u64) -> MemoryView {
+        let mut view = MemoryView::new(PresentationState::Live, 2000, None);
+        view.add_track(TrackInfo::new(1, TrackKind::Video, 90_000));
+        let sample = SampleEntry {
+            duration: 10,
+            size: 1,
+            composition_offset: 0,
+            keyframe: true,
+        };
+        for i in 0..n {
+            view.push(1, 1000 + i * 10, vec![sample], vec![0], false);
+        }
+        view
+    }
+
+    #[test]
+    fn pages_through_the_whole_window() {
+        let n = u64::from(FRAGMENT_PAGE) * 2 + 7;
+        let starts = |v: Vec<Fragment>| v.iter().map(|f| f.start).collect::<Vec<_>>();
+        let all: Vec<u64> = (0..n).map(|i| 1000 + i * 10).collect();
+        assert_eq!(starts(fragments(&paged(n), 1)), all);
+        assert!(fragments(&paged(0), 1).is_empty());
+        // Exactly one page.
+        let one = u64::from(FRAGMENT_PAGE);
+        assert_eq!(starts(fragments(&paged(one), 1)), all[..one as usize]);
+        // A bound stops after the page that reaches it.
+        assert_eq!(fragments_at_most(&paged(n), 1, 1).len(), 512);
+    }
+
+    #[test]
+    fn manifest_lifetimes() {
+        let mut info = paged(0).info();
+        assert_eq!(
+            manifest_cache(&info, half_fragment_s),
+            CachePolicy::MaxAge(1)
+        );
+        info.fragment_duration_ms = 6000;
+        assert_eq!(
+            manifest_cache(&info, half_fragment_s),
+            CachePolicy::MaxAge(3)
+        );
+        info.state = PresentationState::Ended;
+        assert_eq!(
+            manifest_cache(&info, half_fragment_s),
+            CachePolicy::MaxAge(ENDED_MAX_AGE)
+        );
+        assert_eq!(
+            Error::no_such_resource("x").into_response().status,
+            Response::not_found("no such resource: x").status
+        );
+    }
+}
