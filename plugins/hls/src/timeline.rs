@@ -159,6 +159,7 @@ mod tests {
                 sample_count: 1,
                 size: 1,
                 discontinuity: false,
+                discontinuity_sequence: 0,
             })
             .collect();
         let got = fragments(&Paged(all.clone()), 1);
