@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use sluice::plugins::{PluginConfig, PluginHost, testing};
-use sluice_bench::{Summary, fragment_start, live_video, measure, tiny_view};
-use sluice_sdk::plugin::{MemoryView, Packager, Request, Response, View};
+use sluice_bench::{Summary, dvr_timeline, fragment_start, live_video, measure, tiny_view};
+use sluice_sdk::plugin::{Packager, Request, Response, View};
 
 fn main() {
     // `cargo bench` passes `--bench`; any other word filters by name.
@@ -48,6 +48,72 @@ fn main() {
             package(&host, format, floor.as_ref());
         }
     }
+    dvr(&host, &wanted);
+}
+
+/// Fragments per track in a 25 h window of 2 s fragments.
+const DVR_FRAGMENTS: u32 = 45_000;
+
+/// Manifests over a 25 h DVR window (45,000 fragments per track, video and
+/// audio) held in the host's own timeline, Wasm and native: the media playlists of both HLS flavours, the
+/// DASH MPD, the Smooth manifest and the HDS bootstrap.
+fn dvr(host: &PluginHost, wanted: &dyn Fn(&str) -> bool) {
+    let cases: [(&str, &Format, &str); 6] = [
+        ("dvr-hls-cmaf-video", &FORMATS[0], "m3u8-cmaf/t1/index.m3u8"),
+        ("dvr-hls-cmaf-audio", &FORMATS[0], "m3u8-cmaf/t2/index.m3u8"),
+        ("dvr-hls-ts-video  ", &FORMATS[1], "m3u8-aapl/t1/index.m3u8"),
+        ("dvr-dash-mpd      ", &FORMATS[2], "Manifest(format=mpd-time-csf)"),
+        ("dvr-smooth        ", &FORMATS[3], "Manifest"),
+        ("dvr-hds-bootstrap ", &FORMATS[4], "f4m-f4f/t1/bootstrap.abst"),
+    ];
+    if !cases.iter().any(|(label, ..)| wanted(label.trim_end())) {
+        return;
+    }
+    let built = std::time::Instant::now();
+    let view = dvr_timeline(DVR_FRAGMENTS);
+    println!(
+        "dvr        built the host timeline in {:.0} ms",
+        built.elapsed().as_secs_f64() * 1e3
+    );
+    let shared: Arc<dyn View + Send + Sync> = Arc::new(view.clone());
+    println!("dvr        25 h window: {DVR_FRAGMENTS} fragments per track, video + audio");
+    for (label, f, path) in cases {
+        if !wanted(label.trim_end()) {
+            continue;
+        }
+        let Some(plugin) = host.packager(f.format) else {
+            println!("{label} skipped: no packager for {}", f.format);
+            continue;
+        };
+        let request = Request {
+            format: f.format.into(),
+            path: path.into(),
+            ..Request::default()
+        };
+        let wasm = match plugin.handle(&request, shared.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                println!("{label} skipped: {e}");
+                continue;
+            }
+        };
+        let native = (f.native)(&request, &view);
+        if wasm != native {
+            println!("{label} WARNING: Wasm and native responses differ");
+        }
+        println!(
+            "{label} {path}: status {} body {} bytes",
+            wasm.status,
+            wasm.body_len()
+        );
+        let w = measure(3, 30, || {
+            std::hint::black_box(plugin.handle(&request, shared.clone()).ok());
+        });
+        let n = measure(3, 30, || {
+            std::hint::black_box((f.native)(&request, &view));
+        });
+        report(label.trim_end(), &w, &n, None);
+    }
 }
 
 /// One format to measure: its name, the paths of a fragment (the third of
@@ -57,7 +123,7 @@ struct Format {
     format: &'static str,
     segment: fn(u64) -> String,
     manifest: &'static str,
-    native: fn(&Request, &MemoryView) -> Response,
+    native: fn(&Request, &dyn View) -> Response,
 }
 
 const FORMATS: &[Format] = &[

@@ -10,6 +10,9 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use sluice::media::segmenter::Fragment;
+use sluice::media::timeline::{Snapshot, Timeline};
 use sluice_sdk::plugin::{MemoryView, PresentationState, SampleEntry, TrackInfo, TrackKind};
 
 /// One video track and no fragments: the cheapest useful view.
@@ -39,6 +42,62 @@ pub fn live_video(count: u32) -> MemoryView {
         v.push(1, fragment_start(i), samples, data, false);
     }
     v
+}
+
+/// A live presentation with a deep DVR window, held as the host holds it
+/// (its [`Timeline`], as a [`Snapshot`]): the video track of
+/// [`live_video`] and a 128 kbit/s AAC track (id 2, 48 kHz), each with
+/// `count` 2 s fragments (45,000 is a 25 h window). Every fragment has its
+/// full sample table; payloads share one buffer.
+pub fn dvr_timeline(count: u32) -> Snapshot {
+    let window_ms = u64::from(count) * 2000;
+    let mut timeline = Timeline::new(2000, window_ms);
+    let video = live_video(0).tracks.remove(0);
+    let mut audio = TrackInfo::new(2, TrackKind::Audio, 48_000);
+    audio.fourcc = "mp4a".into();
+    audio.codec = "mp4a.40.2".into();
+    audio.codec_private = vec![0x11, 0x90];
+    audio.stream = "720p".into();
+    audio.bitrate = 128_000;
+    audio.sample_rate = 48_000;
+    audio.channels = 2;
+    audio.language = "eng".into();
+    timeline.set_track(video);
+    timeline.set_track(audio);
+    let video_samples = fragment_samples();
+    let payload = Bytes::from(vec![0u8; FRAGMENT_BYTES as usize]);
+    let aac = SampleEntry {
+        duration: 1024,
+        size: 341, // 128 kbit/s at 48 kHz
+        composition_offset: 0,
+        keyframe: true,
+    };
+    let mut audio_start = 0;
+    for i in 0..u64::from(count) {
+        let video = Fragment {
+            start: i * FRAGMENT_TICKS,
+            duration: FRAGMENT_TICKS,
+            samples: video_samples.clone(),
+            data: payload.clone(),
+            discontinuity: false,
+            discontinuity_sequence: 0,
+        };
+        // AAC frames are 1024 samples: 2 s at 48 kHz is 93.75 frames, so
+        // audio fragments run 94, 94, 94, 93 frames, as an encoder cuts them.
+        let frames: u32 = if i % 4 == 3 { 93 } else { 94 };
+        let audio = Fragment {
+            start: audio_start,
+            duration: u64::from(frames) * 1024,
+            samples: vec![aac; frames as usize],
+            data: payload.slice(..(frames * aac.size) as usize),
+            discontinuity: false,
+            discontinuity_sequence: 0,
+        };
+        audio_start += audio.duration;
+        timeline.push(1, video, 1_700_000_000_000);
+        timeline.push(2, audio, 1_700_000_000_000);
+    }
+    timeline.snapshot()
 }
 
 /// Each sample one 4-byte-length-prefixed NAL unit (IDR for keyframes,

@@ -126,6 +126,12 @@ impl Timeline {
                 None => PushOutcome::Overlapping,
             };
         }
+        let mut fragment = fragment;
+        fragment.discontinuity_sequence = t
+            .fragments
+            .back()
+            .map_or(0, |f| f.discontinuity_sequence)
+            .saturating_add(u32::from(fragment.discontinuity));
         t.fragments.push_back(Arc::new(fragment));
         let newest_end = t
             .fragments
@@ -247,6 +253,7 @@ impl View for Snapshot {
                 sample_count: u32::try_from(f.samples.len()).unwrap_or(u32::MAX),
                 size: u32::try_from(f.data.len()).unwrap_or(u32::MAX),
                 discontinuity: f.discontinuity,
+                discontinuity_sequence: f.discontinuity_sequence,
             })
             .collect()
     }
@@ -277,6 +284,7 @@ mod tests {
             }],
             data: Bytes::from_static(b"abcd"),
             discontinuity: false,
+            discontinuity_sequence: 0,
         }
     }
 

@@ -321,6 +321,34 @@ impl presentation::Host for PluginState {
             .collect())
     }
 
+    fn timeline(
+        &mut self,
+        track: u32,
+        from: u64,
+        limit: u32,
+    ) -> wasmtime::Result<presentation::FragmentPage> {
+        let limit = limit.min(MAX_FRAGMENTS);
+        let fragments = self.view()?.fragments(track, from, limit);
+        let n = fragments.len().min(limit as usize);
+        let mut page = presentation::FragmentPage {
+            starts: Vec::with_capacity(n),
+            durations: Vec::with_capacity(n),
+            sample_counts: Vec::with_capacity(n),
+            sizes: Vec::with_capacity(n),
+            discontinuity_sequences: Vec::with_capacity(n),
+            flags: Vec::with_capacity(n),
+        };
+        for f in &fragments[..n] {
+            page.starts.push(f.start);
+            page.durations.push(f.duration);
+            page.sample_counts.push(f.sample_count);
+            page.sizes.push(f.size);
+            page.discontinuity_sequences.push(f.discontinuity_sequence);
+            page.flags.push(u8::from(f.discontinuity));
+        }
+        Ok(page)
+    }
+
     fn samples(
         &mut self,
         track: u32,

@@ -224,7 +224,8 @@ pub(crate) struct Layout<'a> {
     pub map_uri: Option<String>,
     /// A segment's URI from its start.
     pub segment_uri: &'a dyn Fn(u64) -> String,
-    /// Whether to write `EXT-X-DISCONTINUITY-SEQUENCE`.
+    /// Whether to write `EXT-X-DISCONTINUITY-SEQUENCE` when it is 0 (it is
+    /// always written when not).
     pub discontinuity_sequence: bool,
     /// Fragments not to list yet: given the fragment list, how many of the
     /// newest to leave out.
@@ -275,13 +276,12 @@ pub(crate) fn media_of(
             uri: (layout.segment_uri)(f.start),
         });
     }
-    // EXT-X-DISCONTINUITY-SEQUENCE counts the discontinuities that slid
-    // out of the playlist. The view holds nothing older than what is
-    // listed and no count of past discontinuities, so 0 is all that can be
-    // derived without a counter (right until a flagged fragment slides out).
-    // SDK candidate: a per-fragment discontinuity index from the host
-    // would keep this right after older discontinuities slide out.
-    let discontinuity_sequence = layout.discontinuity_sequence.then_some(0);
+    // EXT-X-DISCONTINUITY-SEQUENCE: the host numbers discontinuities per
+    // track, so the first listed fragment's number stays right after older
+    // discontinuities slide out, on every node.
+    let first_sequence = fragments.first().map_or(0, |f| f.discontinuity_sequence);
+    let discontinuity_sequence = (layout.discontinuity_sequence || first_sequence > 0)
+        .then_some(u64::from(first_sequence));
     Ok(MediaPlaylist {
         version: layout.version,
         target_duration,

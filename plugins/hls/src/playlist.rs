@@ -233,8 +233,17 @@ impl MultivariantPlaylist {
 
 impl MediaPlaylist {
     /// The playlist text.
+    ///
+    /// `EXT-X-PROGRAM-DATE-TIME` is written on the first segment, after
+    /// every discontinuity and on the first segment of each minute of
+    /// wall-clock time, not on every segment: a client carries the date
+    /// forward through `EXTINF` (RFC 8216bis 4.4.4.6), and a 25 h DVR
+    /// playlist stays half the size. The choice depends only on the
+    /// segments' own dates, so every node writes the same tags.
     pub fn serialize(&self) -> String {
-        let mut w = Writer::new();
+        // About 40 bytes per segment line pair, plus dates once a minute.
+        let mut w = Writer(String::with_capacity(256 + self.segments.len() * 40));
+        w.0.push_str("#EXTM3U\n");
         w.tag("EXT-X-VERSION", self.version);
         w.tag("EXT-X-TARGETDURATION", self.target_duration);
         w.tag("EXT-X-MEDIA-SEQUENCE", self.media_sequence);
@@ -245,14 +254,31 @@ impl MediaPlaylist {
         if let Some(m) = &self.map_uri {
             w.attributes("EXT-X-MAP", Attributes::default().quoted("URI", m));
         }
+        let mut last_minute = None;
         for s in &self.segments {
             if s.discontinuity {
                 w.line("#EXT-X-DISCONTINUITY");
             }
-            if let Some(t) = s.program_date_time_ms.and_then(rfc3339_millis) {
-                w.tag("EXT-X-PROGRAM-DATE-TIME", t);
+            if let Some(t) = s.program_date_time_ms {
+                let minute = t.div_euclid(60_000);
+                if s.discontinuity || last_minute != Some(minute) {
+                    if let Some(date) = rfc3339_millis(t) {
+                        w.tag("EXT-X-PROGRAM-DATE-TIME", date);
+                    }
+                }
+                last_minute = Some(minute);
             }
-            w.tag("EXTINF", format_args!("{},", milli(s.duration_ms)));
+            // `#EXTINF:2.000,` without the formatting machinery: this loop
+            // runs once per segment of a DVR window (45,000 for 25 h).
+            let mut digits = itoa::Buffer::new();
+            w.0.push_str("#EXTINF:");
+            w.0.push_str(digits.format(s.duration_ms / 1000));
+            let ms = s.duration_ms % 1000;
+            w.0.push(char::from(b'.'));
+            for d in [ms / 100, ms / 10 % 10, ms % 10] {
+                w.0.push(char::from(b'0' + d as u8));
+            }
+            w.0.push_str(",\n");
             w.line(&s.uri);
         }
         if self.end_list {

@@ -239,7 +239,9 @@ fn live_media_playlist() {
     assert!(a.contains("#EXT-X-MEDIA-SEQUENCE:500\n"));
     assert!(a.contains("#EXT-X-TARGETDURATION:2\n"), "{a}");
     assert!(a.contains("#EXTINF:2.005,\n48096256.m4s\n"), "{a}");
-    assert!(a.contains("#EXT-X-PROGRAM-DATE-TIME:2024-03-01T00:16:42.005Z\n"));
+    // The date is written on the first segment and carried by EXTINF after.
+    assert!(a.contains("#EXT-X-PROGRAM-DATE-TIME:2024-03-01T00:16:40.000Z\n"));
+    assert_eq!(a.matches("#EXT-X-PROGRAM-DATE-TIME:").count(), 2, "{a}");
 
     // The same fragments give the same bytes.
     assert_eq!(get(&view, "m3u8-cmaf/t1/index.m3u8"), r);
@@ -258,8 +260,19 @@ fn sliding_window_moves_the_media_sequence_with_media_time() {
         );
         assert_eq!(p.matches("#EXTINF").count(), 5);
         // The discontinuity was on the first listed fragment: nothing to
-        // be discontinuous with.
-        assert!(!p.contains("#EXT-X-DISCONTINUITY"), "{p}");
+        // be discontinuous with, but it is counted.
+        assert!(!p.contains("#EXT-X-DISCONTINUITY\n"), "{p}");
+        assert!(p.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{p}");
+    }
+    // Once it slid out, the count stays (RFC 8216bis 6.2.1), for TS too.
+    view.trim_before_ms((FIRST + 5) * 2000);
+    for r in [
+        get(&view, "m3u8-cmaf/t1/index.m3u8"),
+        get_aapl(&view, "m3u8-aapl/t1/index.m3u8"),
+    ] {
+        let p = text(&r);
+        assert!(p.contains("#EXT-X-MEDIA-SEQUENCE:505\n"), "{p}");
+        assert!(p.contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"), "{p}");
     }
 }
 

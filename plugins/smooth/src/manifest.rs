@@ -284,6 +284,7 @@ mod tests {
             sample_count: 1,
             size: 1,
             discontinuity,
+            discontinuity_sequence: u32::from(discontinuity),
         }
     }
 

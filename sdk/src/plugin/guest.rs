@@ -121,14 +121,25 @@ mod packager_glue {
         }
 
         fn fragments(&self, track: u32, from: u64, limit: u32) -> Vec<Fragment> {
-            wv::fragments(track, from, limit)
-                .into_iter()
-                .map(|f| Fragment {
-                    start: f.start,
-                    duration: f.duration,
-                    sample_count: f.sample_count,
-                    size: f.size,
-                    discontinuity: f.discontinuity,
+            let page = wv::timeline(track, from, limit);
+            // A host that sent lists of different lengths gets the common part.
+            let n = [
+                page.durations.len(),
+                page.sample_counts.len(),
+                page.sizes.len(),
+                page.discontinuity_sequences.len(),
+                page.flags.len(),
+            ]
+            .into_iter()
+            .fold(page.starts.len(), usize::min);
+            (0..n)
+                .map(|i| Fragment {
+                    start: page.starts[i],
+                    duration: page.durations[i],
+                    sample_count: page.sample_counts[i],
+                    size: page.sizes[i],
+                    discontinuity: page.flags[i] & 1 != 0,
+                    discontinuity_sequence: page.discontinuity_sequences[i],
                 })
                 .collect()
         }

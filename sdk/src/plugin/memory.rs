@@ -53,6 +53,8 @@ impl MemoryView {
     }
 
     /// Adds a fragment of `track` at `start` with these samples and payload.
+    /// Its discontinuity sequence number is that of the fragment before it,
+    /// plus one when `discontinuity` (push in time order).
     ///
     /// # Panics
     /// When `data` is not exactly the sum of the sample sizes long (a
@@ -67,14 +69,20 @@ impl MemoryView {
     ) {
         let size: u32 = samples.iter().map(|s| s.size).sum();
         assert_eq!(size as usize, data.len(), "payload length");
+        let timeline = self.fragments.entry(track).or_default();
+        let before = timeline
+            .range(..start)
+            .next_back()
+            .map_or(0, |(_, f)| f.fragment.discontinuity_sequence);
         let fragment = Fragment {
             start,
             duration: samples.iter().map(|s| u64::from(s.duration)).sum(),
             sample_count: samples.len() as u32,
             size,
             discontinuity,
+            discontinuity_sequence: before + u32::from(discontinuity),
         };
-        self.fragments.entry(track).or_default().insert(
+        timeline.insert(
             start,
             MemoryFragment {
                 fragment,

@@ -38,6 +38,9 @@ pub struct Fragment {
     pub size: u32,
     /// A discontinuity precedes this fragment.
     pub discontinuity: bool,
+    /// Discontinuities of the track's timeline up to and including this
+    /// fragment (HLS `EXT-X-DISCONTINUITY-SEQUENCE` of the first listed).
+    pub discontinuity_sequence: u32,
 }
 
 /// One entry of a fragment's sample table.
