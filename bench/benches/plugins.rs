@@ -62,9 +62,17 @@ fn dvr(host: &PluginHost, wanted: &dyn Fn(&str) -> bool) {
         ("dvr-hls-cmaf-video", &FORMATS[0], "m3u8-cmaf/t1/index.m3u8"),
         ("dvr-hls-cmaf-audio", &FORMATS[0], "m3u8-cmaf/t2/index.m3u8"),
         ("dvr-hls-ts-video  ", &FORMATS[1], "m3u8-aapl/t1/index.m3u8"),
-        ("dvr-dash-mpd      ", &FORMATS[2], "Manifest(format=mpd-time-csf)"),
+        (
+            "dvr-dash-mpd      ",
+            &FORMATS[2],
+            "Manifest(format=mpd-time-csf)",
+        ),
         ("dvr-smooth        ", &FORMATS[3], "Manifest"),
-        ("dvr-hds-bootstrap ", &FORMATS[4], "f4m-f4f/t1/bootstrap.abst"),
+        (
+            "dvr-hds-bootstrap ",
+            &FORMATS[4],
+            "f4m-f4f/t1/bootstrap.abst",
+        ),
     ];
     if !cases.iter().any(|(label, ..)| wanted(label.trim_end())) {
         return;

@@ -80,7 +80,6 @@ pub fn dvr_timeline(count: u32) -> Snapshot {
             samples: video_samples.clone(),
             data: payload.clone(),
             discontinuity: false,
-            discontinuity_sequence: 0,
         };
         // AAC frames are 1024 samples: 2 s at 48 kHz is 93.75 frames, so
         // audio fragments run 94, 94, 94, 93 frames, as an encoder cuts them.
@@ -91,7 +90,6 @@ pub fn dvr_timeline(count: u32) -> Snapshot {
             samples: vec![aac; frames as usize],
             data: payload.slice(..(frames * aac.size) as usize),
             discontinuity: false,
-            discontinuity_sequence: 0,
         };
         audio_start += audio.duration;
         timeline.push(1, video, 1_700_000_000_000);

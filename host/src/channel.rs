@@ -415,7 +415,7 @@ impl Channel {
             .iter()
             .filter_map(|t| {
                 let f = t.fragments.back()?;
-                let end = f.start + f.duration;
+                let end = f.info.start + f.info.duration;
                 i64::try_from(end.saturating_mul(1000) / u64::from(t.info.timescale.max(1))).ok()
             })
             .max()

@@ -123,8 +123,13 @@ pub fn fragment_response(
     }
 }
 
-/// Fragments asked of the view per call.
+/// Fragments asked of the view by the first call; each further call asks
+/// for twice as many, up to [`FRAGMENT_PAGE_MAX`], so a short live window
+/// costs one small call and a 25 h one (45,000 fragments) a dozen.
 pub const FRAGMENT_PAGE: u32 = 512;
+
+/// The largest page asked for.
+pub const FRAGMENT_PAGE_MAX: u32 = 8192;
 
 /// Every fragment of `track` the view holds, oldest first (the host bounds
 /// the window).
@@ -137,9 +142,11 @@ pub fn fragments(view: &dyn View, track: u32) -> Vec<Fragment> {
 pub fn fragments_at_most(view: &dyn View, track: u32, max: usize) -> Vec<Fragment> {
     let mut out: Vec<Fragment> = Vec::new();
     let mut from = 0u64;
+    let mut size = FRAGMENT_PAGE;
     loop {
-        let page = view.fragments(track, from, FRAGMENT_PAGE);
-        let full = page.len() >= FRAGMENT_PAGE as usize;
+        let page = view.fragments(track, from, size);
+        let full = page.len() >= size as usize;
+        size = size.saturating_mul(2).min(FRAGMENT_PAGE_MAX);
         // Keep only what moves forward, so a misbehaving view cannot make
         // this loop forever or list a fragment twice.
         out.extend(page.into_iter().filter(|f| f.start >= from));
@@ -151,6 +158,7 @@ pub fn fragments_at_most(view: &dyn View, track: u32, max: usize) -> Vec<Fragmen
         }
         from = next;
     }
+    out.truncate(max);
     out
 }
 
@@ -393,16 +401,18 @@ mod tests {
 
     #[test]
     fn pages_through_the_whole_window() {
-        let n = u64::from(FRAGMENT_PAGE) * 2 + 7;
         let starts = |v: Vec<Fragment>| v.iter().map(|f| f.start).collect::<Vec<_>>();
-        let all: Vec<u64> = (0..n).map(|i| 1000 + i * 10).collect();
-        assert_eq!(starts(fragments(&paged(n), 1)), all);
-        assert!(fragments(&paged(0), 1).is_empty());
-        // Exactly one page.
-        let one = u64::from(FRAGMENT_PAGE);
-        assert_eq!(starts(fragments(&paged(one), 1)), all[..one as usize]);
-        // A bound stops after the page that reaches it.
-        assert_eq!(fragments_at_most(&paged(n), 1, 1).len(), 512);
+        let page = u64::from(FRAGMENT_PAGE);
+        // Pages grow 512, 1024, 2048, ...: end inside a page, exactly at the
+        // end of one page and of two, and past the largest page size.
+        let max = u64::from(FRAGMENT_PAGE_MAX);
+        for n in [0, 1, page, page + 1, 3 * page, 3 * page + 7, 4 * max + 3] {
+            let all: Vec<u64> = (0..n).map(|i| 1000 + i * 10).collect();
+            assert_eq!(starts(fragments(&paged(n), 1)), all, "{n} fragments");
+        }
+        // A bound stops reading and cuts to the bound.
+        assert_eq!(fragments_at_most(&paged(3 * page), 1, 1).len(), 1);
+        assert_eq!(fragments_at_most(&paged(3 * page), 1, 600).len(), 600);
     }
 
     #[test]

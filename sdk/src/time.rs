@@ -75,6 +75,12 @@ pub fn mul_div_round(value: u64, num: u64, den: u64) -> Result<u64> {
     if den == 0 {
         return Err(TimeError::ZeroTimescale);
     }
+    // Fast path: 64-bit arithmetic when nothing overflows (media times do
+    // not come near it); 128-bit division is a library call, in Wasm too,
+    // and manifests of long windows do this per fragment.
+    if let Some(n) = value.checked_mul(num).and_then(|p| p.checked_add(den / 2)) {
+        return Ok(n / den);
+    }
     let wide = (u128::from(value) * u128::from(num) + u128::from(den) / 2) / u128::from(den);
     u64::try_from(wide).map_err(|_| TimeError::Overflow)
 }
@@ -84,7 +90,22 @@ pub fn mul_div_floor(value: u64, num: u64, den: u64) -> Result<u64> {
     if den == 0 {
         return Err(TimeError::ZeroTimescale);
     }
+    if let Some(p) = value.checked_mul(num) {
+        return Ok(p / den);
+    }
     let wide = u128::from(value) * u128::from(num) / u128::from(den);
+    u64::try_from(wide).map_err(|_| TimeError::Overflow)
+}
+
+/// `value * num / den` rounded up, computed in 128 bits when 64 overflow.
+pub fn mul_div_ceil(value: u64, num: u64, den: u64) -> Result<u64> {
+    if den == 0 {
+        return Err(TimeError::ZeroTimescale);
+    }
+    if let Some(p) = value.checked_mul(num) {
+        return Ok(p.div_ceil(den));
+    }
+    let wide = (u128::from(value) * u128::from(num)).div_ceil(u128::from(den));
     u64::try_from(wide).map_err(|_| TimeError::Overflow)
 }
 
@@ -163,6 +184,38 @@ mod tests {
         );
         assert_eq!(Timescale::new(0), Err(TimeError::ZeroTimescale));
         assert_eq!(mul_div_round_signed(-1001, 90, 1), Ok(-90_090));
+    }
+
+    #[test]
+    fn fast_and_wide_paths_agree() {
+        let wide = |v: u64, n: u64, d: u64, round: bool| {
+            let r = (u128::from(v) * u128::from(n) + if round { u128::from(d) / 2 } else { 0 })
+                / u128::from(d);
+            u64::try_from(r).map_err(|_| TimeError::Overflow)
+        };
+        // Around the point where value * num leaves 64 bits, both ways.
+        let edge = u64::MAX / 90_000;
+        for v in [
+            0,
+            1,
+            44,
+            45,
+            edge - 1,
+            edge,
+            edge + 1,
+            u64::MAX / 2,
+            u64::MAX,
+        ] {
+            for (n, d) in [(90_000, 1000), (1000, 90_000), (1, 3), (10_000_000, 48_000)] {
+                assert_eq!(mul_div_round(v, n, d), wide(v, n, d, true), "{v}*{n}/{d}");
+                assert_eq!(mul_div_floor(v, n, d), wide(v, n, d, false), "{v}*{n}/{d}");
+                let ceil = u64::try_from((u128::from(v) * u128::from(n)).div_ceil(u128::from(d)))
+                    .map_err(|_| TimeError::Overflow);
+                assert_eq!(mul_div_ceil(v, n, d), ceil, "{v}*{n}/{d}");
+            }
+        }
+        assert_eq!(mul_div_round(5, 1, u64::MAX), Ok(0));
+        assert_eq!(mul_div_round(u64::MAX, 1, 1), Ok(u64::MAX));
     }
 
     #[test]

@@ -92,7 +92,7 @@ impl Xml {
         }
     }
 
-    fn tag(&mut self, name: &'static str, attrs: &[Attr]) {
+    fn tag(&mut self, name: &'static str, attrs: &[Attr], numbers: &[(&'static str, u64)]) {
         self.indent();
         self.out.push('<');
         self.out.push_str(name);
@@ -103,18 +103,41 @@ impl Xml {
             escape(v, &mut self.out);
             self.out.push('"');
         }
+        let mut digits = itoa::Buffer::new();
+        for (k, v) in numbers {
+            self.out.push(' ');
+            self.out.push_str(k);
+            self.out.push_str("=\"");
+            self.out.push_str(digits.format(*v));
+            self.out.push('"');
+        }
     }
 
     /// Opens an element that will have children.
     pub fn open(&mut self, name: &'static str, attrs: &[Attr]) {
-        self.tag(name, attrs);
-        self.out.push_str(">\n");
-        self.stack.push(name);
+        self.open_with(name, attrs, &[]);
     }
 
     /// Writes an element without children.
     pub fn empty(&mut self, name: &'static str, attrs: &[Attr]) {
-        self.tag(name, attrs);
+        self.empty_with(name, attrs, &[]);
+    }
+
+    /// Writes an element without children whose attributes are all
+    /// numbers (nothing to escape, no string per value): for the thousands
+    /// of `<S>` and `<c>` entries of a long timeline.
+    pub fn empty_numbers(&mut self, name: &'static str, numbers: &[(&'static str, u64)]) {
+        self.empty_with(name, &[], numbers);
+    }
+
+    fn open_with(&mut self, name: &'static str, attrs: &[Attr], numbers: &[(&'static str, u64)]) {
+        self.tag(name, attrs, numbers);
+        self.out.push_str(">\n");
+        self.stack.push(name);
+    }
+
+    fn empty_with(&mut self, name: &'static str, attrs: &[Attr], numbers: &[(&'static str, u64)]) {
+        self.tag(name, attrs, numbers);
         self.out.push_str(self.style.empty_end);
         self.out.push('\n');
     }
@@ -143,6 +166,8 @@ impl Xml {
 pub struct Element {
     name: &'static str,
     attrs: Vec<Attr>,
+    /// Numeric attributes, written after `attrs` without a string each.
+    numbers: Vec<(&'static str, u64)>,
     children: Vec<Element>,
 }
 
@@ -169,6 +194,21 @@ impl Element {
         }
     }
 
+    /// Adds a numeric attribute (written after the others; an element
+    /// with only numeric attributes costs one allocation, not one each).
+    pub fn number(mut self, key: &'static str, value: u64) -> Self {
+        self.numbers.push((key, value));
+        self
+    }
+
+    /// Adds a numeric attribute when `value` is `Some`.
+    pub fn number_opt(self, key: &'static str, value: Option<u64>) -> Self {
+        match value {
+            Some(v) => self.number(key, v),
+            None => self,
+        }
+    }
+
     /// Adds a child element.
     pub fn child(mut self, child: Element) -> Self {
         self.children.push(child);
@@ -185,10 +225,10 @@ impl Element {
 
     fn write(&self, x: &mut Xml) {
         if self.children.is_empty() {
-            x.empty(self.name, &self.attrs);
+            x.empty_with(self.name, &self.attrs, &self.numbers);
             return;
         }
-        x.open(self.name, &self.attrs);
+        x.open_with(self.name, &self.attrs, &self.numbers);
         for c in &self.children {
             c.write(x);
         }
@@ -228,6 +268,22 @@ mod tests {
             doc,
             "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
              <a x=\"&lt;&quot;&amp;&apos;&gt;&#9;é\">\n  <b z=\"1\" />\n</a>\n"
+        );
+        // Numeric attributes follow the others, in the order added.
+        let doc = Element::new("a")
+            .number("n", 18_446_744_073_709_551_615)
+            .attr("s", "x")
+            .child(
+                Element::new("c")
+                    .number("t", 0)
+                    .number_opt("r", None)
+                    .number("d", 7),
+            )
+            .document(Style::default());
+        assert_eq!(
+            doc,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+             <a s=\"x\" n=\"18446744073709551615\">\n  <c t=\"0\" d=\"7\"/>\n</a>\n"
         );
     }
 }

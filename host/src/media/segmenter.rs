@@ -43,9 +43,6 @@ pub struct Fragment {
     pub data: Bytes,
     /// A discontinuity precedes this fragment.
     pub discontinuity: bool,
-    /// Discontinuities of the track up to and including this one; set by
-    /// the timeline when the fragment is added.
-    pub discontinuity_sequence: u32,
 }
 
 /// Errors of the segmenter (they end the ingest session).
@@ -213,7 +210,6 @@ impl Segmenter {
             duration,
             samples: cur.samples,
             data: cur.data.freeze(),
-            discontinuity_sequence: 0,
             discontinuity: cur.discontinuity,
         })
     }

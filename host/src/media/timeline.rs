@@ -27,6 +27,17 @@ pub enum PushOutcome {
     UnknownTrack,
 }
 
+/// A fragment held by a track: its timeline entry inline, so that paging
+/// through a long window reads one contiguous array instead of chasing a
+/// pointer per fragment, and the fragment itself (samples and payload).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// What packagers see of the fragment in the timeline.
+    pub info: FragmentInfo,
+    /// The fragment.
+    pub fragment: Arc<Fragment>,
+}
+
 /// A track of the timeline.
 #[derive(Debug, Clone)]
 pub struct Track {
@@ -34,7 +45,9 @@ pub struct Track {
     pub info: Arc<TrackInfo>,
     /// Fragments in time order: the window, preceded by those that left
     /// it less than the grace period ago (still servable, no longer listed).
-    pub fragments: VecDeque<Arc<Fragment>>,
+    /// Shared with snapshots: taking one costs nothing per fragment; the
+    /// next push copies the index if a snapshot still holds it.
+    pub fragments: Arc<VecDeque<Entry>>,
     /// Start of the first fragment inside the window (listed to packagers).
     pub window_start: u64,
 }
@@ -85,7 +98,7 @@ impl Timeline {
             Some(t) => t.info = info,
             None => self.tracks.push(Track {
                 info,
-                fragments: VecDeque::new(),
+                fragments: Arc::default(),
                 window_start: 0,
             }),
         }
@@ -111,14 +124,14 @@ impl Timeline {
         }
         // Timelines never go backward: a fragment not after the newest is dropped.
         if let Some(last) = t.fragments.back()
-            && fragment.start < last.start + last.duration
+            && fragment.start < last.info.start + last.info.duration
         {
             let held = t
                 .fragments
-                .binary_search_by_key(&fragment.start, |f| f.start)
+                .binary_search_by_key(&fragment.start, |e| e.info.start)
                 .ok()
                 .and_then(|i| t.fragments.get(i));
-            return match held {
+            return match held.map(|e| &e.fragment) {
                 Some(h) if h.samples == fragment.samples && h.data == fragment.data => {
                     PushOutcome::DuplicateMatching
                 }
@@ -126,32 +139,37 @@ impl Timeline {
                 None => PushOutcome::Overlapping,
             };
         }
-        let mut fragment = fragment;
-        fragment.discontinuity_sequence = t
-            .fragments
-            .back()
-            .map_or(0, |f| f.discontinuity_sequence)
-            .saturating_add(u32::from(fragment.discontinuity));
-        t.fragments.push_back(Arc::new(fragment));
-        let newest_end = t
-            .fragments
-            .back()
-            .map(|f| f.start + f.duration)
-            .unwrap_or(0);
+        let info = FragmentInfo {
+            start: fragment.start,
+            duration: fragment.duration,
+            sample_count: u32::try_from(fragment.samples.len()).unwrap_or(u32::MAX),
+            size: u32::try_from(fragment.data.len()).unwrap_or(u32::MAX),
+            discontinuity: fragment.discontinuity,
+            discontinuity_sequence: t
+                .fragments
+                .back()
+                .map_or(0, |e| e.info.discontinuity_sequence)
+                .saturating_add(u32::from(fragment.discontinuity)),
+        };
+        let newest_end = info.start + info.duration;
+        let fragments = Arc::make_mut(&mut t.fragments);
+        fragments.push_back(Entry {
+            info,
+            fragment: Arc::new(fragment),
+        });
         let window = ms_to_ticks(self.window_ms, timescale);
         let grace = ms_to_ticks(grace_ms(self.window_ms, self.fragment_ms), timescale);
-        while let Some(first) = t.fragments.front() {
-            if first.start + first.duration + window + grace < newest_end {
-                t.fragments.pop_front();
+        while let Some(first) = fragments.front() {
+            if first.info.start + first.info.duration + window + grace < newest_end {
+                fragments.pop_front();
             } else {
                 break;
             }
         }
-        t.window_start = t
-            .fragments
-            .iter()
-            .find(|f| f.start + f.duration + window >= newest_end)
-            .map_or(0, |f| f.start);
+        // Fragments are in time order: the first one ending inside the window.
+        let inside =
+            fragments.partition_point(|e| e.info.start + e.info.duration + window < newest_end);
+        t.window_start = fragments.get(inside).map_or(0, |e| e.info.start);
         self.ended = false;
         self.generation += 1;
         PushOutcome::Added
@@ -168,7 +186,7 @@ impl Timeline {
     /// Forgets every fragment (tracks stay declared): the channel reset.
     pub fn clear(&mut self) {
         for t in &mut self.tracks {
-            t.fragments.clear();
+            t.fragments = Arc::default();
         }
         self.epoch_ms = None;
         self.generation += 1;
@@ -215,8 +233,11 @@ impl Snapshot {
     /// The fragment of `track` starting at `start`.
     pub fn fragment(&self, track: u32, start: u64) -> Option<&Arc<Fragment>> {
         let t = self.tracks.iter().find(|t| t.info.id == track)?;
-        let i = t.fragments.binary_search_by_key(&start, |f| f.start).ok()?;
-        t.fragments.get(i)
+        let i = t
+            .fragments
+            .binary_search_by_key(&start, |e| e.info.start)
+            .ok()?;
+        t.fragments.get(i).map(|e| &e.fragment)
     }
 
     /// Payload bytes of a fragment, by reference, if the range is valid.
@@ -242,20 +263,12 @@ impl View for Snapshot {
             return Vec::new();
         };
         let from = from.max(t.window_start);
-        let first = t.fragments.partition_point(|f| f.start < from);
-        t.fragments
-            .iter()
-            .skip(first)
-            .take(usize::try_from(limit).unwrap_or(usize::MAX))
-            .map(|f| FragmentInfo {
-                start: f.start,
-                duration: f.duration,
-                sample_count: u32::try_from(f.samples.len()).unwrap_or(u32::MAX),
-                size: u32::try_from(f.data.len()).unwrap_or(u32::MAX),
-                discontinuity: f.discontinuity,
-                discontinuity_sequence: f.discontinuity_sequence,
-            })
-            .collect()
+        let first = t.fragments.partition_point(|e| e.info.start < from);
+        let end = first
+            .saturating_add(usize::try_from(limit).unwrap_or(usize::MAX))
+            .min(t.fragments.len());
+        // `range` slices in O(1) (`iter().skip(n)` walks the skipped part).
+        t.fragments.range(first..end).map(|e| e.info).collect()
     }
 
     fn samples(&self, track: u32, start: u64) -> Option<Vec<SampleEntry>> {
@@ -284,7 +297,6 @@ mod tests {
             }],
             data: Bytes::from_static(b"abcd"),
             discontinuity: false,
-            discontinuity_sequence: 0,
         }
     }
 

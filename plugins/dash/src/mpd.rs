@@ -33,7 +33,7 @@
 
 use sluice_sdk::packaging::{self, bmff_servable};
 use sluice_sdk::plugin::{Fragment, PresentationState, TrackInfo, TrackKind, View};
-use sluice_sdk::time::mul_div_round;
+use sluice_sdk::time::{mul_div_ceil, mul_div_round};
 use sluice_sdk::xml::{Attr, Xml};
 
 use crate::paths::Flavour;
@@ -88,15 +88,16 @@ impl Rep {
         if fragments.is_empty() {
             return Ok(None);
         }
-        let ts = u128::from(track.timescale);
+        let ts = u64::from(track.timescale);
         let mut peak = 0u64;
         for f in &fragments {
             let bytes = u64::from(f.size)
                 + OVERHEAD_PER_SEGMENT
                 + OVERHEAD_PER_SAMPLE * u64::from(f.sample_count);
             if f.duration > 0 {
-                let rate = (u128::from(bytes) * 8 * ts).div_ceil(u128::from(f.duration));
-                peak = peak.max(u64::try_from(rate).map_err(|_| Error::Overflow("bandwidth"))?);
+                let rate = mul_div_ceil(bytes * 8, ts, f.duration)
+                    .map_err(|_| Error::Overflow("bandwidth"))?;
+                peak = peak.max(rate);
             }
         }
         let bandwidth = if track.bitrate > 0 && fragments.iter().all(|f| f.duration == 0) {
@@ -174,8 +175,7 @@ pub fn mpd(view: &dyn View, flavour: Flavour) -> Result<String, Error> {
         edge_ms = edge_ms.max(r.end_ms()?);
         let ts = u64::from(r.track.timescale.max(1));
         for f in &r.fragments {
-            let ms = u128::from(f.duration) * 1000;
-            let ms = u64::try_from(ms.div_ceil(u128::from(ts)))
+            let ms = mul_div_ceil(f.duration, 1000, ts)
                 .map_err(|_| Error::Overflow("segment duration"))?;
             longest_ms = longest_ms.max(ms);
         }
@@ -344,15 +344,20 @@ fn representation(
     x.open("SegmentTemplate", &st);
     x.open("SegmentTimeline", &[]);
     for run in timeline::runs(&r.fragments) {
-        let mut s: Vec<Attr> = Vec::new();
-        if let Some(t) = run.t {
-            s.push(("t", t.to_string()));
+        let attrs = [
+            ("t", run.t),
+            ("d", Some(run.d)),
+            ("r", (run.r > 0).then_some(run.r)),
+        ];
+        let mut present = [("", 0); 3];
+        let mut n = 0;
+        for (key, value) in attrs {
+            if let Some(v) = value {
+                present[n] = (key, v);
+                n += 1;
+            }
         }
-        s.push(("d", run.d.to_string()));
-        if run.r > 0 {
-            s.push(("r", run.r.to_string()));
-        }
-        x.empty("S", &s);
+        x.empty_numbers("S", &present[..n]);
     }
     x.close();
     x.close();

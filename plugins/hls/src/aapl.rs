@@ -43,7 +43,7 @@ use sluice_sdk::packaging::{self, decimal, track_path};
 use sluice_sdk::plugin::{
     CachePolicy, Fragment, PresentationState, Response, SampleEntry, TrackInfo, TrackKind, View,
 };
-use sluice_sdk::time::mul_div_round;
+use sluice_sdk::time::{mul_div_ceil, mul_div_round};
 
 use crate::manifest::{self, Layout};
 use crate::playlist::{
@@ -131,6 +131,7 @@ pub fn media_playlist_uri(track: u32) -> String {
 }
 
 /// A segment, relative to its media playlist.
+#[cfg(test)]
 pub fn segment_uri(start: u64) -> String {
     format!("{start}{SEGMENT_SUFFIX}")
 }
@@ -197,8 +198,9 @@ impl Summary {
                 .saturating_add(payload.div_ceil(46))
                 .saturating_mul(8);
             if f.duration > 0 {
-                let rate = (u128::from(b) * u128::from(ts)).div_ceil(u128::from(f.duration));
-                peak = peak.max(u64::try_from(rate).map_err(|_| Error::Overflow("bandwidth"))?);
+                let rate =
+                    mul_div_ceil(b, ts, f.duration).map_err(|_| Error::Overflow("bandwidth"))?;
+                peak = peak.max(rate);
             }
             bits = bits.saturating_add(b);
             ticks = ticks.saturating_add(f.duration);
@@ -347,7 +349,7 @@ pub fn media(view: &dyn View, id: u32) -> Result<MediaPlaylist, Error> {
         &Layout {
             version: VERSION_TS,
             map_uri: None,
-            segment_uri: &segment_uri,
+            segment_suffix: SEGMENT_SUFFIX,
             discontinuity_sequence: true,
             hold_back: &|fragments| held_back(view, &track, fragments),
         },

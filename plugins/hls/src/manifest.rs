@@ -2,9 +2,9 @@
 
 use sluice_sdk::packaging::{self, bmff_servable};
 use sluice_sdk::plugin::{Fragment, PresentationState, TrackInfo, TrackKind, View};
-use sluice_sdk::time::mul_div_round;
+use sluice_sdk::time::{mul_div_ceil, mul_div_round};
 
-use crate::paths::{init_uri, media_playlist_uri, segment_uri};
+use crate::paths::{SEGMENT_SUFFIX, init_uri, media_playlist_uri};
 use crate::playlist::{
     AudioRendition, MediaPlaylist, MultivariantPlaylist, Segment, VERSION, VariantStream,
 };
@@ -51,8 +51,9 @@ impl Summary {
             let b = bytes * 8;
             if f.duration > 0 {
                 // Round up: BANDWIDTH must not understate any segment.
-                let rate = (u128::from(b) * u128::from(ts)).div_ceil(u128::from(f.duration));
-                peak = peak.max(u64::try_from(rate).map_err(|_| Error::Overflow("bandwidth"))?);
+                let rate =
+                    mul_div_ceil(b, ts, f.duration).map_err(|_| Error::Overflow("bandwidth"))?;
+                peak = peak.max(rate);
             }
             bits = bits.saturating_add(b);
             ticks = ticks.saturating_add(f.duration);
@@ -209,7 +210,7 @@ pub fn media(view: &dyn View, id: u32) -> Result<MediaPlaylist, Error> {
         &Layout {
             version: VERSION,
             map_uri: Some(init_uri().into()),
-            segment_uri: &segment_uri,
+            segment_suffix: SEGMENT_SUFFIX,
             discontinuity_sequence: false,
             hold_back: &|_| 0,
         },
@@ -222,8 +223,8 @@ pub(crate) struct Layout<'a> {
     pub version: u32,
     /// `EXT-X-MAP`, if any.
     pub map_uri: Option<String>,
-    /// A segment's URI from its start.
-    pub segment_uri: &'a dyn Fn(u64) -> String,
+    /// What follows a segment's start in its URI.
+    pub segment_suffix: &'static str,
     /// Whether to write `EXT-X-DISCONTINUITY-SEQUENCE` when it is 0 (it is
     /// always written when not).
     pub discontinuity_sequence: bool,
@@ -273,21 +274,22 @@ pub(crate) fn media_of(
             program_date_time_ms,
             // Nothing listed precedes the first segment to be discontinuous with.
             discontinuity: f.discontinuity && i > 0,
-            uri: (layout.segment_uri)(f.start),
+            start: f.start,
         });
     }
     // EXT-X-DISCONTINUITY-SEQUENCE: the host numbers discontinuities per
     // track, so the first listed fragment's number stays right after older
     // discontinuities slide out, on every node.
     let first_sequence = fragments.first().map_or(0, |f| f.discontinuity_sequence);
-    let discontinuity_sequence = (layout.discontinuity_sequence || first_sequence > 0)
-        .then_some(u64::from(first_sequence));
+    let discontinuity_sequence =
+        (layout.discontinuity_sequence || first_sequence > 0).then_some(u64::from(first_sequence));
     Ok(MediaPlaylist {
         version: layout.version,
         target_duration,
         media_sequence,
         discontinuity_sequence,
         map_uri: layout.map_uri.clone(),
+        segment_suffix: layout.segment_suffix,
         segments,
         end_list: info.state == PresentationState::Ended,
     })

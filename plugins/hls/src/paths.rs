@@ -17,7 +17,7 @@ pub const FORMAT: &str = "m3u8-cmaf";
 const MULTIVARIANT: &str = "Manifest(format=m3u8-cmaf)";
 const MEDIA_PLAYLIST: &str = "index.m3u8";
 const INIT: &str = "init.mp4";
-const SEGMENT_SUFFIX: &str = ".m4s";
+pub(crate) const SEGMENT_SUFFIX: &str = ".m4s";
 
 /// What a request path names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +73,7 @@ pub fn init_uri() -> &'static str {
 }
 
 /// A media segment, relative to its media playlist.
+#[cfg(test)]
 pub fn segment_uri(start: u64) -> String {
     format!("{start}{SEGMENT_SUFFIX}")
 }

@@ -76,6 +76,9 @@ pub struct MediaPlaylist {
     pub discontinuity_sequence: Option<u64>,
     /// `EXT-X-MAP` URI (the init segment), if any.
     pub map_uri: Option<String>,
+    /// What follows a segment's start in its URI (`.m4s`, `.ts`): segment
+    /// URIs are `{start}{suffix}`, written without a string per segment.
+    pub segment_suffix: &'static str,
     /// The segments, oldest first.
     pub segments: Vec<Segment>,
     /// `EXT-X-ENDLIST`: no segment will be added.
@@ -91,8 +94,9 @@ pub struct Segment {
     pub program_date_time_ms: Option<i64>,
     /// `EXT-X-DISCONTINUITY` before this segment.
     pub discontinuity: bool,
-    /// The segment URI.
-    pub uri: String,
+    /// The segment's start in media time: its URI is this number and the
+    /// playlist's `segment_suffix`.
+    pub start: u64,
 }
 
 /// An attribute list (RFC 8216bis 4.2), built in order.
@@ -261,10 +265,10 @@ impl MediaPlaylist {
             }
             if let Some(t) = s.program_date_time_ms {
                 let minute = t.div_euclid(60_000);
-                if s.discontinuity || last_minute != Some(minute) {
-                    if let Some(date) = rfc3339_millis(t) {
-                        w.tag("EXT-X-PROGRAM-DATE-TIME", date);
-                    }
+                if (s.discontinuity || last_minute != Some(minute))
+                    && let Some(date) = rfc3339_millis(t)
+                {
+                    w.tag("EXT-X-PROGRAM-DATE-TIME", date);
                 }
                 last_minute = Some(minute);
             }
@@ -279,7 +283,8 @@ impl MediaPlaylist {
                 w.0.push(char::from(b'0' + d as u8));
             }
             w.0.push_str(",\n");
-            w.line(&s.uri);
+            w.0.push_str(digits.format(s.start));
+            w.line(self.segment_suffix);
         }
         if self.end_list {
             w.line("#EXT-X-ENDLIST");
@@ -398,18 +403,19 @@ mod tests {
             media_sequence: 500,
             discontinuity_sequence: None,
             map_uri: Some("init.mp4".into()),
+            segment_suffix: ".m4s",
             segments: vec![
                 Segment {
                     duration_ms: 2000,
                     program_date_time_ms: Some(1_000),
                     discontinuity: false,
-                    uri: "90000000.m4s".into(),
+                    start: 90_000_000,
                 },
                 Segment {
                     duration_ms: 1_960,
                     program_date_time_ms: Some(3_000),
                     discontinuity: true,
-                    uri: "90180000.m4s".into(),
+                    start: 90_180_000,
                 },
             ],
             end_list: true,

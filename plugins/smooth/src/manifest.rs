@@ -166,9 +166,9 @@ pub fn chunks(fragments: &[Fragment]) -> Vec<Element> {
         .into_iter()
         .map(|run| {
             Element::new("c")
-                .attr_opt("t", run.t)
-                .attr("d", run.d)
-                .attr_opt("r", (run.r > 0).then_some(run.r + 1))
+                .number_opt("t", run.t)
+                .number("d", run.d)
+                .number_opt("r", (run.r > 0).then_some(run.r + 1))
         })
         .collect()
 }
