@@ -45,10 +45,8 @@ use sluice_sdk::plugin::{
 };
 use sluice_sdk::time::{mul_div_ceil, mul_div_round};
 
-use crate::manifest::{self, Layout};
-use crate::playlist::{
-    AudioRendition, MediaPlaylist, MultivariantPlaylist, VERSION_TS, VariantStream,
-};
+use crate::manifest::{self, AUDIO_GROUP, Layout, audio_renditions};
+use crate::playlist::{MediaPlaylist, MultivariantPlaylist, VERSION_TS, VariantStream};
 use crate::ts::{self, Muxer, Stream};
 use crate::{Error, timeline};
 
@@ -61,9 +59,6 @@ const SEGMENT_SUFFIX: &str = ".ts";
 
 /// Content type of TS segments.
 pub const CONTENT_TYPE: &str = "video/mp2t";
-
-/// The one audio group.
-const AUDIO_GROUP: &str = "audio";
 
 /// How far PTS/DTS run ahead of the PCR, 90 kHz (0.7 s). It also keeps
 /// PTS positive for pictures whose composition offset is negative.
@@ -262,31 +257,9 @@ pub fn multivariant(view: &dyn View) -> Result<MultivariantPlaylist, Error> {
     let muxed = audios.first().filter(|a| Some(a.track.id) == default);
     let mut renditions = Vec::new();
     if audios.len() > 1 && muxed.is_some() {
-        let mut names: Vec<String> = Vec::new();
-        for (i, a) in audios.iter().enumerate() {
-            let t = &a.track;
-            let language =
-                (!t.language.is_empty() && t.language != "und").then(|| t.language.clone());
-            let mut name = if !t.stream.is_empty() {
-                t.stream.clone()
-            } else if let Some(l) = &language {
-                l.clone()
-            } else {
-                format!("audio {}", t.id)
-            };
-            if names.contains(&name) {
-                name = format!("{name} ({})", t.id);
-            }
-            names.push(name.clone());
-            renditions.push(AudioRendition {
-                group_id: AUDIO_GROUP.into(),
-                name,
-                language,
-                default: i == 0,
-                autoselect: true,
-                channels: (t.channels > 0).then_some(t.channels),
-                uri: (i > 0).then(|| media_playlist_uri(t.id)),
-            });
+        renditions = audio_renditions(audios.iter().map(|a| &a.track));
+        for (i, (r, a)) in renditions.iter_mut().zip(&audios).enumerate() {
+            r.uri = (i > 0).then(|| media_playlist_uri(a.track.id));
         }
     }
     let group: &[Summary] = if renditions.is_empty() {

@@ -11,7 +11,7 @@ use crate::playlist::{
 use crate::{Error, timeline};
 
 /// The one audio group.
-const AUDIO_GROUP: &str = "audio";
+pub(crate) const AUDIO_GROUP: &str = "audio";
 
 /// Bytes a segment adds to its payload, at most: `styp`, `moof` without
 /// its sample table, `mdat` header (see `segments.rs`); plus
@@ -133,34 +133,12 @@ pub fn multivariant(view: &dyn View) -> Result<MultivariantPlaylist, Error> {
         });
     }
 
-    let mut names: Vec<String> = Vec::new();
-    let renditions = audios
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            let t = &a.track;
-            let language =
-                (!t.language.is_empty() && t.language != "und").then(|| t.language.clone());
-            let mut name = if !t.stream.is_empty() {
-                t.stream.clone()
-            } else if let Some(l) = &language {
-                l.clone()
-            } else {
-                format!("audio {}", t.id)
-            };
-            if names.contains(&name) {
-                name = format!("{name} ({})", t.id);
-            }
-            names.push(name.clone());
-            AudioRendition {
-                group_id: AUDIO_GROUP.into(),
-                name,
-                language,
-                default: i == 0,
-                autoselect: true,
-                channels: (t.channels > 0).then_some(t.channels),
-                uri: Some(media_playlist_uri(t.id)),
-            }
+    let renditions = audio_renditions(audios.iter().map(|a| &a.track))
+        .into_iter()
+        .zip(&audios)
+        .map(|(mut r, a)| {
+            r.uri = Some(media_playlist_uri(a.track.id));
+            r
         })
         .collect();
 
@@ -215,6 +193,44 @@ pub fn media(view: &dyn View, id: u32) -> Result<MediaPlaylist, Error> {
             hold_back: &|_| 0,
         },
     )
+}
+
+/// The `EXT-X-MEDIA` audio renditions of `tracks`, first one default,
+/// without URIs (the caller knows where each is carried). `NAME` is the
+/// stream name, or the language, or `audio {id}`; names must be unique in
+/// a group, so a repeated one gains the language (`main (fr)`), or else
+/// the track id.
+pub(crate) fn audio_renditions<'a>(
+    tracks: impl IntoIterator<Item = &'a TrackInfo>,
+) -> Vec<AudioRendition> {
+    let mut out: Vec<AudioRendition> = Vec::new();
+    for (i, t) in tracks.into_iter().enumerate() {
+        let language = (!t.language.is_empty() && t.language != "und").then(|| t.language.clone());
+        let mut name = match (&language, t.stream.is_empty()) {
+            (_, false) => t.stream.clone(),
+            (Some(l), true) => l.clone(),
+            (None, true) => format!("audio {}", t.id),
+        };
+        let taken = |n: &str| out.iter().any(|r| r.name == n);
+        if taken(&name)
+            && let Some(l) = &language
+        {
+            name = format!("{name} ({l})");
+        }
+        if taken(&name) {
+            name = format!("{name} ({})", t.id);
+        }
+        out.push(AudioRendition {
+            group_id: AUDIO_GROUP.into(),
+            name,
+            language,
+            default: i == 0,
+            autoselect: true,
+            channels: (t.channels > 0).then_some(t.channels),
+            uri: None,
+        });
+    }
+    out
 }
 
 /// What differs between the formats' media playlists.
@@ -298,6 +314,32 @@ pub(crate) fn media_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rendition_names_are_unique_and_say_the_language() {
+        let audio = |id, stream: &str, language: &str| {
+            let mut t = TrackInfo::new(id, TrackKind::Audio, 48_000);
+            t.stream = stream.into();
+            t.language = language.into();
+            t
+        };
+        let tracks = [
+            audio(2, "main", "en"),
+            audio(3, "main", "fr"),
+            audio(4, "main", "fr"),
+            audio(5, "", "de"),
+            audio(6, "", "und"),
+        ];
+        let r = audio_renditions(&tracks);
+        let names: Vec<&str> = r.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["main", "main (fr)", "main (fr) (4)", "de", "audio 6"]
+        );
+        assert_eq!(r[1].language.as_deref(), Some("fr"));
+        assert_eq!(r[4].language, None);
+        assert!(r[0].default && !r[1].default);
+    }
 
     #[test]
     fn codec_strings_fall_back_to_the_configuration() {
