@@ -42,8 +42,13 @@ const TABLE_ELEMENTS: usize = 20_000;
 /// finds the dirty pages (6.7+); the rest is `madvise`d away. Without the
 /// scan wasmtime would `memset` the lowest addresses, which a Rust plugin
 /// never touches (its stack grows down from 1 MiB): then nothing is kept.
-/// Bench (testbed, per request): madvise only 18.5 µs, scan + 1 MiB 10.6 µs.
-const MEMORY_KEEP_RESIDENT: usize = 1 << 20;
+/// Bench (testbed, per request): madvise only 18.5 µs, scan + 1 MiB 10.6 µs
+/// (the same with 8 MiB: only dirty pages are touched). 8 MiB covers what a
+/// 25 h DVR manifest dirties, so it does not re-fault its pages on every
+/// request: HLS 5.7 → 4.7 ms, DASH 7.6 → 5.4 ms (`cargo bench -p
+/// sluice-bench -- dvr`). The price is memory: a slot keeps what it
+/// dirtied, up to 8 MiB, so at most `max_instances` × 8 MiB in all.
+const MEMORY_KEEP_RESIDENT: usize = 8 << 20;
 /// Bytes of each table reset with `memset` instead of `madvise` (tables are
 /// used from their start): 24 µs per request with 0, 18.5 µs with 64 KiB.
 const TABLE_KEEP_RESIDENT: usize = 64 * 1024;
