@@ -89,17 +89,26 @@ impl Rep {
             return Ok(None);
         }
         let ts = u64::from(track.timescale);
-        let mut peak = 0u64;
+        // The densest fragment (most bytes per tick), found by comparing
+        // cross products so that only the winner is divided.
+        let mut densest: Option<(u64, u64)> = None;
         for f in &fragments {
             let bytes = u64::from(f.size)
                 + OVERHEAD_PER_SEGMENT
                 + OVERHEAD_PER_SAMPLE * u64::from(f.sample_count);
-            if f.duration > 0 {
-                let rate = mul_div_ceil(bytes * 8, ts, f.duration)
-                    .map_err(|_| Error::Overflow("bandwidth"))?;
-                peak = peak.max(rate);
+            let denser = |(b, d): (u64, u64)| {
+                u128::from(bytes) * u128::from(d) > u128::from(b) * u128::from(f.duration)
+            };
+            if f.duration > 0 && densest.is_none_or(denser) {
+                densest = Some((bytes, f.duration));
             }
         }
+        let peak = match densest {
+            Some((bytes, duration)) => {
+                mul_div_ceil(bytes * 8, ts, duration).map_err(|_| Error::Overflow("bandwidth"))?
+            }
+            None => 0,
+        };
         let bandwidth = if track.bitrate > 0 && fragments.iter().all(|f| f.duration == 0) {
             u64::from(track.bitrate)
         } else {
@@ -174,11 +183,10 @@ pub fn mpd(view: &dyn View, flavour: Flavour) -> Result<String, Error> {
         first_ms = first_ms.min(r.first_ms()?);
         edge_ms = edge_ms.max(r.end_ms()?);
         let ts = u64::from(r.track.timescale.max(1));
-        for f in &r.fragments {
-            let ms = mul_div_ceil(f.duration, 1000, ts)
-                .map_err(|_| Error::Overflow("segment duration"))?;
-            longest_ms = longest_ms.max(ms);
-        }
+        let longest = r.fragments.iter().map(|f| f.duration).max().unwrap_or(0);
+        let ms =
+            mul_div_ceil(longest, 1000, ts).map_err(|_| Error::Overflow("segment duration"))?;
+        longest_ms = longest_ms.max(ms);
     }
     let fragment_ms = u64::from(info.fragment_duration_ms.max(1));
     let live = info.state == PresentationState::Live;
