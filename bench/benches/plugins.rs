@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sluice::plugins::{PluginConfig, PluginHost, testing};
+use sluice::plugins::{PackagerPlugin, PluginConfig, PluginHost, testing};
 use sluice_bench::{Summary, dvr_timeline, fragment_start, live_video, measure, tiny_view};
 use sluice_sdk::plugin::{Packager, Request, Response, View};
 
@@ -93,34 +93,62 @@ fn dvr(host: &PluginHost, wanted: &dyn Fn(&str) -> bool) {
             println!("{label} skipped: no packager for {}", f.format);
             continue;
         };
-        let request = Request {
-            format: f.format.into(),
+        let case = Case {
+            label: label.trim_end(),
+            plugin: &plugin,
+            format: f,
             path: path.into(),
+            shared: &shared,
+            view: &view,
+        };
+        case.run((3, 30), None);
+    }
+}
+
+/// One request measured in Wasm and natively over the same view.
+struct Case<'a> {
+    label: &'a str,
+    plugin: &'a PackagerPlugin,
+    format: &'a Format,
+    path: String,
+    shared: &'a Arc<dyn View + Send + Sync>,
+    view: &'a dyn View,
+}
+
+impl Case<'_> {
+    /// Checks that both give the same response, prints its size, times
+    /// `(warmup, iterations)` of each and reports the ratio.
+    fn run(&self, (warmup, iterations): (usize, usize), floor: Option<&Summary>) {
+        let label = self.label;
+        let request = Request {
+            format: self.format.format.into(),
+            path: self.path.clone(),
             ..Request::default()
         };
-        let wasm = match plugin.handle(&request, shared.clone()) {
+        let wasm = match self.plugin.handle(&request, self.shared.clone()) {
             Ok(r) => r,
             Err(e) => {
                 println!("{label} skipped: {e}");
-                continue;
+                return;
             }
         };
-        let native = (f.native)(&request, &view);
-        if wasm != native {
+        if wasm != (self.format.native)(&request, self.view) {
             println!("{label} WARNING: Wasm and native responses differ");
         }
         println!(
-            "{label} {path}: status {} body {} bytes",
+            "{label} {}: status {} body {} bytes in {} parts",
+            request.path,
             wasm.status,
-            wasm.body_len()
+            wasm.body_len(),
+            wasm.body.len()
         );
-        let w = measure(3, 30, || {
-            std::hint::black_box(plugin.handle(&request, shared.clone()).ok());
+        let w = measure(warmup, iterations, || {
+            std::hint::black_box(self.plugin.handle(&request, self.shared.clone()).ok());
         });
-        let n = measure(3, 30, || {
-            std::hint::black_box((f.native)(&request, &view));
+        let n = measure(warmup, iterations, || {
+            std::hint::black_box((self.format.native)(&request, self.view));
         });
-        report(label.trim_end(), &w, &n, None);
+        report(label, &w, &n, floor);
     }
 }
 
@@ -206,36 +234,15 @@ fn package(host: &PluginHost, f: &Format, floor: Option<&Summary>) {
         ("segment ", (f.segment)(start)),
         ("manifest", f.manifest.to_owned()),
     ] {
-        let request = Request {
-            format: f.format.into(),
+        let case = Case {
+            label: &format!("{name} {label}"),
+            plugin: &plugin,
+            format: f,
             path,
-            ..Request::default()
+            shared: &shared,
+            view: &view,
         };
-        let wasm = match plugin.handle(&request, shared.clone()) {
-            Ok(r) => r,
-            Err(e) => {
-                println!("{name} {label} skipped: {e}");
-                continue;
-            }
-        };
-        let native = (f.native)(&request, &view);
-        if wasm != native {
-            println!("{name}        WARNING: Wasm and native responses differ for {label}");
-        }
-        println!(
-            "{name} {label} {} status {} body {} bytes in {} parts",
-            request.path,
-            wasm.status,
-            wasm.body_len(),
-            wasm.body.len()
-        );
-        let w = measure(200, 3_000, || {
-            std::hint::black_box(plugin.handle(&request, shared.clone()).ok());
-        });
-        let n = measure(200, 3_000, || {
-            std::hint::black_box((f.native)(&request, &view));
-        });
-        report(label, &w, &n, floor);
+        case.run((200, 3_000), floor);
     }
 }
 

@@ -25,7 +25,7 @@ pub mod flv;
 pub mod h264;
 pub mod packaging;
 pub mod plugin;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod time;
 pub mod xml;

@@ -284,16 +284,7 @@ mod tests {
     use super::*;
     use crate::plugin::MemoryView;
 
-    fn f(start: u64, duration: u64, discontinuity: bool) -> Fragment {
-        Fragment {
-            start,
-            duration,
-            sample_count: 1,
-            size: 1,
-            discontinuity,
-            discontinuity_sequence: u32::from(discontinuity),
-        }
-    }
+    use crate::testing::fragment as f;
 
     #[test]
     fn fragment_indices_come_from_media_time() {

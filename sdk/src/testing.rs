@@ -19,9 +19,22 @@ use std::time::{Duration, Instant};
 
 use crate::bmff::{BmffBox, Moof, Moov, Reader, SampleDescription};
 use crate::plugin::{
-    BodyPart, MemoryView, Packager, PresentationState, Request, Response, SampleEntry, TrackInfo,
-    TrackKind,
+    BodyPart, Fragment, MemoryView, Packager, PresentationState, Request, Response, SampleEntry,
+    TrackInfo, TrackKind,
 };
+
+/// A timeline entry of one 1-byte sample, for tests of timeline logic
+/// (its discontinuity sequence number is 1 when flagged, else 0).
+pub fn fragment(start: u64, duration: u64, discontinuity: bool) -> Fragment {
+    Fragment {
+        start,
+        duration,
+        sample_count: 1,
+        size: 1,
+        discontinuity,
+        discontinuity_sequence: u32::from(discontinuity),
+    }
+}
 
 /// Length of the encoded test clip, in seconds (2 s fragments).
 pub const SECONDS: u32 = 8;

@@ -335,6 +335,25 @@ pub fn run(cmd: &mut Command) -> Result<(bool, String, String)> {
     ))
 }
 
+/// x264 settings every test encoder uses: two B-frames, a 2 s GOP with no
+/// scene-cut keyframes (so fragments cut on the 2 s grid), 4:2:0.
+pub const X264: &[&str] = &[
+    "-c:v",
+    "libx264",
+    "-preset",
+    "veryfast",
+    "-bf",
+    "2",
+    "-g",
+    "50",
+    "-keyint_min",
+    "50",
+    "-sc_threshold",
+    "0",
+    "-pix_fmt",
+    "yuv420p",
+];
+
 /// Pushes a synthetic H.264 (B-frames) + AAC stream with ffmpeg over RTMP,
 /// as fast as ffmpeg can encode it. Returns ffmpeg's success and stderr.
 pub fn ffmpeg_push_rtmp(url: &str, seconds: u32, extra: &[&str]) -> Result<(bool, String)> {
@@ -343,17 +362,7 @@ pub fn ffmpeg_push_rtmp(url: &str, seconds: u32, extra: &[&str]) -> Result<(bool
         .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
         .args(["-t", &seconds.to_string()])
-        .args([
-            "-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g", "50",
-        ])
-        .args([
-            "-keyint_min",
-            "50",
-            "-sc_threshold",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-        ])
+        .args(X264)
         .args(["-c:a", "aac", "-b:a", "64k", "-ac", "2"])
         .args(extra)
         .args(["-f", "flv", url]))?;
@@ -479,16 +488,8 @@ pub fn ffmpeg_two_renditions(output: impl Fn(&str) -> Vec<String>) -> Result<(bo
             "sine=frequency=440:sample_rate=48000:duration=8",
         ]);
     for (size, rate, name) in [("640x360", "800k", "360p"), ("320x180", "300k", "180p")] {
-        cmd.args(["-map", "0:v", "-map", "1:a", "-s", size, "-c:v", "libx264"])
-            .args(["-preset", "veryfast", "-b:v", rate, "-bf", "2", "-g", "50"])
-            .args([
-                "-keyint_min",
-                "50",
-                "-sc_threshold",
-                "0",
-                "-pix_fmt",
-                "yuv420p",
-            ])
+        cmd.args(["-map", "0:v", "-map", "1:a", "-s", size, "-b:v", rate])
+            .args(X264)
             .args(["-c:a", "aac", "-b:a", "64k"])
             .args(output(name));
     }

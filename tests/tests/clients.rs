@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use sluice_tests::{
-    Sluice, ffprobe_frames, http_get, run, running_channel, tempdir::TempDir, wait_for,
+    Sluice, X264, ffprobe_frames, http_get, run, running_channel, tempdir::TempDir, wait_for,
     wait_until_ended,
 };
 
@@ -52,17 +52,7 @@ fn every_format_decodes_live_and_on_demand() -> anyhow::Result<()> {
             "sine=frequency=440:sample_rate=48000",
         ])
         .args(["-t", &SECONDS.to_string()])
-        .args([
-            "-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g", "50",
-        ])
-        .args([
-            "-keyint_min",
-            "50",
-            "-sc_threshold",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-        ])
+        .args(X264)
         .args(["-c:a", "aac", "-b:a", "64k", "-ac", "2", "-f", "flv"])
         .arg(format!("{rtmp}/main"))
         .stdin(Stdio::null())

@@ -6,8 +6,8 @@
 use std::process::Command;
 
 use sluice_tests::{
-    Sluice, ffmpeg_push_rtmp, ffprobe_frames, http_get, run, running_channel, tempdir::TempDir,
-    wait_until_ended,
+    Sluice, X264, ffmpeg_push_rtmp, ffprobe_frames, http_get, run, running_channel,
+    tempdir::TempDir, wait_until_ended,
 };
 
 /// Seconds of media each encoder sends.
@@ -122,15 +122,7 @@ fn two_audio_languages_become_two_renditions_in_every_format() -> anyhow::Result
         .args(["-f", "lavfi", "-i", "sine=frequency=660:sample_rate=48000"])
         .args(["-map", "0:v", "-map", "1:a", "-map", "2:a"])
         .args(["-t", &SECONDS.to_string()])
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-g", "50"])
-        .args([
-            "-keyint_min",
-            "50",
-            "-sc_threshold",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-        ])
+        .args(X264)
         .args(["-c:a", "aac", "-b:a", "64k"])
         .args(["-metadata:s:a:0", "language=eng"])
         .args(["-metadata:s:a:1", "language=fra"])

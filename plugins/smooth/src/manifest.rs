@@ -277,16 +277,7 @@ pub fn manifest(view: &dyn View) -> Result<String, Error> {
 mod tests {
     use super::*;
 
-    fn f(start: u64, duration: u64, discontinuity: bool) -> Fragment {
-        Fragment {
-            start,
-            duration,
-            sample_count: 1,
-            size: 1,
-            discontinuity,
-            discontinuity_sequence: u32::from(discontinuity),
-        }
-    }
+    use sluice_sdk::testing::fragment as f;
 
     fn text(cs: &[Element]) -> String {
         cs.iter()
