@@ -354,6 +354,23 @@ pub const X264: &[&str] = &[
     "yuv420p",
 ];
 
+/// Encodes a `seconds` long H.264 ([`X264`]) + AAC 440 Hz file named
+/// `name` in `dir` (the container follows the extension) for encoders that
+/// push a file with `-c copy`.
+pub fn encode_source(dir: &Path, seconds: u32, name: &str) -> Result<PathBuf> {
+    let file = dir.join(name);
+    let (ok, _, err) = run(Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", &seconds.to_string()])
+        .args(X264)
+        .args(["-c:a", "aac", "-b:a", "64k"])
+        .arg(&file))?;
+    anyhow::ensure!(ok, "{err}");
+    Ok(file)
+}
+
 /// Pushes a synthetic H.264 (B-frames) + AAC stream with ffmpeg over RTMP,
 /// as fast as ffmpeg can encode it. Returns ffmpeg's success and stderr.
 pub fn ffmpeg_push_rtmp(url: &str, seconds: u32, extra: &[&str]) -> Result<(bool, String)> {

@@ -2,44 +2,18 @@
 //! made through the API; renditions become variants; redundant encoders
 //! merge with no gap and no duplicate.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use sluice_tests::{
-    Sluice, api, assert_two_variants_decode, ffmpeg_two_renditions, ffprobe_frames, http_get,
-    media_segments, run, running_channel, tempdir::TempDir, wait_for, wait_until_ended,
+    Sluice, api, assert_two_variants_decode, encode_source, ffmpeg_two_renditions, ffprobe_frames,
+    http_get, media_segments, run, running_channel, tempdir::TempDir, wait_for, wait_until_ended,
 };
 
-/// An H.264 (B-frames, 2 s GOP) + AAC file of `seconds`.
-fn source(dir: &Path, seconds: u32) -> anyhow::Result<std::path::PathBuf> {
-    let file = dir.join("source.mp4");
-    let (ok, _, err) = run(Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args([
-            "-t",
-            &seconds.to_string(),
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-        ])
-        .args([
-            "-bf",
-            "2",
-            "-g",
-            "50",
-            "-keyint_min",
-            "50",
-            "-sc_threshold",
-            "0",
-        ])
-        .args(["-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k"])
-        .arg(&file))?;
-    anyhow::ensure!(ok, "{err}");
-    Ok(file)
+/// The file the encoders push.
+fn source(dir: &Path, seconds: u32) -> anyhow::Result<PathBuf> {
+    encode_source(dir, seconds, "source.mp4")
 }
 
 fn push(file: &Path, url: &str, realtime: bool, extra: &[&str]) -> anyhow::Result<Child> {

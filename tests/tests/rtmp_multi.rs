@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sluice_tests::{
-    Sluice, api, assert_two_variants_decode, ffmpeg_two_renditions, ffprobe_frames, http_get,
-    media_segments, run, running_channel, tempdir::TempDir, wait_for, wait_until_ended,
+    Sluice, api, assert_two_variants_decode, encode_source, ffmpeg_two_renditions, ffprobe_frames,
+    http_get, media_segments, run, running_channel, tempdir::TempDir, wait_for, wait_until_ended,
 };
 
 #[test]
@@ -41,29 +41,9 @@ fn push_copy(file: &std::path::Path, url: &str, extra: &[&str]) -> anyhow::Resul
         .spawn()?)
 }
 
-/// Writes a `seconds` long H.264 (B-frames, 2 s GOP) + AAC FLV file.
+/// The file the encoders push.
 fn source(dir: &Path, seconds: u32) -> anyhow::Result<PathBuf> {
-    let file = dir.join("source.flv");
-    let (ok, _, err) = run(Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &seconds.to_string()])
-        .args(["-c:v", "libx264", "-preset", "veryfast", "-bf", "2"])
-        .args([
-            "-g",
-            "50",
-            "-keyint_min",
-            "50",
-            "-sc_threshold",
-            "0",
-            "-pix_fmt",
-            "yuv420p",
-        ])
-        .args(["-c:a", "aac", "-b:a", "64k", "-f", "flv"])
-        .arg(&file))?;
-    anyhow::ensure!(ok, "{err}");
-    Ok(file)
+    encode_source(dir, seconds, "source.flv")
 }
 
 #[test]
