@@ -135,6 +135,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async move {
         let server = sluice::Server::start(config.clone()).await?;
+        let stop = shutdown_signal();
         announce(
             config.log_format,
             &format!("listening http={}", server.http),
@@ -160,7 +161,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 ),
             );
         }
-        wait_for_signal().await;
+        stop.await;
         tracing::info!("draining");
         server.shutdown().await;
         tracing::info!("stopped");
@@ -195,27 +196,36 @@ fn init_logging(format: LogFormat, filter: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Completes on SIGTERM or SIGINT. The handlers are registered when this is
+/// called, not when the future is first polled: call it before announcing
+/// that the server listens, so a signal sent on that line drains instead of
+/// killing the process.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match (
+        let handlers = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
+        );
+        async move {
+            match handlers {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
