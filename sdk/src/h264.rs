@@ -418,8 +418,10 @@ fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> std::result::Result<
     let mut next: i32 = 8;
     for _ in 0..size {
         if next != 0 {
+            // delta_scale is -128..=127 in a valid stream; any se(v) value
+            // (up to ±2^31) must not overflow.
             let delta = r.se()?;
-            next = (last + delta).rem_euclid(256);
+            next = (i64::from(last) + i64::from(delta)).rem_euclid(256) as i32;
         }
         if next != 0 {
             last = next;
@@ -836,6 +838,20 @@ pub fn annex_b_to_length_prefixed(data: &[u8], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scaling_list_deltas_out_of_range_do_not_overflow() {
+        // Found by the flv_tags fuzz target: se(v) = 2^31 - 1 as the first
+        // delta_scale (ue 2^32 - 3: 31 zeros, a one, 31 bits 1…10), then
+        // nothing. It used to overflow `last + delta`.
+        let mut r = BitReader::new(&[0, 0, 0, 1, 0xff, 0xff, 0xff, 0xfd]);
+        assert_eq!(r.se(), Ok(i32::MAX));
+        let mut r = BitReader::new(&[0, 0, 0, 1, 0xff, 0xff, 0xff, 0xfd]);
+        assert_eq!(skip_scaling_list(&mut r, 16), Err(BitsExhausted));
+        // A valid list of one delta reads to its end.
+        let mut r = BitReader::new(&[0b0101_0000]); // se(v) = 1
+        assert_eq!(skip_scaling_list(&mut r, 1), Ok(()));
+    }
 
     /// x264 High profile SPS, 640x360 (coded 640x368, cropped), 30 fps
     /// (`ffmpeg -f lavfi -i testsrc2=s=640x360:r=30 -c:v libx264 -profile:v high`).

@@ -111,20 +111,23 @@ fn every_format_decodes_live_and_on_demand() -> anyhow::Result<()> {
     wait_until_ended(server.http, base, 1)?;
     let half = i64::from(SECONDS) * 25 / 2;
     let expected = i64::from(SECONDS) * 25;
-    let video_frames = |file: &std::path::Path| {
+    // Presentation time of the newest video frame a reader wrote.
+    let newest_video = |file: &std::path::Path| {
         std::fs::read_to_string(file)
             .unwrap_or_default()
             .lines()
-            .filter(|l| l.starts_with("video,"))
-            .count() as i64
+            .filter_map(|l| l.strip_prefix("video,")?.trim().parse::<f64>().ok())
+            .reduce(f64::max)
     };
     for (manifest, mut child, out, err) in readers {
         // ffmpeg ends a live HLS playlist at EXT-X-ENDLIST; its DASH reader
         // does not notice a dynamic MPD turning static and keeps asking for
-        // the segment after the last: it is stopped once it has every frame.
+        // the segment after the last: it is stopped once it has decoded the
+        // last second of the presentation.
+        let end = f64::from(SECONDS) - 1.0;
         let done = wait_for(Duration::from_secs(30), || {
             let exited = child.try_wait().ok().flatten().is_some();
-            (exited || video_frames(&out) >= expected - 3).then_some(())
+            (exited || newest_video(&out).is_some_and(|t| t >= end)).then_some(())
         });
         let _ = child.kill();
         child.wait()?;
