@@ -6,8 +6,8 @@
 use std::process::Command;
 
 use sluice_tests::{
-    Sluice, X264, ffmpeg_push_rtmp, ffprobe_frames, http_get, run, running_channel,
-    tempdir::TempDir, wait_until_ended,
+    Player, Sluice, X264, ffmpeg_push_rtmp, ffprobe_frames, http_get, play_in_browser, run,
+    running_channel, tempdir::TempDir, wait_until_ended,
 };
 
 /// Seconds of media each encoder sends.
@@ -210,5 +210,87 @@ fn two_audio_languages_become_two_renditions_in_every_format() -> anyhow::Result
             "{manifest}: {audio} audio frames, two languages"
         );
     }
+    Ok(())
+}
+
+#[test]
+fn audio_bitrate_tiers_become_hls_groups_that_players_follow() -> anyhow::Result<()> {
+    let dir = TempDir::new("sluice-audio-tiers")?;
+    let file = dir.path().join("source.mp4");
+    // Video; English at 128 and 48 kbit/s; French at 64 kbit/s.
+    let seconds = 8;
+    let (ok, _, err) = run(Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=660:sample_rate=48000"])
+        .args(["-map", "0:v", "-map", "1:a", "-map", "1:a", "-map", "2:a"])
+        .args(["-t", &seconds.to_string()])
+        .args(X264)
+        .args([
+            "-c:a", "aac", "-b:a:0", "128k", "-b:a:1", "48k", "-b:a:2", "64k",
+        ])
+        .args(["-metadata:s:a:0", "language=eng"])
+        .args(["-metadata:s:a:1", "language=eng"])
+        .args(["-metadata:s:a:2", "language=fra"])
+        .arg(&file))?;
+    anyhow::ensure!(ok, "{err}");
+
+    let server = Sluice::start("", &[])?;
+    let url = running_channel(&server, "tiers")?["ingest"]["fmp4"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (ok, _, err) = run(Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])
+        .arg(&file)
+        .args(["-map", "0", "-c", "copy", "-f", "ismv"])
+        .args(["-movflags", "isml+frag_keyframe"])
+        .arg(format!("{url}/Streams(main)")))?;
+    assert!(ok, "{err}\n{}", server.log());
+    let base = "/preview/tiers/preview.isml";
+    // The one video is listed once per audio group.
+    let master = wait_until_ended(server.http, base, 2)?;
+    let group_of = |tier: &str| {
+        master
+            .lines()
+            .filter(|l| {
+                l.starts_with("#EXT-X-MEDIA:") && l.contains(&format!("GROUP-ID=\"{tier}\""))
+            })
+            .count()
+    };
+    assert_eq!(
+        (group_of("audio-1"), group_of("audio-2")),
+        (2, 2),
+        "{master}"
+    );
+    let bandwidths: Vec<u64> = master
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-STREAM-INF:"))
+        .filter_map(|l| {
+            l.split("BANDWIDTH=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert!(
+        master.contains("AUDIO=\"audio-1\"") && master.contains("AUDIO=\"audio-2\""),
+        "{master}"
+    );
+    assert!(
+        bandwidths.len() == 2 && bandwidths[0] > bandwidths[1],
+        "{bandwidths:?}\n{master}"
+    );
+
+    // ffmpeg reads every group without an error; hls.js plays it.
+    let url = server.url(&format!("{base}/Manifest(format=m3u8-cmaf)"));
+    let (video, audio) = decode(&url)?;
+    eprintln!("audio tiers: {video} video, {audio} audio frames");
+    assert!(video >= i64::from(seconds) * 25 - 3 && audio > 0.0);
+    let report = play_in_browser(Player::HlsJs, &url, false)?;
+    eprintln!("hls.js: {report}");
     Ok(())
 }

@@ -133,44 +133,53 @@ pub fn multivariant(view: &dyn View) -> Result<MultivariantPlaylist, Error> {
         });
     }
 
-    let renditions = audio_renditions(audios.iter().map(|a| &a.track))
-        .into_iter()
-        .zip(&audios)
-        .map(|(mut r, a)| {
+    let groups = audio_groups(&audios);
+    let mut renditions = Vec::new();
+    for (id, members) in &groups {
+        let tracks = members.iter().map(|a| &a.track);
+        for (mut r, a) in audio_renditions(tracks).into_iter().zip(members) {
+            r.group_id = id.clone();
             r.uri = Some(media_playlist_uri(a.track.id));
-            r
-        })
-        .collect();
-
-    // A variant may play with any rendition of its group: count the
-    // largest, list every codec.
-    let audio_peak = audios.iter().map(|a| a.peak).max().unwrap_or(0);
-    let audio_average = audios.iter().map(|a| a.average).max().unwrap_or(0);
-    let mut audio_codecs: Vec<String> = Vec::new();
-    for c in audios.iter().filter_map(|a| codec(&a.track)) {
-        if !audio_codecs.contains(&c) {
-            audio_codecs.push(c);
+            renditions.push(r);
         }
     }
-    let variants = videos
-        .iter()
-        .map(|v| {
-            let t = &v.track;
-            let newest = v.fragments.last().map(|f| f.start);
-            let frame_rate_milli = newest
-                .and_then(|start| view.samples(t.id, start))
-                .and_then(|s| timeline::frame_rate_milli(&s, t));
-            VariantStream {
+
+    let mut variants = Vec::new();
+    for v in &videos {
+        let t = &v.track;
+        let newest = v.fragments.last().map(|f| f.start);
+        let frame_rate_milli = newest
+            .and_then(|start| view.samples(t.id, start))
+            .and_then(|s| timeline::frame_rate_milli(&s, t));
+        // One variant per audio group (or one without audio). A variant may
+        // play with any rendition of its group: count the largest, list
+        // every codec.
+        let no_audio = [(String::new(), Vec::new())];
+        let pairs = if groups.is_empty() {
+            &no_audio[..]
+        } else {
+            &groups[..]
+        };
+        for (id, members) in pairs {
+            let audio_peak = members.iter().map(|a| a.peak).max().unwrap_or(0);
+            let audio_average = members.iter().map(|a| a.average).max().unwrap_or(0);
+            let mut codecs: Vec<String> = codec(t).into_iter().collect();
+            for c in members.iter().filter_map(|a| codec(&a.track)) {
+                if !codecs.contains(&c) {
+                    codecs.push(c);
+                }
+            }
+            variants.push(VariantStream {
                 bandwidth: v.peak.saturating_add(audio_peak),
                 average_bandwidth: Some(v.average.saturating_add(audio_average)),
-                codecs: codec(t).into_iter().chain(audio_codecs.clone()).collect(),
+                codecs,
                 resolution: (t.width > 0 && t.height > 0).then_some((t.width, t.height)),
                 frame_rate_milli,
-                audio_group: (!audios.is_empty()).then(|| AUDIO_GROUP.into()),
+                audio_group: (!members.is_empty()).then(|| id.clone()),
                 uri: media_playlist_uri(t.id),
-            }
-        })
-        .collect();
+            });
+        }
+    }
     Ok(MultivariantPlaylist {
         version: VERSION,
         renditions,
@@ -193,6 +202,42 @@ pub fn media(view: &dyn View, id: u32) -> Result<MediaPlaylist, Error> {
             hold_back: &|_| 0,
         },
     )
+}
+
+/// The audio rendition groups: one group `audio` when every language has
+/// one audio track; otherwise one group per bitrate tier, as the HLS
+/// authoring guidelines ask (a group must not mix bitrates of one
+/// language, or a player cannot adapt audio): group `audio-1` holds each
+/// language's highest-bitrate track, `audio-2` the next, and so on; a
+/// language with fewer tracks repeats its lowest. Languages keep the order
+/// of their first track.
+fn audio_groups(audios: &[Summary]) -> Vec<(String, Vec<&Summary>)> {
+    let mut languages: Vec<(&str, Vec<&Summary>)> = Vec::new();
+    for a in audios {
+        let l = a.track.language.as_str();
+        match languages.iter_mut().find(|(k, _)| *k == l) {
+            Some((_, v)) => v.push(a),
+            None => languages.push((l, vec![a])),
+        }
+    }
+    for (_, tracks) in &mut languages {
+        // Highest peak first; the track id breaks ties, so the order is stable.
+        tracks.sort_by(|a, b| b.peak.cmp(&a.peak).then(a.track.id.cmp(&b.track.id)));
+    }
+    let tiers = languages.iter().map(|(_, t)| t.len()).max().unwrap_or(0);
+    match tiers {
+        0 => Vec::new(),
+        1 => vec![(AUDIO_GROUP.to_owned(), audios.iter().collect())],
+        _ => (0..tiers)
+            .map(|k| {
+                let members = languages
+                    .iter()
+                    .filter_map(|(_, t)| t.get(k).or(t.last()).copied())
+                    .collect();
+                (format!("{AUDIO_GROUP}-{}", k + 1), members)
+            })
+            .collect(),
+    }
 }
 
 /// The `EXT-X-MEDIA` audio renditions of `tracks`, first one default,
@@ -314,6 +359,81 @@ pub(crate) fn media_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_sdk::plugin::{MemoryView, SampleEntry};
+
+    #[test]
+    fn audio_bitrates_of_one_language_go_to_groups_by_tier() {
+        let mut view = MemoryView::new(PresentationState::Ended, 2000, None);
+        let mut video = TrackInfo::new(1, TrackKind::Video, 90_000);
+        video.fourcc = "avc1".into();
+        video.codec = "avc1.64001f".into();
+        view.add_track(video);
+        // English at 128 and 64 kbit/s, French at 96 kbit/s (bytes per 2 s).
+        let audio = [(2, "en", 32_000u32), (3, "en", 16_000), (4, "fr", 24_000)];
+        for (id, language, _) in audio {
+            let mut t = TrackInfo::new(id, TrackKind::Audio, 48_000);
+            t.fourcc = "mp4a".into();
+            t.codec = "mp4a.40.2".into();
+            t.language = language.into();
+            t.stream = format!("a{id}");
+            view.add_track(t);
+        }
+        let sample = |duration, size| SampleEntry {
+            duration,
+            size,
+            composition_offset: 0,
+            keyframe: true,
+        };
+        view.push(
+            1,
+            0,
+            vec![sample(180_000, 250_000)],
+            vec![0; 250_000],
+            false,
+        );
+        for (id, _, size) in audio {
+            view.push(
+                id,
+                0,
+                vec![sample(96_000, size)],
+                vec![0; size as usize],
+                false,
+            );
+        }
+        let m = multivariant(&view).expect("multivariant");
+        let groups: Vec<(&str, &str)> = m
+            .renditions
+            .iter()
+            .map(|r| (r.group_id.as_str(), r.name.as_str()))
+            .collect();
+        assert_eq!(
+            groups,
+            [
+                ("audio-1", "a2"),
+                ("audio-1", "a4"),
+                ("audio-2", "a3"),
+                ("audio-2", "a4")
+            ]
+        );
+        // One variant per group, each counting its own group's peak.
+        let variants: Vec<(Option<&str>, u64)> = m
+            .variants
+            .iter()
+            .map(|v| (v.audio_group.as_deref(), v.bandwidth))
+            .collect();
+        assert_eq!(variants.len(), 2);
+        assert_eq!(variants[0].0, Some("audio-1"));
+        assert_eq!(variants[1].0, Some("audio-2"));
+        assert!(variants[0].1 > variants[1].1, "{variants:?}");
+        assert!(m.variants.iter().all(|v| v.uri == m.variants[0].uri));
+        // One track per language: one group, as before.
+        let mut single = view.clone();
+        single.tracks.retain(|t| t.id != 3);
+        single.fragments.remove(&3);
+        let m = multivariant(&single).expect("multivariant");
+        assert!(m.renditions.iter().all(|r| r.group_id == AUDIO_GROUP));
+        assert_eq!(m.variants.len(), 1);
+    }
 
     #[test]
     fn rendition_names_are_unique_and_say_the_language() {
