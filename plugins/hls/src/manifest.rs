@@ -204,13 +204,15 @@ pub fn media(view: &dyn View, id: u32) -> Result<MediaPlaylist, Error> {
     )
 }
 
-/// The audio rendition groups: one group `audio` when every language has
-/// one audio track; otherwise one group per bitrate tier, as the HLS
-/// authoring guidelines ask (a group must not mix bitrates of one
+/// The audio rendition groups: one group `audio` when no language has
+/// audio at distinct bitrates; otherwise one group per bitrate tier, as the
+/// HLS authoring guidelines ask (a group must not mix bitrates of one
 /// language, or a player cannot adapt audio): group `audio-1` holds each
-/// language's highest-bitrate track, `audio-2` the next, and so on; a
-/// language with fewer tracks repeats its lowest. Languages keep the order
-/// of their first track.
+/// language's highest tier, `audio-2` the next, and so on; a language with
+/// fewer tiers repeats its lowest. Within a language, a track starts a new
+/// tier when its peak is under [`TIER_STEP_PERCENT`] of the tier's highest;
+/// tracks closer than that (the same audio sent with each video rendition)
+/// share a tier. Languages keep the order of their first track.
 fn audio_groups(audios: &[Summary]) -> Vec<(String, Vec<&Summary>)> {
     let mut languages: Vec<(&str, Vec<&Summary>)> = Vec::new();
     for a in audios {
@@ -220,25 +222,47 @@ fn audio_groups(audios: &[Summary]) -> Vec<(String, Vec<&Summary>)> {
             None => languages.push((l, vec![a])),
         }
     }
-    for (_, tracks) in &mut languages {
-        // Highest peak first; the track id breaks ties, so the order is stable.
-        tracks.sort_by(|a, b| b.peak.cmp(&a.peak).then(a.track.id.cmp(&b.track.id)));
-    }
-    let tiers = languages.iter().map(|(_, t)| t.len()).max().unwrap_or(0);
-    match tiers {
+    let tiers: Vec<Vec<Vec<&Summary>>> = languages
+        .into_iter()
+        .map(|(_, mut tracks)| {
+            // Highest peak first; the track id breaks ties, so the order is stable.
+            tracks.sort_by(|a, b| b.peak.cmp(&a.peak).then(a.track.id.cmp(&b.track.id)));
+            let mut tiers: Vec<Vec<&Summary>> = Vec::new();
+            for t in tracks {
+                match tiers.last_mut() {
+                    Some(tier)
+                        if u128::from(t.peak) * 100
+                            >= u128::from(tier[0].peak) * u128::from(TIER_STEP_PERCENT) =>
+                    {
+                        tier.push(t)
+                    }
+                    _ => tiers.push(vec![t]),
+                }
+            }
+            tiers
+        })
+        .collect();
+    let count = tiers.iter().map(Vec::len).max().unwrap_or(0);
+    match count {
         0 => Vec::new(),
         1 => vec![(AUDIO_GROUP.to_owned(), audios.iter().collect())],
-        _ => (0..tiers)
+        _ => (0..count)
             .map(|k| {
-                let members = languages
+                let members = tiers
                     .iter()
-                    .filter_map(|(_, t)| t.get(k).or(t.last()).copied())
+                    .filter_map(|t| t.get(k).or(t.last()))
+                    .flatten()
+                    .copied()
                     .collect();
                 (format!("{AUDIO_GROUP}-{}", k + 1), members)
             })
             .collect(),
     }
 }
+
+/// A track whose peak bit rate is at least this share (percent) of a
+/// tier's highest belongs to that tier.
+const TIER_STEP_PERCENT: u64 = 80;
 
 /// The `EXT-X-MEDIA` audio renditions of `tracks`, first one default,
 /// without URIs (the caller knows where each is carried). `NAME` is the
@@ -363,44 +387,45 @@ mod tests {
 
     #[test]
     fn audio_bitrates_of_one_language_go_to_groups_by_tier() {
-        let mut view = MemoryView::new(PresentationState::Ended, 2000, None);
-        let mut video = TrackInfo::new(1, TrackKind::Video, 90_000);
-        video.fourcc = "avc1".into();
-        video.codec = "avc1.64001f".into();
-        view.add_track(video);
-        // English at 128 and 64 kbit/s, French at 96 kbit/s (bytes per 2 s).
-        let audio = [(2, "en", 32_000u32), (3, "en", 16_000), (4, "fr", 24_000)];
-        for (id, language, _) in audio {
-            let mut t = TrackInfo::new(id, TrackKind::Audio, 48_000);
-            t.fourcc = "mp4a".into();
-            t.codec = "mp4a.40.2".into();
-            t.language = language.into();
-            t.stream = format!("a{id}");
-            view.add_track(t);
-        }
-        let sample = |duration, size| SampleEntry {
-            duration,
-            size,
-            composition_offset: 0,
-            keyframe: true,
-        };
-        view.push(
-            1,
-            0,
-            vec![sample(180_000, 250_000)],
-            vec![0; 250_000],
-            false,
-        );
-        for (id, _, size) in audio {
+        // Video and audio tracks (id, language, bytes per 2 s fragment).
+        let build = |audio: &[(u32, &str, u32)]| {
+            let mut view = MemoryView::new(PresentationState::Ended, 2000, None);
+            let mut video = TrackInfo::new(1, TrackKind::Video, 90_000);
+            video.fourcc = "avc1".into();
+            video.codec = "avc1.64001f".into();
+            view.add_track(video);
+            let sample = |duration, size| SampleEntry {
+                duration,
+                size,
+                composition_offset: 0,
+                keyframe: true,
+            };
             view.push(
-                id,
+                1,
                 0,
-                vec![sample(96_000, size)],
-                vec![0; size as usize],
+                vec![sample(180_000, 250_000)],
+                vec![0; 250_000],
                 false,
             );
-        }
-        let m = multivariant(&view).expect("multivariant");
+            for &(id, language, size) in audio {
+                let mut t = TrackInfo::new(id, TrackKind::Audio, 48_000);
+                t.fourcc = "mp4a".into();
+                t.codec = "mp4a.40.2".into();
+                t.language = language.into();
+                t.stream = format!("a{id}");
+                view.add_track(t);
+                view.push(
+                    id,
+                    0,
+                    vec![sample(96_000, size)],
+                    vec![0; size as usize],
+                    false,
+                );
+            }
+            multivariant(&view).expect("multivariant")
+        };
+        // English at 128 and 64 kbit/s, French at 96 kbit/s.
+        let m = build(&[(2, "en", 32_000), (3, "en", 16_000), (4, "fr", 24_000)]);
         let groups: Vec<(&str, &str)> = m
             .renditions
             .iter()
@@ -426,13 +451,20 @@ mod tests {
         assert_eq!(variants[1].0, Some("audio-2"));
         assert!(variants[0].1 > variants[1].1, "{variants:?}");
         assert!(m.variants.iter().all(|v| v.uri == m.variants[0].uri));
-        // One track per language: one group, as before.
-        let mut single = view.clone();
-        single.tracks.retain(|t| t.id != 3);
-        single.fragments.remove(&3);
-        let m = multivariant(&single).expect("multivariant");
-        assert!(m.renditions.iter().all(|r| r.group_id == AUDIO_GROUP));
-        assert_eq!(m.variants.len(), 1);
+        // One track per language, or tracks of one language within 20 % of
+        // each other (the same audio sent with each video rendition): one
+        // group, as before.
+        for audio in [
+            &[(2, "en", 32_000), (4, "fr", 24_000)][..],
+            &[(2, "und", 16_000), (3, "und", 15_000)][..],
+        ] {
+            let m = build(audio);
+            assert!(
+                m.renditions.iter().all(|r| r.group_id == AUDIO_GROUP),
+                "{m:?}"
+            );
+            assert_eq!(m.variants.len(), 1);
+        }
     }
 
     #[test]
