@@ -23,6 +23,12 @@ python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 
 # Browser players at the versions tests/browser/package-lock.json pins.
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
+# Object stores for tests/tests/storage_backends.rs, pinned: moto_server
+# (S3) from PyPI, Azurite (Azure Blob) at the version
+# tests/objstore/package-lock.json pins.
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "moto[server]==5.2.5"
+(cd tests/objstore && npm ci --no-audit --no-fund --loglevel=error)
+
 # rust-toolchain.toml pins the toolchain; rustup installs it (and the
 # wasm32-wasip2 target) on first use.
 rustup show active-toolchain >/dev/null

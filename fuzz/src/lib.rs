@@ -1,9 +1,10 @@
 //! The checks behind Sluice's fuzz targets, and the seed inputs.
 //!
-//! Every target takes the fuzzer's bytes as `[control][data]`: the control
-//! bytes ([`split`]) choose where the data is cut, the data is fed to the
-//! parser whole and in those pieces, and the two runs must agree (events,
-//! errors, and everything else the parser exposes). Each run also checks
+//! Every streaming parser's target takes the fuzzer's bytes as
+//! `[control][data]` (`fragment_object`, an object read whole, takes them
+//! as is): the control bytes ([`split`]) choose where the data is cut, the
+//! data is fed to the parser whole and in those pieces, and the two runs
+//! must agree (events, errors, and everything else the parser exposes). Each run also checks
 //! what the parser promises about its output (video samples framed with
 //! 4-byte lengths, decode times that never go back, round trips).
 //!
@@ -19,6 +20,7 @@ pub mod amf0;
 pub mod events;
 pub mod flv;
 pub mod fmp4;
+pub mod fragment;
 pub mod rtmp;
 pub mod seeds;
 

@@ -24,7 +24,7 @@ const DEMO_FLV: &[u8] = include_bytes!("../../host/assets/demo.flv");
 pub type Seed = (&'static str, Vec<u8>);
 
 /// The fuzz targets, in the order the smoke script runs them.
-pub const TARGETS: [&str; 4] = ["rtmp_chunk", "amf0", "flv_tags", "fmp4"];
+pub const TARGETS: [&str; 5] = ["rtmp_chunk", "amf0", "flv_tags", "fmp4", "fragment_object"];
 
 /// The generated seeds of `target`.
 pub fn for_target(target: &str) -> Vec<Seed> {
@@ -33,6 +33,7 @@ pub fn for_target(target: &str) -> Vec<Seed> {
         "amf0" => amf0(),
         "flv_tags" => flv_tags(),
         "fmp4" => fmp4(),
+        "fragment_object" => crate::fragment::seeds(),
         other => panic!("no target {other}"),
     }
 }
@@ -434,6 +435,7 @@ mod tests {
                     "rtmp_chunk" => crate::rtmp::fuzz(&bytes),
                     "amf0" => crate::amf0::fuzz(&bytes),
                     "flv_tags" => crate::flv::fuzz(&bytes),
+                    "fragment_object" => crate::fragment::fuzz(&bytes),
                     _ => crate::fmp4::fuzz(&bytes),
                 }
             }

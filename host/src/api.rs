@@ -1,5 +1,5 @@
-//! The management API (admin listener, JSON): channels for now, as
-//! CONTRACT.md fixes them. Errors are `{"error": {"code", "message"}}` with
+//! The management API (admin listener, JSON): channels, programs, assets,
+//! locators and streaming endpoints, as CONTRACT.md fixes them. Errors are `{"error": {"code", "message"}}` with
 //! 400, 401, 404 or 409; bodies are bounded; unknown fields are refused;
 //! every change is logged with who (peer) and what.
 
@@ -12,10 +12,14 @@ use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::archive::Archive;
 use crate::channel::{Channel, ChannelState, Channels};
-use crate::config::{IngestLimits, valid_name};
+use crate::config::{DeliveryConfig, IngestLimits, valid_name};
 use crate::delivery::Body;
-use crate::store::{ChannelRecord, Store};
+use crate::store::{
+    AssetRecord, ChannelRecord, LocatorRecord, ProgramRecord, ProgramState, RecordingStart, Store,
+    StoreError,
+};
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
@@ -24,7 +28,9 @@ const MAX_BODY: usize = 64 * 1024;
 pub struct Api {
     channels: Arc<Channels>,
     store: Arc<Store>,
+    archive: Arc<Archive>,
     limits: IngestLimits,
+    delivery: DeliveryConfig,
     /// Bound delivery port (for URLs in responses).
     pub http_port: u16,
     /// Bound RTMP port.
@@ -62,6 +68,18 @@ impl ApiError {
             status: StatusCode::CONFLICT,
             code: "conflict",
             message: message.into(),
+        }
+    }
+
+    fn store(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => ApiError::conflict(m),
+            StoreError::NotFound(what) => ApiError {
+                status: StatusCode::NOT_FOUND,
+                code: "not_found",
+                message: format!("{what} not found"),
+            },
+            e => ApiError::internal(e),
         }
     }
 
@@ -103,19 +121,53 @@ struct PreviewSpec {
     allow: Option<Vec<String>>,
 }
 
+/// `POST /api/v1/assets` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateAsset {
+    name: String,
+}
+
+/// `POST /api/v1/channels/{name}/programs` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateProgram {
+    name: String,
+    asset: String,
+    archive_window: String,
+    manifest_name: Option<String>,
+}
+
+/// `POST /api/v1/locators` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateLocator {
+    id: Option<String>,
+    asset: String,
+    start: Option<String>,
+    expiry: Option<String>,
+}
+
+/// Shortest and longest archive window (CONTRACT: PT5M..PT25H).
+const ARCHIVE_WINDOW_MS: std::ops::RangeInclusive<u64> = 300_000..=90_000_000;
+
 impl Api {
     /// The API over `channels`, persisted in `store`. `token`, when set, is
     /// required as `Authorization: Bearer TOKEN`.
     pub fn new(
         channels: Arc<Channels>,
         store: Arc<Store>,
+        archive: Arc<Archive>,
         limits: IngestLimits,
+        delivery: DeliveryConfig,
         token: Option<String>,
     ) -> Self {
         Api {
             channels,
             store,
+            archive,
             limits,
+            delivery,
             http_port: 0,
             rtmp_port: 0,
             token,
@@ -162,7 +214,7 @@ impl Api {
             Ok(b) => b,
             Err(e) => return error(e),
         };
-        let result = self.route(&method, &path, &body, peer, &host);
+        let result = self.route(&method, &path, &body, peer, &host).await;
         match result {
             Ok((status, Some(v))) => json_response(status, &v),
             Ok((status, None)) => http::Response::builder()
@@ -173,7 +225,7 @@ impl Api {
         }
     }
 
-    fn route(
+    async fn route(
         &self,
         method: &Method,
         path: &str,
@@ -202,21 +254,349 @@ impl Api {
                 Ok((StatusCode::OK, Some(self.channel_json(&c, host))))
             }
             (&Method::DELETE, ["channels", name]) => self.delete_channel(name, peer),
+            (&Method::GET, ["channels", name, "programs"]) => {
+                let c = self.channel(name)?;
+                let list = self
+                    .store
+                    .programs(Some(&c.name))
+                    .map_err(ApiError::store)?;
+                Ok((
+                    StatusCode::OK,
+                    Some(Value::Array(
+                        list.iter().map(|p| self.program_json(p, host)).collect(),
+                    )),
+                ))
+            }
+            (&Method::POST, ["channels", name, "programs"]) => {
+                self.create_program(name, body, peer, host)
+            }
+            (&Method::GET, ["channels", c, "programs", p]) => {
+                let p = self.program(c, p)?;
+                Ok((StatusCode::OK, Some(self.program_json(&p, host))))
+            }
+            (&Method::DELETE, ["channels", c, "programs", p]) => {
+                let p = self.program(c, p)?;
+                self.store
+                    .delete_program(&p.channel, &p.name)
+                    .map_err(ApiError::store)?;
+                tracing::info!(%peer, channel = %p.channel, program = %p.name, "program deleted");
+                Ok((StatusCode::NO_CONTENT, None))
+            }
+            (&Method::POST, ["channels", c, "programs", p, action]) => {
+                let p = self.program(c, p)?;
+                let p = match *action {
+                    "start" => self.start_program(&p, peer)?,
+                    "stop" => self.stop_program(&p, peer).await?,
+                    _ => return Err(ApiError::not_found("action")),
+                };
+                Ok((StatusCode::OK, Some(self.program_json(&p, host))))
+            }
             (&Method::POST, ["channels", name, action]) => {
                 let c = self.channel(name)?;
                 match *action {
                     "start" => self.set_state(&c, ChannelState::Running, peer)?,
                     "stop" => self.set_state(&c, ChannelState::Stopped, peer)?,
                     "reset" => {
-                        c.reset();
+                        let incarnation = crate::store::new_incarnation();
+                        self.store
+                            .reset_channel(&c.name, incarnation)
+                            .map_err(ApiError::store)?;
+                        c.reset(incarnation);
                         tracing::info!(%peer, channel = %c.name, "channel reset");
                     }
                     _ => return Err(ApiError::not_found("action")),
                 }
                 Ok((StatusCode::OK, Some(self.channel_json(&c, host))))
             }
+            (&Method::GET, ["assets"]) => {
+                let list = self.store.assets().map_err(ApiError::store)?;
+                Ok((
+                    StatusCode::OK,
+                    Some(Value::Array(
+                        list.iter()
+                            .filter(|a| !a.deleting)
+                            .map(|a| self.asset_json(a))
+                            .collect(),
+                    )),
+                ))
+            }
+            (&Method::POST, ["assets"]) => {
+                let req: CreateAsset = parse_body(body, "asset")?;
+                check_name("asset name", &req.name)?;
+                let a = self
+                    .store
+                    .insert_asset(&req.name, crate::channel::now_ms())
+                    .map_err(ApiError::store)?;
+                tracing::info!(%peer, asset = %a.name, "asset created");
+                Ok((StatusCode::CREATED, Some(self.asset_json(&a))))
+            }
+            (&Method::GET, ["assets", name]) => {
+                let a = self.asset(name)?;
+                Ok((StatusCode::OK, Some(self.asset_json(&a))))
+            }
+            (&Method::DELETE, ["assets", name]) => {
+                let a = self.asset(name)?;
+                self.store
+                    .begin_delete_asset(&a.name)
+                    .map_err(ApiError::store)?;
+                self.archive
+                    .delete_asset_content(&a.name)
+                    .await
+                    .map_err(ApiError::internal)?;
+                tracing::info!(%peer, asset = %a.name, "asset deleted");
+                Ok((StatusCode::NO_CONTENT, None))
+            }
+            (&Method::GET, ["locators"]) => {
+                let list = self.store.locators().map_err(ApiError::store)?;
+                Ok((
+                    StatusCode::OK,
+                    Some(Value::Array(
+                        list.iter().map(|l| self.locator_json(l, host)).collect(),
+                    )),
+                ))
+            }
+            (&Method::POST, ["locators"]) => self.create_locator(body, peer, host),
+            (&Method::GET, ["locators", id]) => {
+                let l = self.locator(id)?;
+                Ok((StatusCode::OK, Some(self.locator_json(&l, host))))
+            }
+            (&Method::DELETE, ["locators", id]) => {
+                let l = self.locator(id)?;
+                if !self.store.delete_locator(&l.id).map_err(ApiError::store)? {
+                    return Err(ApiError::not_found("locator"));
+                }
+                self.archive.locator_removed(&l.id);
+                tracing::info!(%peer, locator = %l.id, "locator deleted");
+                Ok((StatusCode::NO_CONTENT, None))
+            }
+            (&Method::GET, ["streaming-endpoints"]) => {
+                Ok((StatusCode::OK, Some(self.streaming_endpoints_json())))
+            }
             _ => Err(ApiError::not_found("resource")),
         }
+    }
+
+    fn program(&self, channel: &str, name: &str) -> Result<ProgramRecord, ApiError> {
+        let c = self.channel(channel)?;
+        if !valid_name(name) {
+            return Err(ApiError::not_found("program"));
+        }
+        self.store
+            .program(&c.name, name)
+            .map_err(ApiError::store)?
+            .ok_or_else(|| ApiError::not_found("program"))
+    }
+
+    fn asset(&self, name: &str) -> Result<AssetRecord, ApiError> {
+        if !valid_name(name) {
+            return Err(ApiError::not_found("asset"));
+        }
+        self.store
+            .asset(name)
+            .map_err(ApiError::store)?
+            .filter(|a| !a.deleting)
+            .ok_or_else(|| ApiError::not_found("asset"))
+    }
+
+    fn locator(&self, id: &str) -> Result<LocatorRecord, ApiError> {
+        if !valid_name(id) {
+            return Err(ApiError::not_found("locator"));
+        }
+        self.archive
+            .locator(id)
+            .ok_or_else(|| ApiError::not_found("locator"))
+    }
+
+    fn create_program(
+        &self,
+        channel: &str,
+        body: &Bytes,
+        peer: SocketAddr,
+        host: &str,
+    ) -> ApiResult {
+        let c = self.channel(channel)?;
+        let req: CreateProgram = parse_body(body, "program")?;
+        check_name("program name", &req.name)?;
+        check_name("asset name", &req.asset)?;
+        let manifest_name = req.manifest_name.unwrap_or_else(|| req.name.clone());
+        check_name("manifest_name", &manifest_name)?;
+        let window = parse_iso_duration_ms(&req.archive_window).map_err(|e| {
+            ApiError::bad(format!("bad archive_window {:?}: {e}", req.archive_window))
+        })?;
+        if !ARCHIVE_WINDOW_MS.contains(&window) {
+            return Err(ApiError::bad(format!(
+                "archive_window {} is outside PT5M..PT25H",
+                req.archive_window
+            )));
+        }
+        let p = ProgramRecord {
+            channel: c.name.clone(),
+            name: req.name,
+            asset: req.asset,
+            manifest_name,
+            archive_window_ms: window,
+            state: ProgramState::Created,
+            created_ms: crate::channel::now_ms(),
+            started_ms: None,
+            stopped_ms: None,
+        };
+        self.store.insert_program(&p).map_err(ApiError::store)?;
+        tracing::info!(%peer, channel = %p.channel, program = %p.name, asset = %p.asset, window_ms = window, "program created");
+        Ok((StatusCode::CREATED, Some(self.program_json(&p, host))))
+    }
+
+    fn start_program(
+        &self,
+        p: &ProgramRecord,
+        peer: SocketAddr,
+    ) -> Result<ProgramRecord, ApiError> {
+        let c = self.channel(&p.channel)?;
+        let start = RecordingStart {
+            incarnation: c.incarnation(),
+            fragment_ms: c.fragment_ms,
+            from_ms: c.recording_start_ms(),
+            epoch_ms: c.epoch_ms(),
+        };
+        let now = crate::channel::now_ms();
+        let started = self
+            .store
+            .start_program(&p.channel, &p.name, now, &start)
+            .map_err(ApiError::store)?;
+        let asset = self
+            .store
+            .asset(&p.asset)
+            .map_err(ApiError::store)?
+            .ok_or_else(|| ApiError::not_found("asset"))?;
+        self.archive.program_started(&asset, &c);
+        tracing::info!(%peer, channel = %p.channel, program = %p.name, from_ms = start.from_ms, "program started");
+        Ok(started)
+    }
+
+    async fn stop_program(
+        &self,
+        p: &ProgramRecord,
+        peer: SocketAddr,
+    ) -> Result<ProgramRecord, ApiError> {
+        let c = self.channel(&p.channel)?;
+        if p.state != ProgramState::Running {
+            return Err(ApiError::conflict(format!(
+                "program {} is {}, not running",
+                p.name,
+                p.state.as_str()
+            )));
+        }
+        let (from, to) = self.archive.stop_range(&p.asset, &c).unwrap_or((0, 0));
+        let stopped = self
+            .store
+            .stop_program(&p.channel, &p.name, crate::channel::now_ms(), from, to)
+            .map_err(ApiError::store)?;
+        self.archive.program_stopped(&p.asset, from, to).await;
+        tracing::info!(%peer, channel = %p.channel, program = %p.name, from_ms = from, to_ms = to, "program stopped");
+        Ok(stopped)
+    }
+
+    fn create_locator(&self, body: &Bytes, peer: SocketAddr, host: &str) -> ApiResult {
+        let req: CreateLocator = parse_body(body, "locator")?;
+        let id = match req.id {
+            Some(id) => {
+                check_name("locator id", &id)?;
+                id
+            }
+            None => generate_key().map_err(ApiError::internal)?,
+        };
+        check_name("asset name", &req.asset)?;
+        let time = |field: &str, v: Option<String>| -> Result<Option<i64>, ApiError> {
+            v.map(|s| {
+                parse_rfc3339_ms(&s).ok_or_else(|| {
+                    ApiError::bad(format!("bad {field} {s:?}: not an RFC 3339 time"))
+                })
+            })
+            .transpose()
+        };
+        let start_ms = time("start", req.start)?;
+        let expiry_ms = time("expiry", req.expiry)?;
+        if let (Some(a), Some(b)) = (start_ms, expiry_ms)
+            && a >= b
+        {
+            return Err(ApiError::bad("start must be before expiry"));
+        }
+        let l = LocatorRecord {
+            id,
+            asset: req.asset,
+            start_ms,
+            expiry_ms,
+            created_ms: crate::channel::now_ms(),
+        };
+        self.store.insert_locator(&l).map_err(ApiError::store)?;
+        self.archive.locator_added(l.clone());
+        tracing::info!(%peer, locator = %l.id, asset = %l.asset, "locator created");
+        Ok((StatusCode::CREATED, Some(self.locator_json(&l, host))))
+    }
+
+    fn program_json(&self, p: &ProgramRecord, _host: &str) -> Value {
+        json!({
+            "name": p.name,
+            "channel": p.channel,
+            "asset": p.asset,
+            "manifest_name": p.manifest_name,
+            "archive_window": format_iso_duration(p.archive_window_ms),
+            "archive_window_ms": p.archive_window_ms,
+            "state": p.state,
+            "created": format_rfc3339(Some(p.created_ms)),
+            "started": format_rfc3339(p.started_ms),
+            "stopped": format_rfc3339(p.stopped_ms),
+        })
+    }
+
+    fn asset_json(&self, a: &AssetRecord) -> Value {
+        let (state, duration_ms, fragments, pending) = match self.archive.asset_summary(&a.name) {
+            Some((true, d, n, p)) => ("recording", d, n, p),
+            Some((false, d, n, p)) => ("recorded", d, n, p),
+            None => ("empty", 0, 0, 0),
+        };
+        let rec = a.recording.as_ref();
+        json!({
+            "name": a.name,
+            "created": format_rfc3339(Some(a.created_ms)),
+            "state": state,
+            "channel": rec.map(|r| r.channel.clone()),
+            "manifest_name": rec.map(|r| r.manifest_name.clone()),
+            "duration_ms": duration_ms,
+            "fragments": fragments,
+            "pending": pending,
+        })
+    }
+
+    fn locator_json(&self, l: &LocatorRecord, host: &str) -> Value {
+        let manifest = self
+            .archive
+            .manifest_name(&l.asset)
+            .unwrap_or_else(|| l.asset.clone());
+        let base = format!("http://{host}:{}/{}/{manifest}.ism", self.http_port, l.id);
+        json!({
+            "id": l.id,
+            "asset": l.asset,
+            "start": format_rfc3339(l.start_ms),
+            "expiry": format_rfc3339(l.expiry_ms),
+            "urls": format_urls(&base),
+        })
+    }
+
+    fn streaming_endpoints_json(&self) -> Value {
+        json!([{
+            "name": "http",
+            "scheme": "http",
+            "port": self.http_port,
+            "cors_origins": [self.delivery.cors_origin],
+            "allow": self.delivery.allow.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "host_names": self.delivery.host_names,
+            "cache": {
+                "segments": "public, max-age=31536000, immutable",
+                "live_manifests": "public, max-age=(half a fragment)",
+                "errors": "no-store or public, max-age=5",
+            },
+            "cache_mib": self.delivery.cache_mib,
+        }])
     }
 
     fn channel(&self, name: &str) -> Result<Arc<Channel>, ApiError> {
@@ -229,14 +609,8 @@ impl Api {
     }
 
     fn create_channel(&self, body: &Bytes, peer: SocketAddr, host: &str) -> ApiResult {
-        let req: CreateChannel =
-            serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("bad channel: {e}")))?;
-        if !valid_name(&req.name) {
-            return Err(ApiError::bad(format!(
-                "bad name {:?}: names are [a-z0-9][a-z0-9-]{{0,62}}",
-                req.name
-            )));
-        }
+        let req: CreateChannel = parse_body(body, "channel")?;
+        check_name("channel name", &req.name)?;
         let key = match req.input.key {
             Some(k) if valid_key(&k) => k,
             Some(_) => return Err(ApiError::bad("bad key: 8 to 64 of [A-Za-z0-9-]")),
@@ -259,6 +633,11 @@ impl Api {
             window_ms,
             state: ChannelState::Stopped.as_str().to_owned(),
             created_ms: crate::channel::now_ms(),
+            incarnation: 0,
+        };
+        let record = ChannelRecord {
+            incarnation: crate::store::new_incarnation(),
+            ..record
         };
         if self.channels.get(&record.name).is_some()
             || !self
@@ -274,6 +653,7 @@ impl Api {
         let channel = self
             .channels
             .insert(Channel::from_record(&record, &self.limits));
+        self.archive.attach(&channel);
         tracing::info!(%peer, channel = %channel.name, "channel created");
         Ok((StatusCode::CREATED, Some(self.channel_json(&channel, host))))
     }
@@ -286,9 +666,7 @@ impl Api {
                 c.state().as_str()
             )));
         }
-        self.store
-            .delete_channel(name)
-            .map_err(ApiError::internal)?;
+        self.store.delete_channel(name).map_err(ApiError::store)?;
         self.channels.remove(name);
         tracing::info!(%peer, channel = %name, "channel deleted");
         Ok((StatusCode::NO_CONTENT, None))
@@ -301,8 +679,8 @@ impl Api {
         peer: SocketAddr,
     ) -> Result<(), ApiError> {
         self.store
-            .set_channel_state(&c.name, state.as_str())
-            .map_err(ApiError::internal)?;
+            .set_channel_state_checked(&c.name, state.as_str())
+            .map_err(ApiError::store)?;
         c.set_state(state);
         tracing::info!(%peer, channel = %c.name, state = state.as_str(), "channel state");
         Ok(())
@@ -312,6 +690,8 @@ impl Api {
     fn channel_json(&self, c: &Channel, host: &str) -> Value {
         let http = format!("http://{host}:{}", self.http_port);
         let preview = format!("{http}/preview/{}/preview.isml", c.name);
+        let mut preview_urls = format_urls(&preview);
+        preview_urls["page"] = json!(format!("{http}/preview/{}/", c.name));
         json!({
             "name": c.name,
             "state": c.state(),
@@ -323,15 +703,7 @@ impl Api {
             },
             "preview": {
                 "allow": c.preview_allow.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "urls": {
-                    "smooth": format!("{preview}/Manifest"),
-                    "hls": format!("{preview}/Manifest(format=m3u8-aapl)"),
-                    "hls_cmaf": format!("{preview}/Manifest(format=m3u8-cmaf)"),
-                    "dash": format!("{preview}/Manifest(format=mpd-time-csf)"),
-                    "dash_cmaf": format!("{preview}/Manifest(format=mpd-time-cmaf)"),
-                    "hds": format!("{preview}/Manifest(format=f4m-f4f)"),
-                    "page": format!("{http}/preview/{}/", c.name),
-                },
+                "urls": preview_urls,
             },
             "ingest": {
                 "rtmp": format!("rtmp://{host}:{}/live/{}/{}", self.rtmp_port, c.name, c.key),
@@ -341,6 +713,160 @@ impl Api {
             "stats": c.stats.json(),
         })
     }
+}
+
+/// The delivery URLs of every format below a manifest root (`.../X.ism`).
+fn format_urls(base: &str) -> Value {
+    json!({
+        "smooth": format!("{base}/Manifest"),
+        "hls": format!("{base}/Manifest(format=m3u8-aapl)"),
+        "hls_cmaf": format!("{base}/Manifest(format=m3u8-cmaf)"),
+        "dash": format!("{base}/Manifest(format=mpd-time-csf)"),
+        "dash_cmaf": format!("{base}/Manifest(format=mpd-time-cmaf)"),
+        "hds": format!("{base}/Manifest(format=f4m-f4f)"),
+    })
+}
+
+/// A JSON body, unknown fields refused, as a 400 naming the problem.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &Bytes, what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("bad {what}: {e}")))
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
+    if valid_name(name) {
+        Ok(())
+    } else {
+        Err(ApiError::bad(format!(
+            "bad {what} {name:?}: names are [a-z0-9][a-z0-9-]{{0,62}}"
+        )))
+    }
+}
+
+/// An ISO 8601 duration of days and time (`P1D`, `PT1H30M`, `PT90.5S`), in
+/// milliseconds. Years, months and weeks have no fixed length and are
+/// refused; so are signs, empty parts and anything longer than 64 bytes.
+/// Written by hand: the grammar is small and a parser of hostile input
+/// must be bounded (checked arithmetic, no allocation).
+pub fn parse_iso_duration_ms(s: &str) -> Result<u64, String> {
+    if s.len() > 64 {
+        return Err("too long".into());
+    }
+    let rest = s
+        .strip_prefix('P')
+        .ok_or("an ISO 8601 duration starts with P (e.g. PT1H)")?;
+    let mut total: u64 = 0;
+    let mut in_time = false;
+    let mut any = false;
+    let mut last_rank = 0u8;
+    let mut chars = rest.bytes().peekable();
+    while let Some(&c) = chars.peek() {
+        if c == b'T' {
+            if in_time {
+                return Err("T appears twice".into());
+            }
+            in_time = true;
+            chars.next();
+            if chars.peek().is_none() {
+                return Err("nothing after T".into());
+            }
+            continue;
+        }
+        let mut whole: u64 = 0;
+        let mut digits = 0;
+        while let Some(&d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+            whole = whole
+                .checked_mul(10)
+                .and_then(|w| w.checked_add(u64::from(d - b'0')))
+                .ok_or("number too large")?;
+            digits += 1;
+            chars.next();
+        }
+        let mut frac_ms: u64 = 0;
+        if matches!(chars.peek(), Some(b'.' | b',')) {
+            chars.next();
+            let mut scale = 100;
+            let mut fdigits = 0;
+            while let Some(&d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                frac_ms += u64::from(d - b'0') * scale;
+                scale /= 10;
+                fdigits += 1;
+                chars.next();
+            }
+            if fdigits == 0 {
+                return Err("no digits after the decimal sign".into());
+            }
+        }
+        if digits == 0 {
+            return Err("a number must precede each designator".into());
+        }
+        let designator = chars.next().ok_or("a number without a designator")?;
+        let (rank, unit_ms) = match (in_time, designator) {
+            (false, b'D') => (1, 86_400_000),
+            (true, b'H') => (2, 3_600_000),
+            (true, b'M') => (3, 60_000),
+            (true, b'S') => (4, 1000),
+            (false, b'Y' | b'M' | b'W') => {
+                return Err(
+                    "years, months and weeks have no fixed length: use days or time".into(),
+                );
+            }
+            (false, b'H' | b'S') => return Err("hours, minutes and seconds follow T".into()),
+            _ => return Err(format!("unexpected {:?}", char::from(designator))),
+        };
+        if rank <= last_rank {
+            return Err("designators out of order or repeated".into());
+        }
+        if frac_ms != 0 && rank != 4 {
+            return Err("only seconds may have a fraction".into());
+        }
+        last_rank = rank;
+        any = true;
+        total = whole
+            .checked_mul(unit_ms)
+            .and_then(|v| v.checked_add(frac_ms))
+            .and_then(|v| v.checked_add(total))
+            .ok_or("duration too long")?;
+    }
+    if !any {
+        return Err("no duration given".into());
+    }
+    Ok(total)
+}
+
+/// Milliseconds as an ISO 8601 duration (`PT1H30M`, `PT25H`, `PT0.5S`).
+pub fn format_iso_duration(ms: u64) -> String {
+    let (h, rest) = (ms / 3_600_000, ms % 3_600_000);
+    let (m, rest) = (rest / 60_000, rest % 60_000);
+    let (s, frac) = (rest / 1000, rest % 1000);
+    let mut out = String::from("PT");
+    if h > 0 {
+        out += &format!("{h}H");
+    }
+    if m > 0 {
+        out += &format!("{m}M");
+    }
+    if frac > 0 {
+        out += &format!("{s}.{frac:03}S");
+    } else if s > 0 || out.len() == 2 {
+        out += &format!("{s}S");
+    }
+    out
+}
+
+/// An RFC 3339 time (an offset is required), as Unix milliseconds.
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    if s.len() > 64 {
+        return None;
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}
+
+fn format_rfc3339(ms: Option<i64>) -> Value {
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)))
+        .unwrap_or(Value::Null)
 }
 
 /// The host name the client used (for URLs in responses), else loopback.
@@ -445,6 +971,56 @@ mod tests {
         assert_eq!(v[1].to_string(), "::1/128");
         assert!(parse_allow(Some(&["10.0.0.0/33".into()])).is_err());
         assert!(parse_allow(Some(&["example.com".into()])).is_err());
+    }
+
+    #[test]
+    fn iso_durations() {
+        let ok = |s: &str| parse_iso_duration_ms(s).expect(s);
+        assert_eq!(ok("PT5M"), 300_000);
+        assert_eq!(ok("PT25H"), 90_000_000);
+        assert_eq!(ok("P1DT1H"), 90_000_000);
+        assert_eq!(ok("PT1H30M15.5S"), 5_415_500);
+        assert_eq!(ok("PT0.25S"), 250);
+        for bad in [
+            "",
+            "P",
+            "PT",
+            "5m",
+            "pt5m",
+            "PT5",
+            "PT-5M",
+            "P1M",
+            "P1Y",
+            "P1W",
+            "PT5M1H",
+            "PT5M5M",
+            "PT1.5H",
+            "P5H",
+            "PTT5M",
+            "PT.5S",
+            "PT5.S",
+            "PT99999999999999999999H",
+            "PT5M ",
+        ] {
+            assert!(parse_iso_duration_ms(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse_iso_duration_ms(&"P".repeat(100)).is_err());
+        for ms in [300_000, 90_000_000, 5_415_500, 250, 0, 3_600_000] {
+            assert_eq!(ok(&format_iso_duration(ms)), ms);
+        }
+        assert_eq!(format_iso_duration(3_600_000), "PT1H");
+    }
+
+    #[test]
+    fn rfc3339_times() {
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:01Z"), Some(1000));
+        assert_eq!(parse_rfc3339_ms("1970-01-01T01:00:01.5+01:00"), Some(1500));
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:01"), None);
+        assert_eq!(parse_rfc3339_ms("yesterday"), None);
+        assert_eq!(
+            format_rfc3339(Some(1500)),
+            Value::String("1970-01-01T00:00:01.500Z".into())
+        );
     }
 
     #[test]

@@ -17,13 +17,14 @@
 //! the same way. Output timelines never go backward.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sluice_sdk::plugin::{Event, Sample, TrackInfo};
 use sluice_sdk::time::mul_div_round_signed;
 
+use crate::archive::ChannelArchive;
 use crate::config::{ChannelConfig, IngestLimits};
 use crate::media::segmenter::{Fragment, InputSample, SegmentError, Segmenter};
 use crate::media::timeline::{PushOutcome, Snapshot, Timeline};
@@ -99,7 +100,7 @@ pub struct Channel {
     pub created_ms: i64,
     state: Mutex<ChannelState>,
     timeline: RwLock<Timeline>,
-    track_ids: Mutex<Vec<(String, u32)>>,
+    track_ids: Mutex<Vec<(String, u32, u32)>>,
     max_tracks: u32,
     publishing: AtomicUsize,
     /// An encoder ended cleanly while other sessions still counted (a
@@ -116,6 +117,13 @@ pub struct Channel {
     rate: Mutex<(std::time::Instant, u64)>,
     /// Counters.
     pub stats: ChannelStats,
+    /// Names what the channel stores until its next reset.
+    incarnation: AtomicU64,
+    /// Where running programs record the channel (absent in bare tests).
+    archive: OnceLock<Arc<ChannelArchive>>,
+    /// End of what the channel stored before a restart, ms: new streams
+    /// continue after it, so stored fragments are never named twice.
+    floor_ms: AtomicI64,
 }
 
 /// The last, possibly truncated fragment of a stopped session, waiting to
@@ -196,7 +204,65 @@ impl Channel {
             parked: Mutex::new(Vec::new()),
             rate: Mutex::new((std::time::Instant::now(), 0)),
             stats: ChannelStats::default(),
+            incarnation: AtomicU64::new(r.incarnation),
+            archive: OnceLock::new(),
+            floor_ms: AtomicI64::new(i64::MIN),
         }
+    }
+
+    /// What the channel stores is named by this until its next reset.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation.load(Ordering::SeqCst)
+    }
+
+    /// Connects the channel to its archive (once).
+    pub fn attach_archive(&self, archive: Arc<ChannelArchive>) {
+        let _ = self.archive.set(archive);
+    }
+
+    /// The channel's archive, when attached.
+    pub fn archive(&self) -> Option<&Arc<ChannelArchive>> {
+        self.archive.get()
+    }
+
+    /// Media time new streams must continue after (the end of what was
+    /// stored before a restart), ms.
+    pub fn set_floor_ms(&self, floor_ms: i64) {
+        self.floor_ms.fetch_max(floor_ms, Ordering::SeqCst);
+    }
+
+    /// The smallest end of the newest fragment over the tracks that hold
+    /// one, ms: where a recording started or stopped now cuts (a fragment
+    /// of any track that starts at or after it is not yet published).
+    pub fn cut_ms(&self) -> Option<i64> {
+        let tl = self.timeline.read().unwrap_or_else(|e| e.into_inner());
+        tl.tracks()
+            .iter()
+            .filter_map(|t| {
+                let f = t.fragments.back()?;
+                let end = f.info.start + f.info.duration;
+                i64::try_from(end.saturating_mul(1000) / u64::from(t.info.timescale.max(1))).ok()
+            })
+            .min()
+    }
+
+    /// Where a recording started now begins, ms: the next fragment of
+    /// every track (or where the channel will continue after a restart).
+    pub fn recording_start_ms(&self) -> i64 {
+        self.cut_ms()
+            .or_else(|| {
+                let floor = self.floor_ms.load(Ordering::SeqCst);
+                (floor != i64::MIN).then_some(floor)
+            })
+            .unwrap_or(0)
+    }
+
+    /// Wall-clock time of media time zero, once the first fragment came.
+    pub fn epoch_ms(&self) -> Option<i64> {
+        self.timeline
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .epoch_ms()
     }
 
     /// The stored form.
@@ -210,6 +276,7 @@ impl Channel {
             window_ms: self.window_ms,
             state: self.state().as_str().to_owned(),
             created_ms: self.created_ms,
+            incarnation: self.incarnation(),
         }
     }
 
@@ -284,7 +351,16 @@ impl Channel {
         let now = now_ms();
         let discontinuity = fragment.discontinuity;
         let start = fragment.start;
-        let outcome = self.with_timeline(|tl| tl.push(track, fragment, now));
+        let (outcome, added) = self.with_timeline(|tl| {
+            let outcome = tl.push(track, fragment, now);
+            let added = (outcome == PushOutcome::Added && self.archive.get().is_some())
+                .then(|| tl.newest(track))
+                .flatten();
+            (outcome, added)
+        });
+        if let (Some(archive), Some((info, entry))) = (self.archive.get(), added) {
+            archive.on_fragment(self, &info, entry);
+        }
         let stats = &self.stats;
         let m = metrics();
         let labels = ChannelLabels {
@@ -367,9 +443,16 @@ impl Channel {
         }
     }
 
-    /// Clears the live timeline (tracks stay declared).
-    pub fn reset(&self) {
+    /// Clears the live timeline (tracks stay declared) and starts a new
+    /// incarnation: what is stored from now on never collides with what
+    /// was stored before.
+    pub fn reset(&self, incarnation: u64) {
+        self.incarnation.store(incarnation, Ordering::SeqCst);
+        self.floor_ms.store(i64::MIN, Ordering::SeqCst);
         self.with_timeline(Timeline::clear);
+        if let Some(archive) = self.archive.get() {
+            archive.on_reset(self);
+        }
     }
 
     /// A snapshot of the live timeline.
@@ -392,38 +475,54 @@ impl Channel {
         f(&mut self.timeline.write().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// The channel track id for (stream, adapter track), assigned on first use.
+    /// The channel track id for (stream, adapter track), assigned on first
+    /// use; stored when the channel has an archive, so a restart or a
+    /// reconnection in another order keeps every track's id.
     fn track_id(&self, stream: &str, adapter_track: u32) -> Result<u32, IngestError> {
         let mut ids = self.track_ids.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = ids
+        if let Some((_, _, id)) = ids
             .iter()
-            .position(|(s, t)| s == stream && *t == adapter_track)
+            .find(|(s, t, _)| s == stream && *t == adapter_track)
         {
-            return u32::try_from(i + 1).map_err(|_| IngestError::TooManyTracks(self.name.clone()));
+            return Ok(*id);
         }
         if ids.len() >= self.max_tracks as usize {
             return Err(IngestError::TooManyTracks(self.name.clone()));
         }
-        ids.push((stream.to_owned(), adapter_track));
-        u32::try_from(ids.len()).map_err(|_| IngestError::TooManyTracks(self.name.clone()))
+        let id = match self.archive.get() {
+            Some(archive) => archive
+                .track_id(&self.name, stream, adapter_track, self.max_tracks)
+                .ok_or_else(|| IngestError::TooManyTracks(self.name.clone()))?,
+            None => u32::try_from(ids.len() + 1)
+                .map_err(|_| IngestError::TooManyTracks(self.name.clone()))?,
+        };
+        ids.push((stream.to_owned(), adapter_track, id));
+        Ok(id)
     }
 
-    /// End of the newest fragment of any track, in milliseconds.
+    /// End of the newest fragment of any track (or of what was stored
+    /// before a restart), in milliseconds.
     fn end_ms(&self) -> Option<i64> {
         let tl = self.timeline.read().unwrap_or_else(|e| e.into_inner());
-        tl.tracks()
+        let live = tl
+            .tracks()
             .iter()
             .filter_map(|t| {
                 let f = t.fragments.back()?;
                 let end = f.info.start + f.info.duration;
                 i64::try_from(end.saturating_mul(1000) / u64::from(t.info.timescale.max(1))).ok()
             })
-            .max()
+            .max();
+        let floor = self.floor_ms.load(Ordering::SeqCst);
+        match live {
+            Some(end) => Some(end.max(floor)),
+            None => (floor != i64::MIN).then_some(floor),
+        }
     }
 }
 
 /// An empty list allows everything; IPv4-mapped IPv6 addresses match IPv4 nets.
-fn allowed(list: &[ipnet::IpNet], ip: std::net::IpAddr) -> bool {
+pub fn allowed(list: &[ipnet::IpNet], ip: std::net::IpAddr) -> bool {
     let ip = match ip {
         std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
         v4 => v4,
@@ -581,6 +680,9 @@ impl StreamIngest {
             segmenter,
             last_dts: None,
         };
+        if let Some(archive) = self.channel.archive.get() {
+            archive.on_track(&self.channel, &info);
+        }
         self.channel.with_timeline(|tl| tl.set_track(info));
         self.tracks.insert(adapter_id, state);
         Ok(())

@@ -35,6 +35,8 @@ pub struct Config {
     pub ingest: IngestLimits,
     /// Delivery settings.
     pub delivery: DeliveryConfig,
+    /// Asset storage.
+    pub storage: crate::storage::StorageConfig,
     /// Channels defined in the config file.
     pub channels: Vec<ChannelConfig>,
 }
@@ -52,6 +54,7 @@ impl Default for Config {
             plugins: PluginConfig::default(),
             ingest: IngestLimits::default(),
             delivery: DeliveryConfig::default(),
+            storage: crate::storage::StorageConfig::default(),
             channels: Vec::new(),
         }
     }
@@ -91,6 +94,9 @@ impl Config {
                 anyhow::bail!("channel {:?}: fragment_ms must be 500..=20000", c.name);
             }
         }
+        self.storage
+            .validate()
+            .map_err(|e| anyhow::anyhow!("bad [storage]: {e}"))?;
         if self.plugins.deadline_ms == 0 || self.plugins.memory_mib == 0 {
             anyhow::bail!("plugins.deadline_ms and plugins.memory_mib must be positive");
         }
@@ -154,6 +160,11 @@ pub struct DeliveryConfig {
     pub cache_mib: u64,
     /// `Access-Control-Allow-Origin` value (default `*`).
     pub cors_origin: String,
+    /// Addresses (CIDR) allowed to fetch delivery URLs; empty = any (default empty).
+    pub allow: Vec<ipnet::IpNet>,
+    /// Host names this endpoint is reached by (listed by the streaming
+    /// endpoints API; default none).
+    pub host_names: Vec<String>,
 }
 
 impl Default for DeliveryConfig {
@@ -161,6 +172,8 @@ impl Default for DeliveryConfig {
         DeliveryConfig {
             cache_mib: 512,
             cors_origin: "*".to_owned(),
+            allow: Vec::new(),
+            host_names: Vec::new(),
         }
     }
 }
@@ -193,6 +206,7 @@ impl ChannelConfig {
             window_ms: self.window_ms,
             state: "running".to_owned(),
             created_ms: 0,
+            incarnation: 0,
         }
     }
 }

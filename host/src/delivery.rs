@@ -4,11 +4,19 @@
 //! headers, a content ETag, conditional and HEAD handling and CORS.
 //!
 //! ```text
-//!  GET /preview/{channel}/preview.isml/{rest}
+//!  GET /preview/{channel}/preview.isml/{rest}   the channel's live timeline
+//!  GET /{locator}/{manifest}.ism/{rest}         the locator's asset: live
+//!      archive window while its program runs, the whole asset after
 //!      rest = Manifest[(format=F)]      → packager for F (default `mss`)
 //!           | {F}/...                   → packager for F (sub-resource)
 //!  cache key: immutable responses by path; others by path + timeline generation
 //! ```
+//!
+//! An asset's payloads older than the channel's hot timeline live in
+//! storage. Packagers read synchronously, so a payload not at hand is
+//! recorded as a miss: delivery reads the misses from storage (single flight
+//! through the store's read cache) and runs the packager again, at most
+//! twice. The host stays format-agnostic; a segment costs one storage read.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -22,10 +30,52 @@ use hyper::body::{Frame, SizeHint};
 use moka::Expiry;
 use sluice_sdk::plugin::{BodyPart, CachePolicy, Request as PluginRequest};
 
+use crate::archive::{Archive, AssetView};
 use crate::channel::Channels;
 use crate::config::DeliveryConfig;
 use crate::media::timeline::Snapshot;
 use crate::plugins::{PluginError, PluginHost};
+
+/// A presentation packagers read (through the SDK's [`View`]) and the host
+/// splices payloads from.
+pub trait Presentation: sluice_sdk::plugin::View + Send + Sync + 'static {
+    /// Payload bytes of a fragment, by reference, when at hand.
+    fn data(&self, track: u32, start: u64, offset: u32, length: u32) -> Option<Bytes>;
+
+    /// Fragments asked for that were not at hand (cleared).
+    fn take_misses(&self) -> Vec<(u32, u64)> {
+        Vec::new()
+    }
+
+    /// Brings `misses` at hand.
+    fn refill(
+        &self,
+        misses: Vec<(u32, u64)>,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send {
+        let _ = misses;
+        async { Err("nothing to read".to_owned()) }
+    }
+}
+
+impl Presentation for Snapshot {
+    fn data(&self, track: u32, start: u64, offset: u32, length: u32) -> Option<Bytes> {
+        Snapshot::data(self, track, start, offset, length)
+    }
+}
+
+impl Presentation for AssetView {
+    fn data(&self, track: u32, start: u64, offset: u32, length: u32) -> Option<Bytes> {
+        AssetView::data(self, track, start, offset, length)
+    }
+
+    fn take_misses(&self) -> Vec<(u32, u64)> {
+        AssetView::take_misses(self)
+    }
+
+    async fn refill(&self, misses: Vec<(u32, u64)>) -> Result<(), String> {
+        self.fetch(misses).await.map_err(|e| e.to_string())
+    }
+}
 
 /// A response body made of shared byte chunks (payload slices are spliced,
 /// not copied).
@@ -127,13 +177,20 @@ struct Failure {
 pub struct Delivery {
     plugins: Arc<PluginHost>,
     channels: Arc<Channels>,
+    archive: Arc<Archive>,
     cache: moka::future::Cache<CacheKey, Arc<Cached>>,
     config: DeliveryConfig,
 }
 
 impl Delivery {
-    /// A delivery service over `channels`, packaging with `plugins`.
-    pub fn new(plugins: Arc<PluginHost>, channels: Arc<Channels>, config: DeliveryConfig) -> Self {
+    /// A delivery service over `channels` and the assets of `archive`,
+    /// packaging with `plugins`.
+    pub fn new(
+        plugins: Arc<PluginHost>,
+        channels: Arc<Channels>,
+        archive: Arc<Archive>,
+        config: DeliveryConfig,
+    ) -> Self {
         let cache = moka::future::Cache::builder()
             .max_capacity(config.cache_mib.saturating_mul(1 << 20))
             .weigher(|_k: &CacheKey, v: &Arc<Cached>| -> u32 {
@@ -144,6 +201,7 @@ impl Delivery {
         Delivery {
             plugins,
             channels,
+            archive,
             cache,
             config,
         }
@@ -196,9 +254,33 @@ impl Delivery {
                 "no-store",
             );
         }
-        let Some((channel, rest)) = parse_preview(path) else {
-            return plain(StatusCode::NOT_FOUND, "not found\n", "public, max-age=5");
-        };
+        if !self.config.allow.is_empty() && !crate::channel::allowed(&self.config.allow, peer.ip())
+        {
+            tracing::info!(%peer, "delivery refused: address not allowed");
+            return plain(StatusCode::FORBIDDEN, "address not allowed\n", "no-store");
+        }
+        if let Some((channel, rest)) = parse_preview(path) {
+            return self
+                .preview(channel, rest, method, uri, headers, peer)
+                .await;
+        }
+        if let Some((locator, manifest, rest)) = parse_locator(path) {
+            return self
+                .locator(locator, manifest, rest, method, uri, headers)
+                .await;
+        }
+        plain(StatusCode::NOT_FOUND, "not found\n", "public, max-age=5")
+    }
+
+    async fn preview(
+        &self,
+        channel: &str,
+        rest: &str,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+        peer: std::net::SocketAddr,
+    ) -> http::Response<Body> {
         let Some(channel) = self.channels.get(channel) else {
             return plain(
                 StatusCode::NOT_FOUND,
@@ -210,6 +292,80 @@ impl Delivery {
             tracing::info!(%peer, channel = %channel.name, "preview refused: address not allowed");
             return plain(StatusCode::FORBIDDEN, "address not allowed\n", "no-store");
         }
+        let presentation = format!("preview/{}", channel.name);
+        self.serve(presentation, rest, method, uri, headers, || {
+            let s = channel.snapshot();
+            let generation = s.generation();
+            Some((s, generation))
+        })
+        .await
+    }
+
+    async fn locator(
+        &self,
+        id: &str,
+        manifest: &str,
+        rest: &str,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+    ) -> http::Response<Body> {
+        let Some(locator) = self.archive.locator(id) else {
+            return plain(
+                StatusCode::NOT_FOUND,
+                "no such locator\n",
+                "public, max-age=5",
+            );
+        };
+        let now = crate::channel::now_ms();
+        if let Some(start) = locator.start_ms
+            && now < start
+        {
+            let wait = ((start - now) / 1000).clamp(0, 5);
+            return plain(
+                StatusCode::NOT_FOUND,
+                "locator not yet started\n",
+                &format!("public, max-age={wait}"),
+            );
+        }
+        if locator.expiry_ms.is_some_and(|e| now >= e) {
+            return plain(StatusCode::GONE, "locator expired\n", "public, max-age=5");
+        }
+        let Some((view, manifest_name)) = self.archive.view(&locator.asset, &self.channels) else {
+            return plain(
+                StatusCode::NOT_FOUND,
+                "nothing recorded yet\n",
+                "public, max-age=1",
+            );
+        };
+        if manifest != manifest_name {
+            return plain(
+                StatusCode::NOT_FOUND,
+                "no such manifest\n",
+                "public, max-age=5",
+            );
+        }
+        let presentation = format!("asset/{}/{:016x}", locator.asset, view.incarnation());
+        let mut view = Some(view);
+        self.serve(presentation, rest, method, uri, headers, move || {
+            let v = view.take()?;
+            let generation = v.generation();
+            Some((v, generation))
+        })
+        .await
+    }
+
+    /// Answers from the cache or packages `rest` of a presentation made by
+    /// `make` (only called on a cache miss of an immutable response).
+    async fn serve<P: Presentation>(
+        &self,
+        presentation: String,
+        rest: &str,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+        make: impl FnOnce() -> Option<(P, u64)>,
+    ) -> http::Response<Body> {
         let Some(format) = format_of(rest) else {
             return plain(
                 StatusCode::NOT_FOUND,
@@ -217,7 +373,6 @@ impl Delivery {
                 "public, max-age=5",
             );
         };
-        let presentation = format!("preview/{}", channel.name);
         let immutable_key = CacheKey {
             presentation: presentation.clone(),
             path: rest.to_owned(),
@@ -226,11 +381,13 @@ impl Delivery {
         let cached = match self.cache.get(&immutable_key).await {
             Some(hit) => Ok(hit),
             None => {
-                let snapshot = channel.snapshot();
+                let Some((view, generation)) = make() else {
+                    return plain(StatusCode::NOT_FOUND, "not found\n", "public, max-age=1");
+                };
                 let key = CacheKey {
                     presentation,
                     path: rest.to_owned(),
-                    generation: Some(snapshot.generation()),
+                    generation: Some(generation),
                 };
                 let request = PluginRequest {
                     format: format.to_owned(),
@@ -239,7 +396,7 @@ impl Delivery {
                     headers: Vec::new(),
                 };
                 self.cache
-                    .try_get_with(key, self.package(request, snapshot, immutable_key))
+                    .try_get_with(key, self.package(request, view, immutable_key))
                     .await
                     .map_err(|e: Arc<Failure>| (*e).clone())
             }
@@ -250,10 +407,10 @@ impl Delivery {
         }
     }
 
-    async fn package(
+    async fn package<P: Presentation>(
         &self,
         request: PluginRequest,
-        snapshot: Snapshot,
+        view: P,
         immutable_key: CacheKey,
     ) -> Result<Arc<Cached>, Failure> {
         let Some(plugin) = self.plugins.packager(&request.format) else {
@@ -262,40 +419,74 @@ impl Delivery {
                 message: format!("unknown format {}", request.format),
             });
         };
-        let snapshot = Arc::new(snapshot);
-        let view = snapshot.clone();
+        let view = Arc::new(view);
+        let request = Arc::new(request);
         let path = request.path.clone();
-        let result = tokio::task::spawn_blocking(move || plugin.handle(&request, view))
+        // Rounds: the packager runs, payloads it asked for that were not at
+        // hand are read from storage, and it runs again.
+        let mut round = 0;
+        let (response, parts) = loop {
+            round += 1;
+            let (plugin, request, shared) = (plugin.clone(), request.clone(), view.clone());
+            let result = tokio::task::spawn_blocking(move || {
+                plugin.handle(
+                    &request,
+                    shared as Arc<dyn sluice_sdk::plugin::View + Send + Sync>,
+                )
+            })
             .await
             .map_err(|e| Failure {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 message: format!("packaging task failed: {e}"),
             })?;
-        let response = result.map_err(|e: PluginError| {
-            tracing::warn!(path = %path, error = %e, "packager failed");
-            Failure {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                message: "packager failed".to_owned(),
-            }
-        })?;
-        let mut parts = Vec::with_capacity(response.body.len());
-        for part in response.body {
-            match part {
-                BodyPart::Bytes(b) => parts.push(Bytes::from(b)),
-                BodyPart::SampleData(r) => {
-                    match snapshot.data(r.track, r.start, r.offset, r.length) {
-                        Some(b) => parts.push(b),
-                        None => {
-                            tracing::warn!(path = %path, ?r, "packager referenced data it was not given");
-                            return Err(Failure {
-                                status: StatusCode::SERVICE_UNAVAILABLE,
-                                message: "packager referenced unknown sample data".to_owned(),
-                            });
+            let response = result.map_err(|e: PluginError| {
+                tracing::warn!(path = %path, error = %e, "packager failed");
+                Failure {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    message: "packager failed".to_owned(),
+                }
+            })?;
+            let mut parts = Vec::with_capacity(response.body.len());
+            let mut unresolved = None;
+            for part in &response.body {
+                match part {
+                    BodyPart::Bytes(b) => parts.push(Bytes::from(b.clone())),
+                    BodyPart::SampleData(r) => {
+                        match view.data(r.track, r.start, r.offset, r.length) {
+                            Some(b) => parts.push(b),
+                            None => {
+                                unresolved = Some(*r);
+                                break;
+                            }
                         }
                     }
                 }
             }
-        }
+            let misses = view.take_misses();
+            if misses.is_empty() {
+                if let Some(r) = unresolved {
+                    tracing::warn!(path = %path, ?r, "packager referenced data it was not given");
+                    return Err(Failure {
+                        status: StatusCode::SERVICE_UNAVAILABLE,
+                        message: "packager referenced unknown sample data".to_owned(),
+                    });
+                }
+                break (response, parts);
+            }
+            if round >= 3 {
+                return Err(Failure {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    message: "media not at hand after reading storage".to_owned(),
+                });
+            }
+            if let Err(e) = view.refill(misses).await {
+                tracing::warn!(path = %path, error = %e, "cannot read stored media");
+                return Err(Failure {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    message: "stored media unavailable".to_owned(),
+                });
+            }
+        };
         let mut hasher = xxhash_rust::xxh3::Xxh3::new();
         for p in &parts {
             hasher.update(p);
@@ -505,6 +696,16 @@ fn parse_preview(path: &str) -> Option<(&str, &str)> {
     (crate::config::valid_name(channel) && !rest.is_empty()).then_some((channel, rest))
 }
 
+/// `/{locator}/{manifest}.ism/{rest}` → (locator, manifest, rest).
+fn parse_locator(path: &str) -> Option<(&str, &str, &str)> {
+    let rest = path.strip_prefix('/')?;
+    let (locator, rest) = rest.split_once('/')?;
+    let (manifest, rest) = rest.split_once('/')?;
+    let manifest = manifest.strip_suffix(".ism")?;
+    (crate::config::valid_name(locator) && crate::config::valid_name(manifest) && !rest.is_empty())
+        .then_some((locator, manifest, rest))
+}
+
 /// The format a path below the manifest root belongs to.
 fn format_of(rest: &str) -> Option<&str> {
     // Smooth: the manifest, and fragments at the conventional
@@ -586,6 +787,13 @@ mod tests {
         );
         assert_eq!(parse_preview("/preview/../preview.isml/Manifest"), None);
         assert_eq!(parse_preview("/preview/ch1/other.isml/Manifest"), None);
+        assert_eq!(
+            parse_locator("/loc1/show.ism/Manifest(format=mpd-time-csf)"),
+            Some(("loc1", "show", "Manifest(format=mpd-time-csf)"))
+        );
+        assert_eq!(parse_locator("/loc1/show.isml/Manifest"), None);
+        assert_eq!(parse_locator("/../show.ism/Manifest"), None);
+        assert_eq!(parse_locator("/loc1/show.ism/"), None);
         assert_eq!(format_of("Manifest"), Some("mss"));
         assert_eq!(
             format_of("QualityLevels(128000)/Fragments(audio=0)"),

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod api;
+pub mod archive;
 pub mod channel;
 pub mod config;
 pub mod delivery;
@@ -22,6 +23,7 @@ pub mod media;
 pub mod metrics;
 pub mod plugins;
 pub mod server;
+pub mod storage;
 pub mod store;
 
 pub use server::Server;

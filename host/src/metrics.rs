@@ -59,6 +59,14 @@ pub struct Metrics {
     pub duplicates: Family<DuplicateLabels, Counter>,
     /// Discontinuities recorded.
     pub discontinuities: Family<ChannelLabels, Counter>,
+    /// Fragments written to asset storage.
+    pub storage_writes: Counter,
+    /// Bytes of fragment payload written to asset storage.
+    pub storage_bytes: Counter,
+    /// Fragments the archive could not record (storage failing or behind).
+    pub storage_failures: Counter,
+    /// Fragments removed from storage because no asset range reaches them.
+    pub storage_trimmed: Counter,
 }
 
 /// The process-wide metrics.
@@ -72,8 +80,32 @@ pub fn metrics() -> &'static Metrics {
             fragments: Family::default(),
             duplicates: Family::default(),
             discontinuities: Family::default(),
+            storage_writes: Counter::default(),
+            storage_bytes: Counter::default(),
+            storage_failures: Counter::default(),
+            storage_trimmed: Counter::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "storage_writes",
+            "Fragments written to asset storage",
+            m.storage_writes.clone(),
+        );
+        registry.register(
+            "storage_bytes",
+            "Fragment payload bytes written to asset storage",
+            m.storage_bytes.clone(),
+        );
+        registry.register(
+            "storage_failures",
+            "Fragments the archive could not record (storage failing or behind)",
+            m.storage_failures.clone(),
+        );
+        registry.register(
+            "storage_trimmed",
+            "Fragments removed from storage because no asset range reaches them",
+            m.storage_trimmed.clone(),
+        );
         registry.register(
             "ingest_refusals",
             "Ingest sessions refused or ended by an error, by reason",

@@ -16,11 +16,13 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::api::Api;
+use crate::archive::Archive;
 use crate::channel::{Channel, Channels};
 use crate::config::{ChannelConfig, Config};
 use crate::delivery::{Body, Delivery};
 use crate::ingest::{IngestContext, http_ingest, serve_rtmp};
 use crate::plugins::PluginHost;
+use crate::storage::AssetStore;
 use crate::store::Store;
 
 /// A running server.
@@ -33,6 +35,8 @@ pub struct Server {
     pub admin: SocketAddr,
     /// Channels (for the demo source and tests).
     pub channels: Arc<Channels>,
+    /// Programs, assets and what they stored.
+    pub archive: Arc<Archive>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -52,6 +56,15 @@ impl Server {
                 config.data_dir.display()
             )
         })?);
+        let objects = Arc::new(
+            AssetStore::open(&config.storage, &config.data_dir)
+                .map_err(|e| anyhow::anyhow!("cannot open asset storage: {e}"))?,
+        );
+        objects.check_writable().await.map_err(|e| {
+            anyhow::anyhow!("asset storage {} is not writable: {e}", objects.describe())
+        })?;
+        tracing::debug!(storage = %objects.describe(), "asset storage");
+        let archive = Archive::open(store.clone(), objects).await?;
         let channels = Arc::new(Channels::default());
         let mut channel_configs = config.channels.clone();
         if config.demo && !channel_configs.iter().any(|c| c.name == "demo") {
@@ -69,7 +82,8 @@ impl Server {
             store.set_channel_state(&c.name, "running")?;
         }
         for record in store.channels()? {
-            channels.insert(Channel::from_record(&record, &config.ingest));
+            let channel = channels.insert(Channel::from_record(&record, &config.ingest));
+            archive.attach(&channel);
         }
         let http = TcpListener::bind(config.http)
             .await
@@ -94,12 +108,15 @@ impl Server {
         let delivery = Arc::new(Delivery::new(
             plugins.clone(),
             channels.clone(),
+            archive.clone(),
             config.delivery.clone(),
         ));
         let mut api = Api::new(
             channels.clone(),
             store,
+            archive.clone(),
             config.ingest.clone(),
+            config.delivery.clone(),
             config.admin_token.clone(),
         );
         api.http_port = http_addr.port();
@@ -129,15 +146,18 @@ impl Server {
             rtmp: rtmp_addr,
             admin: admin_addr,
             channels,
+            archive,
             shutdown,
             tasks,
         })
     }
 
-    /// Stops accepting, lets in-flight responses finish, and returns.
+    /// Stops accepting, lets in-flight responses finish, writes what the
+    /// archive still holds, and returns.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        self.archive.flush().await;
     }
 }
 

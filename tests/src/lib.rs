@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod objstore;
+
 /// The `sluice` binary built beside the tests (`cargo test --workspace`
 /// builds it into the same target directory).
 pub fn sluice_bin() -> PathBuf {

@@ -192,6 +192,17 @@ impl Timeline {
         self.generation += 1;
     }
 
+    /// The newest fragment of `track`: its entry and the fragment.
+    pub fn newest(&self, track: u32) -> Option<(Arc<TrackInfo>, Entry)> {
+        let t = self.tracks.iter().find(|t| t.info.id == track)?;
+        Some((t.info.clone(), t.fragments.back()?.clone()))
+    }
+
+    /// Wall-clock time of media time zero, once the first fragment came.
+    pub fn epoch_ms(&self) -> Option<i64> {
+        self.epoch_ms
+    }
+
     /// Tracks and fragments held.
     pub fn tracks(&self) -> &[Track] {
         &self.tracks

@@ -1,0 +1,1130 @@
+//! Programs record channels into assets; assets play back live and on demand.
+//!
+//! ```text
+//!  Channel::publish_fragment ─▶ ChannelArchive::on_fragment
+//!      │ covered by a running program's range?  index entry (pending: the
+//!      │ fragment itself, so live manifests list it at once)
+//!      ▼
+//!  writer task (one per channel) ─▶ AssetStore::put_fragment ─▶ SQLite index row
+//!      └─▶ trim: fragments no asset range reaches any more leave the index,
+//!          then the metadata, then storage
+//! ```
+//!
+//! Store once, programs are views (DESIGN §4.9): a channel incarnation's
+//! fragments are written once, named by track and media time; an asset is a
+//! range of media time over them (`from_ms`, and `to_ms` once its program
+//! stopped), and a running program's range also ends its archive window
+//! before the newest fragment. A fragment leaves storage when no asset range
+//! reaches it, so content behind every archive window is discarded
+//! continuously, and three programs on one channel cost one copy.
+//!
+//! Memory: the index (40 bytes per fragment per track) is held for every
+//! asset; payloads only while a fragment is in the channel's hot timeline or
+//! not yet written. Older payloads are read back from storage on demand
+//! (through the store's read cache): a 25 h archive costs disk, not RAM.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+use sluice_sdk::plugin::{
+    Fragment as FragmentInfo, PresentationInfo, PresentationState, SampleEntry, TrackInfo,
+    TrackKind, View,
+};
+use tokio::sync::mpsc;
+
+use crate::channel::{Channel, Channels};
+use crate::media::segmenter::Fragment;
+use crate::media::timeline::{Entry, Snapshot};
+use crate::storage::{AssetStore, FragmentKey};
+use crate::store::{AssetRecord, LocatorRecord, Store, StoredFragment};
+
+/// Fragments waiting for storage per channel; past this the archive drops
+/// (and logs) rather than hold ingest or memory.
+const QUEUE: usize = 512;
+
+/// One stored fragment in the in-memory index.
+#[derive(Debug, Clone)]
+struct IndexEntry {
+    info: FragmentInfo,
+    /// The fragment until it is written (then it is read back on demand).
+    pending: Option<Arc<Fragment>>,
+}
+
+/// A track of a stored channel incarnation.
+#[derive(Debug, Clone)]
+struct StoredTrack {
+    info: Arc<TrackInfo>,
+    index: Arc<VecDeque<IndexEntry>>,
+}
+
+impl StoredTrack {
+    fn start_ms(&self, ticks: u64) -> i64 {
+        ticks_to_ms(ticks, self.info.timescale)
+    }
+
+    /// End of the newest fragment, ms.
+    fn newest_end_ms(&self) -> Option<i64> {
+        let e = self.index.back()?;
+        Some(self.start_ms(e.info.start + e.info.duration))
+    }
+}
+
+fn ticks_to_ms(ticks: u64, timescale: u32) -> i64 {
+    i64::try_from(u128::from(ticks) * 1000 / u128::from(timescale.max(1))).unwrap_or(i64::MAX)
+}
+
+/// What one channel incarnation has stored.
+#[derive(Debug)]
+pub struct Stored {
+    channel: String,
+    incarnation: u64,
+    inner: RwLock<StoredInner>,
+}
+
+#[derive(Debug, Default)]
+struct StoredInner {
+    tracks: Vec<StoredTrack>,
+    generation: u64,
+}
+
+impl Stored {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, StoredInner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, StoredInner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn key(&self, track: u32, start: u64) -> FragmentKey {
+        FragmentKey {
+            channel: self.channel.clone(),
+            incarnation: self.incarnation,
+            track,
+            start,
+        }
+    }
+
+    /// End of the newest stored fragment of any track, ms.
+    fn end_ms(&self) -> Option<i64> {
+        self.read()
+            .tracks
+            .iter()
+            .filter_map(StoredTrack::newest_end_ms)
+            .max()
+    }
+}
+
+/// An asset as playback and trimming see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AssetRange {
+    channel: String,
+    manifest_name: String,
+    window_ms: u64,
+    incarnation: u64,
+    fragment_ms: u32,
+    from_ms: i64,
+    /// `None` while its program runs.
+    to_ms: Option<i64>,
+    epoch_ms: Option<i64>,
+}
+
+impl AssetRange {
+    fn from_record(r: &AssetRecord) -> Option<AssetRange> {
+        let rec = r.recording.as_ref()?;
+        Some(AssetRange {
+            channel: rec.channel.clone(),
+            manifest_name: rec.manifest_name.clone(),
+            window_ms: rec.window_ms,
+            incarnation: rec.incarnation?,
+            fragment_ms: rec.fragment_ms.unwrap_or(2000),
+            from_ms: rec.from_ms.unwrap_or(0),
+            to_ms: rec.to_ms,
+            epoch_ms: rec.epoch_ms,
+        })
+    }
+
+    fn live(&self) -> bool {
+        self.to_ms.is_none()
+    }
+
+    /// Whether the range reaches a fragment `[start_ms, end_ms)` of a track
+    /// whose newest fragment ends at `newest_end_ms`.
+    fn covers(&self, start_ms: i64, end_ms: i64, newest_end_ms: i64) -> bool {
+        if start_ms < self.from_ms {
+            return false;
+        }
+        match self.to_ms {
+            Some(to) => start_ms < to,
+            // Listed while it ends inside the window (as the live timeline).
+            None => {
+                end_ms.saturating_add(i64::try_from(self.window_ms).unwrap_or(i64::MAX))
+                    >= newest_end_ms
+            }
+        }
+    }
+}
+
+/// A job for a channel's writer task.
+enum Job {
+    Track {
+        stored: Arc<Stored>,
+        info: Arc<TrackInfo>,
+    },
+    Fragment {
+        stored: Arc<Stored>,
+        track: u32,
+        info: FragmentInfo,
+        fragment: Arc<Fragment>,
+    },
+    /// Replies once everything queued before it is written.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Programs, assets, locators and what they stored.
+pub struct Archive {
+    store: Arc<Store>,
+    objects: Arc<AssetStore>,
+    stored: RwLock<HashMap<(String, u64), Arc<Stored>>>,
+    assets: RwLock<HashMap<String, AssetRange>>,
+    locators: RwLock<HashMap<String, LocatorRecord>>,
+    writers: Mutex<Vec<mpsc::Sender<Job>>>,
+}
+
+impl std::fmt::Debug for Archive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Archive")
+            .field("objects", &self.objects.describe())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A channel's link to the archive: stable track ids, and the writer task
+/// its recorded fragments go through.
+pub struct ChannelArchive {
+    archive: Arc<Archive>,
+    tx: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for ChannelArchive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelArchive").finish_non_exhaustive()
+    }
+}
+
+impl Archive {
+    /// Loads what the metadata store holds (assets, their indexes and
+    /// tracks, locators) and finishes deletions a crash interrupted.
+    pub async fn open(store: Arc<Store>, objects: Arc<AssetStore>) -> anyhow::Result<Arc<Archive>> {
+        let archive = Arc::new(Archive {
+            store: store.clone(),
+            objects,
+            stored: RwLock::default(),
+            assets: RwLock::default(),
+            locators: RwLock::default(),
+            writers: Mutex::default(),
+        });
+        let mut deleting = Vec::new();
+        for a in store.assets()? {
+            if a.deleting {
+                deleting.push(a.name.clone());
+            }
+            if let Some(range) = AssetRange::from_record(&a) {
+                archive.load_stored(&range.channel, range.incarnation)?;
+                archive
+                    .assets
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(a.name.clone(), range);
+            }
+        }
+        for l in store.locators()? {
+            archive
+                .locators
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(l.id.clone(), l);
+        }
+        for name in deleting {
+            archive.delete_asset_content(&name).await?;
+        }
+        Ok(archive)
+    }
+
+    /// The stored index of a channel incarnation, loaded from the metadata
+    /// store the first time.
+    fn load_stored(&self, channel: &str, incarnation: u64) -> anyhow::Result<Arc<Stored>> {
+        let key = (channel.to_owned(), incarnation);
+        if let Some(s) = self.stored_of(channel, incarnation) {
+            return Ok(s);
+        }
+        let mut tracks: Vec<StoredTrack> = Vec::new();
+        for (id, json) in self.store.stored_tracks(channel, incarnation)? {
+            match track_from_json(id, &json) {
+                Some(info) => tracks.push(StoredTrack {
+                    info: Arc::new(info),
+                    index: Arc::default(),
+                }),
+                None => tracing::warn!(channel, track = id, "stored track unreadable: skipped"),
+            }
+        }
+        for f in self.store.stored_fragments(channel, incarnation)? {
+            if let Some(t) = tracks.iter_mut().find(|t| t.info.id == f.track) {
+                Arc::make_mut(&mut t.index).push_back(IndexEntry {
+                    info: f.info,
+                    pending: None,
+                });
+            }
+        }
+        let stored = Arc::new(Stored {
+            channel: channel.to_owned(),
+            incarnation,
+            inner: RwLock::new(StoredInner {
+                tracks,
+                generation: 1,
+            }),
+        });
+        Ok(self
+            .stored
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_insert(stored)
+            .clone())
+    }
+
+    fn stored_of(&self, channel: &str, incarnation: u64) -> Option<Arc<Stored>> {
+        self.stored
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(channel.to_owned(), incarnation))
+            .cloned()
+    }
+
+    /// Connects a channel: its writer task, and the floor its new streams
+    /// continue after (the end of what it stored before a restart).
+    pub fn attach(self: &Arc<Self>, channel: &Channel) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(self.clone().writer(rx));
+        self.writers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tx.clone());
+        if let Some(end) = self
+            .stored_of(&channel.name, channel.incarnation())
+            .and_then(|s| s.end_ms())
+        {
+            channel.set_floor_ms(end);
+        }
+        channel.attach_archive(Arc::new(ChannelArchive {
+            archive: self.clone(),
+            tx,
+        }));
+    }
+
+    /// Jobs queued for the writers and not yet taken.
+    pub fn backlog(&self) -> usize {
+        self.writers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|w| w.max_capacity() - w.capacity())
+            .sum()
+    }
+
+    /// Waits until every fragment queued so far is written (SIGTERM drain).
+    pub async fn flush(&self) {
+        let writers: Vec<_> = self
+            .writers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for w in writers {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if w.send(Job::Flush(tx)).await.is_ok() {
+                let _ = rx.await;
+            }
+        }
+    }
+
+    async fn writer(self: Arc<Self>, mut rx: mpsc::Receiver<Job>) {
+        while let Some(job) = rx.recv().await {
+            match job {
+                Job::Track { stored, info } => {
+                    let json = track_to_json(&info);
+                    if let Err(e) = self.store.put_stored_track(
+                        &stored.channel,
+                        stored.incarnation,
+                        info.id,
+                        &json,
+                    ) {
+                        tracing::error!(channel = %stored.channel, error = %e, "cannot store track");
+                    }
+                }
+                Job::Fragment {
+                    stored,
+                    track,
+                    info,
+                    fragment,
+                } => self.write_fragment(&stored, track, info, &fragment).await,
+                Job::Flush(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+
+    async fn write_fragment(
+        &self,
+        stored: &Arc<Stored>,
+        track: u32,
+        info: FragmentInfo,
+        fragment: &Fragment,
+    ) {
+        let key = stored.key(track, info.start);
+        let mut attempt = 0u32;
+        let written = loop {
+            match self.objects.put_fragment(&key, fragment).await {
+                Ok(()) => {
+                    let m = crate::metrics::metrics();
+                    m.storage_writes.inc();
+                    m.storage_bytes.inc_by(fragment.data.len() as u64);
+                    break true;
+                }
+                Err(e) if attempt < 3 => {
+                    attempt += 1;
+                    tracing::warn!(channel = %stored.channel, track, start = info.start, error = %e, attempt, "storage write failed: retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 << attempt)).await;
+                }
+                Err(e) => {
+                    tracing::error!(channel = %stored.channel, track, start = info.start, error = %e, "storage write failed: fragment dropped from the archive");
+                    crate::metrics::metrics().storage_failures.inc();
+                    break false;
+                }
+            }
+        };
+        let row = StoredFragment { track, info };
+        let indexed = written
+            && match self
+                .store
+                .put_stored_fragment(&stored.channel, stored.incarnation, &row)
+            {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(channel = %stored.channel, error = %e, "cannot index stored fragment");
+                    false
+                }
+            };
+        {
+            let mut inner = stored.write();
+            if let Some(t) = inner.tracks.iter_mut().find(|t| t.info.id == track) {
+                let index = Arc::make_mut(&mut t.index);
+                if let Ok(i) = index.binary_search_by_key(&info.start, |e| e.info.start) {
+                    if indexed {
+                        index[i].pending = None;
+                    } else {
+                        index.remove(i);
+                    }
+                }
+            }
+            inner.generation += 1;
+        }
+        self.trim(stored).await;
+    }
+
+    /// Removes from the index, the metadata and storage every fragment of
+    /// `stored` that no asset range reaches.
+    async fn trim(&self, stored: &Arc<Stored>) {
+        let ranges: Vec<AssetRange> = self
+            .assets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|a| a.channel == stored.channel && a.incarnation == stored.incarnation)
+            .cloned()
+            .collect();
+        let mut doomed: Vec<(u32, u64)> = Vec::new();
+        {
+            let mut inner = stored.write();
+            for t in &mut inner.tracks {
+                let Some(newest) = t.newest_end_ms() else {
+                    continue;
+                };
+                let timescale = t.info.timescale;
+                let keep = |e: &IndexEntry| {
+                    let start = ticks_to_ms(e.info.start, timescale);
+                    let end = ticks_to_ms(e.info.start + e.info.duration, timescale);
+                    e.pending.is_some() || ranges.iter().any(|r| r.covers(start, end, newest))
+                };
+                if t.index.iter().all(keep) {
+                    continue;
+                }
+                let id = t.info.id;
+                let index = Arc::make_mut(&mut t.index);
+                index.retain(|e| {
+                    let k = keep(e);
+                    if !k {
+                        doomed.push((id, e.info.start));
+                    }
+                    k
+                });
+            }
+            if !doomed.is_empty() {
+                inner.generation += 1;
+            }
+        }
+        if doomed.is_empty() {
+            return;
+        }
+        if let Err(e) =
+            self.store
+                .delete_stored_fragments(&stored.channel, stored.incarnation, &doomed)
+        {
+            tracing::error!(channel = %stored.channel, error = %e, "cannot unindex trimmed fragments");
+        }
+        let keys = doomed.iter().map(|(t, s)| stored.key(*t, *s)).collect();
+        if let Err(e) = self.objects.delete_fragments(keys).await {
+            tracing::error!(channel = %stored.channel, error = %e, "cannot delete trimmed fragments");
+        }
+        tracing::debug!(channel = %stored.channel, count = doomed.len(), "trimmed");
+        crate::metrics::metrics()
+            .storage_trimmed
+            .inc_by(doomed.len() as u64);
+    }
+
+    /// A program started: its asset's range opens.
+    pub fn program_started(&self, asset: &AssetRecord, channel: &Channel) {
+        let Some(range) = AssetRange::from_record(asset) else {
+            return;
+        };
+        if let Err(e) = self.load_stored(&range.channel, range.incarnation) {
+            tracing::error!(error = %e, "cannot load stored index");
+        }
+        let _ = channel;
+        self.assets
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(asset.name.clone(), range);
+    }
+
+    /// The range a stopping program's asset keeps: `(from_ms, to_ms)`,
+    /// what its archive window holds now.
+    pub fn stop_range(&self, asset: &str, channel: &Channel) -> Option<(i64, i64)> {
+        let range = self.asset_range(asset)?;
+        let to = channel
+            .cut_ms()
+            .or_else(|| self.stored_of(&range.channel, range.incarnation)?.end_ms())
+            .unwrap_or(range.from_ms)
+            .max(range.from_ms);
+        // The oldest fragment still listed, over every track.
+        let from = self
+            .stored_of(&range.channel, range.incarnation)
+            .and_then(|s| {
+                let inner = s.read();
+                inner
+                    .tracks
+                    .iter()
+                    .filter_map(|t| {
+                        let newest = t.newest_end_ms()?;
+                        t.index.iter().find_map(|e| {
+                            let start = t.start_ms(e.info.start);
+                            let end = t.start_ms(e.info.start + e.info.duration);
+                            range.covers(start, end, newest).then_some(start)
+                        })
+                    })
+                    .min()
+            })
+            .unwrap_or(range.from_ms)
+            .max(range.from_ms);
+        Some((from, to))
+    }
+
+    /// A program stopped: its asset's range closes (and trimming stops).
+    pub async fn program_stopped(&self, asset: &str, from_ms: i64, to_ms: i64) {
+        let stored = {
+            let mut assets = self.assets.write().unwrap_or_else(|e| e.into_inner());
+            let Some(a) = assets.get_mut(asset) else {
+                return;
+            };
+            a.from_ms = from_ms;
+            a.to_ms = Some(to_ms);
+            self.stored_of(&a.channel, a.incarnation)
+        };
+        if let Some(s) = stored {
+            s.write().generation += 1;
+            self.trim(&s).await;
+        }
+    }
+
+    fn asset_range(&self, asset: &str) -> Option<AssetRange> {
+        self.assets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(asset)
+            .cloned()
+    }
+
+    /// Deletes what only `asset` reaches from storage, then its record.
+    pub async fn delete_asset_content(&self, asset: &str) -> anyhow::Result<()> {
+        let range = self
+            .assets
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(asset);
+        self.locators
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, l| l.asset != asset);
+        if let Some(range) = range
+            && let Some(stored) = self.stored_of(&range.channel, range.incarnation)
+        {
+            self.trim(&stored).await;
+            let orphan = !self
+                .assets
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .any(|a| a.channel == range.channel && a.incarnation == range.incarnation);
+            if orphan {
+                // Nothing else reaches this incarnation: remove its prefix
+                // whole (objects a crash left unindexed included).
+                self.objects
+                    .delete_incarnation(&range.channel, range.incarnation)
+                    .await?;
+                self.store
+                    .delete_stored_incarnation(&range.channel, range.incarnation)?;
+                self.stored
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&(range.channel.clone(), range.incarnation));
+            }
+        }
+        self.store.finish_delete_asset(asset)?;
+        Ok(())
+    }
+
+    /// Publishes a locator.
+    pub fn locator_added(&self, l: LocatorRecord) {
+        self.locators
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(l.id.clone(), l);
+    }
+
+    /// Unpublishes a locator.
+    pub fn locator_removed(&self, id: &str) {
+        self.locators
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+
+    /// A locator by id.
+    pub fn locator(&self, id: &str) -> Option<LocatorRecord> {
+        self.locators
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Content summary of an asset: `(live, duration_ms, fragments,
+    /// pending)`, pending = fragments not yet in storage.
+    pub fn asset_summary(&self, asset: &str) -> Option<(bool, u64, usize, usize)> {
+        let range = self.asset_range(asset)?;
+        let stored = self.stored_of(&range.channel, range.incarnation)?;
+        let inner = stored.read();
+        let mut duration = 0u64;
+        let mut count = 0usize;
+        let mut pending = 0usize;
+        for t in &inner.tracks {
+            let newest = t.newest_end_ms().unwrap_or(0);
+            let mut first = None;
+            let mut last = None;
+            for e in t.index.iter() {
+                let start = t.start_ms(e.info.start);
+                let end = t.start_ms(e.info.start + e.info.duration);
+                if range.covers(start, end, newest) {
+                    first.get_or_insert(start);
+                    last = Some(end);
+                    count += 1;
+                    pending += usize::from(e.pending.is_some());
+                }
+            }
+            if let (Some(a), Some(b)) = (first, last) {
+                duration = duration.max(u64::try_from(b - a).unwrap_or(0));
+            }
+        }
+        Some((range.live(), duration, count, pending))
+    }
+
+    /// The manifest name an asset is published under, once a program
+    /// records into it.
+    pub fn manifest_name(&self, asset: &str) -> Option<String> {
+        self.asset_range(asset).map(|r| r.manifest_name)
+    }
+
+    /// A view of an asset for packagers: the live archive window while its
+    /// program runs, everything it holds after; `None` before anything was
+    /// recorded. Returns the view and the manifest name it is served under.
+    pub fn view(&self, asset: &str, channels: &Channels) -> Option<(AssetView, String)> {
+        let range = self.asset_range(asset)?;
+        let stored = self.stored_of(&range.channel, range.incarnation)?;
+        let hot = channels
+            .get(&range.channel)
+            .filter(|c| c.incarnation() == range.incarnation)
+            .map(|c| c.snapshot());
+        let inner = stored.read();
+        let mut tracks = Vec::new();
+        for t in &inner.tracks {
+            let newest = t.newest_end_ms().unwrap_or(0);
+            let covered = |e: &IndexEntry| {
+                let start = t.start_ms(e.info.start);
+                let end = t.start_ms(e.info.start + e.info.duration);
+                range.covers(start, end, newest)
+            };
+            let Some(first) = t.index.iter().position(covered) else {
+                continue;
+            };
+            let end = t.index.len() - t.index.iter().rev().position(covered).unwrap_or(0);
+            tracks.push(ViewTrack {
+                info: t.info.clone(),
+                index: t.index.clone(),
+                first,
+                end,
+            });
+        }
+        let live = range.live();
+        let view = AssetView {
+            info: PresentationInfo {
+                state: if live {
+                    PresentationState::Live
+                } else {
+                    PresentationState::Ended
+                },
+                fragment_duration_ms: range.fragment_ms,
+                epoch_ms: range.epoch_ms.or_else(|| hot.as_ref()?.info().epoch_ms),
+                window_ms: if live { range.window_ms } else { 0 },
+            },
+            tracks,
+            hot,
+            generation: inner.generation * 2 + u64::from(!live),
+            channel: range.channel.clone(),
+            incarnation: range.incarnation,
+            objects: self.objects.clone(),
+            resident: Mutex::default(),
+            misses: Mutex::default(),
+        };
+        Some((view, range.manifest_name))
+    }
+
+    /// The storage backend.
+    pub fn objects(&self) -> &Arc<AssetStore> {
+        &self.objects
+    }
+}
+
+impl ChannelArchive {
+    /// The stable id of (stream, adapter track) in `channel`.
+    pub fn track_id(
+        &self,
+        channel: &str,
+        stream: &str,
+        adapter_track: u32,
+        max: u32,
+    ) -> Option<u32> {
+        match self
+            .archive
+            .store
+            .track_id(channel, stream, adapter_track, max)
+        {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!(channel, error = %e, "cannot store track id");
+                None
+            }
+        }
+    }
+
+    /// Running programs' asset ranges over the channel's current incarnation.
+    fn live_ranges(&self, channel: &Channel) -> Vec<AssetRange> {
+        let incarnation = channel.incarnation();
+        self.archive
+            .assets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|a| a.live() && a.channel == channel.name && a.incarnation == incarnation)
+            .cloned()
+            .collect()
+    }
+
+    /// A track was declared or re-declared: stored with the next fragment.
+    pub fn on_track(&self, channel: &Channel, info: &TrackInfo) {
+        let Some(stored) = self.archive.stored_of(&channel.name, channel.incarnation()) else {
+            return;
+        };
+        Self::set_track(&self.tx, &stored, Arc::new(info.clone()));
+    }
+
+    fn set_track(tx: &mpsc::Sender<Job>, stored: &Arc<Stored>, info: Arc<TrackInfo>) {
+        {
+            let mut inner = stored.write();
+            match inner.tracks.iter_mut().find(|t| t.info.id == info.id) {
+                Some(t) if *t.info == *info => return,
+                Some(t) => t.info = info.clone(),
+                None => inner.tracks.push(StoredTrack {
+                    info: info.clone(),
+                    index: Arc::default(),
+                }),
+            }
+            inner.generation += 1;
+        }
+        if tx
+            .try_send(Job::Track {
+                stored: stored.clone(),
+                info,
+            })
+            .is_err()
+        {
+            tracing::error!(channel = %stored.channel, "archive queue full: track not stored");
+        }
+    }
+
+    /// A fragment entered the channel's timeline: recorded when a running
+    /// program's range reaches it.
+    pub fn on_fragment(&self, channel: &Channel, track: &Arc<TrackInfo>, entry: Entry) {
+        let ranges = self.live_ranges(channel);
+        if ranges.is_empty() {
+            return;
+        }
+        let start_ms = ticks_to_ms(entry.info.start, track.timescale);
+        if !ranges.iter().any(|r| start_ms >= r.from_ms) {
+            return;
+        }
+        let stored = match self
+            .archive
+            .load_stored(&channel.name, channel.incarnation())
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(channel = %channel.name, error = %e, "cannot load stored index");
+                return;
+            }
+        };
+        if let Some(epoch) = channel.epoch_ms() {
+            self.set_epoch(&ranges, epoch);
+        }
+        Self::set_track(&self.tx, &stored, track.clone());
+        let info = {
+            let mut inner = stored.write();
+            let Some(t) = inner.tracks.iter_mut().find(|t| t.info.id == track.id) else {
+                return;
+            };
+            // Never name a stored fragment twice: only after the newest.
+            if let Some(last) = t.index.back()
+                && entry.info.start < last.info.start + last.info.duration
+            {
+                return;
+            }
+            let mut info = entry.info;
+            info.discontinuity_sequence = t
+                .index
+                .back()
+                .map_or(0, |e| e.info.discontinuity_sequence)
+                .saturating_add(u32::from(info.discontinuity));
+            Arc::make_mut(&mut t.index).push_back(IndexEntry {
+                info,
+                pending: Some(entry.fragment.clone()),
+            });
+            inner.generation += 1;
+            info
+        };
+        let job = Job::Fragment {
+            stored: stored.clone(),
+            track: track.id,
+            info,
+            fragment: entry.fragment,
+        };
+        if self.tx.try_send(job).is_err() {
+            tracing::error!(channel = %channel.name, track = track.id, "archive queue full: fragment not recorded");
+            crate::metrics::metrics().storage_failures.inc();
+            let mut inner = stored.write();
+            if let Some(t) = inner.tracks.iter_mut().find(|t| t.info.id == track.id) {
+                Arc::make_mut(&mut t.index).pop_back();
+            }
+            inner.generation += 1;
+        }
+    }
+
+    fn set_epoch(&self, ranges: &[AssetRange], epoch: i64) {
+        let missing: Vec<String> = {
+            let assets = self
+                .archive
+                .assets
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            assets
+                .iter()
+                .filter(|(_, a)| a.epoch_ms.is_none() && ranges.contains(a))
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        for name in missing {
+            if let Err(e) = self.archive.store.set_asset_epoch(&name, epoch) {
+                tracing::error!(asset = %name, error = %e, "cannot store asset epoch");
+            }
+            if let Some(a) = self
+                .archive
+                .assets
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&name)
+            {
+                a.epoch_ms = Some(epoch);
+            }
+        }
+    }
+
+    /// The channel was reset (a new incarnation): nothing to do until a
+    /// program records it.
+    pub fn on_reset(&self, _channel: &Channel) {}
+}
+
+#[derive(Debug)]
+struct ViewTrack {
+    info: Arc<TrackInfo>,
+    index: Arc<VecDeque<IndexEntry>>,
+    /// Index range visible through this view.
+    first: usize,
+    end: usize,
+}
+
+/// What packagers see of an asset: its stored index over the range, with
+/// payloads from the channel's hot timeline, the fragments not yet written,
+/// or fragments read back from storage. A payload not at hand is recorded
+/// as a miss; delivery reads the misses and runs the packager again.
+#[derive(Debug)]
+pub struct AssetView {
+    info: PresentationInfo,
+    tracks: Vec<ViewTrack>,
+    hot: Option<Snapshot>,
+    generation: u64,
+    channel: String,
+    incarnation: u64,
+    objects: Arc<AssetStore>,
+    resident: Mutex<HashMap<(u32, u64), Arc<Fragment>>>,
+    misses: Mutex<Vec<(u32, u64)>>,
+}
+
+impl AssetView {
+    /// The channel incarnation the asset recorded.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// Reads fragments the view missed from storage (single flight
+    /// through the store's read cache).
+    pub async fn fetch(&self, keys: Vec<(u32, u64)>) -> anyhow::Result<()> {
+        for (track, start) in keys {
+            let key = FragmentKey {
+                channel: self.channel.clone(),
+                incarnation: self.incarnation,
+                track,
+                start,
+            };
+            match self.objects.get_fragment(&key).await? {
+                Some(f) => {
+                    self.resident
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert((track, start), f);
+                }
+                None => anyhow::bail!("fragment {track}/{start} is not in storage"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Changes whenever what the view lists may have changed.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The payloads asked for that were not at hand (cleared).
+    pub fn take_misses(&self) -> Vec<(u32, u64)> {
+        let mut m = std::mem::take(&mut *self.misses.lock().unwrap_or_else(|e| e.into_inner()));
+        m.sort_unstable();
+        m.dedup();
+        m
+    }
+
+    fn fragment(&self, track: u32, start: u64) -> Option<Arc<Fragment>> {
+        let t = self.tracks.iter().find(|t| t.info.id == track)?;
+        let pos = t
+            .index
+            .binary_search_by_key(&start, |e| e.info.start)
+            .ok()?;
+        if !(t.first..t.end).contains(&pos) {
+            return None;
+        }
+        if let Some(f) = &t.index[pos].pending {
+            return Some(f.clone());
+        }
+        if let Some(f) = self.hot.as_ref().and_then(|h| h.fragment(track, start)) {
+            return Some(f.clone());
+        }
+        if let Some(f) = self
+            .resident
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(track, start))
+        {
+            return Some(f.clone());
+        }
+        self.misses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((track, start));
+        None
+    }
+
+    /// Payload bytes of a fragment, by reference, if the range is valid and
+    /// the fragment at hand.
+    pub fn data(&self, track: u32, start: u64, offset: u32, length: u32) -> Option<Bytes> {
+        let f = self.fragment(track, start)?;
+        let from = usize::try_from(offset).ok()?;
+        let to = from.checked_add(usize::try_from(length).ok()?)?;
+        (to <= f.data.len()).then(|| f.data.slice(from..to))
+    }
+}
+
+impl View for AssetView {
+    fn info(&self) -> PresentationInfo {
+        self.info.clone()
+    }
+
+    fn tracks(&self) -> Vec<TrackInfo> {
+        self.tracks.iter().map(|t| (*t.info).clone()).collect()
+    }
+
+    fn fragments(&self, track: u32, from: u64, limit: u32) -> Vec<FragmentInfo> {
+        let Some(t) = self.tracks.iter().find(|t| t.info.id == track) else {
+            return Vec::new();
+        };
+        let first = t
+            .index
+            .partition_point(|e| e.info.start < from)
+            .clamp(t.first, t.end);
+        let end = first
+            .saturating_add(usize::try_from(limit).unwrap_or(usize::MAX))
+            .min(t.end);
+        t.index.range(first..end).map(|e| e.info).collect()
+    }
+
+    fn samples(&self, track: u32, start: u64) -> Option<Vec<SampleEntry>> {
+        self.fragment(track, start).map(|f| f.samples.clone())
+    }
+
+    fn sample_data(&self, track: u32, start: u64, offset: u32, length: u32) -> Option<Vec<u8>> {
+        self.data(track, start, offset, length).map(|b| b.to_vec())
+    }
+}
+
+/// A track description as stored (JSON; the codec data in hex).
+fn track_to_json(t: &TrackInfo) -> String {
+    let kind = match t.kind {
+        TrackKind::Video => "video",
+        TrackKind::Audio => "audio",
+        TrackKind::Subtitle => "subtitle",
+        TrackKind::Data => "data",
+    };
+    let hex: String = t.codec_private.iter().map(|b| format!("{b:02x}")).collect();
+    serde_json::json!({
+        "kind": kind,
+        "fourcc": t.fourcc,
+        "codec": t.codec,
+        "timescale": t.timescale,
+        "codec_private": hex,
+        "stream": t.stream,
+        "bitrate": t.bitrate,
+        "language": t.language,
+        "width": t.width,
+        "height": t.height,
+        "sample_rate": t.sample_rate,
+        "channels": t.channels,
+    })
+    .to_string()
+}
+
+fn track_from_json(id: u32, json: &str) -> Option<TrackInfo> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let s = |k: &str| v.get(k)?.as_str().map(str::to_owned);
+    let n = |k: &str| -> Option<u32> { u32::try_from(v.get(k)?.as_u64()?).ok() };
+    let kind = match v.get("kind")?.as_str()? {
+        "video" => TrackKind::Video,
+        "audio" => TrackKind::Audio,
+        "subtitle" => TrackKind::Subtitle,
+        _ => TrackKind::Data,
+    };
+    let hex = s("codec_private")?;
+    let codec_private = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    let mut t = TrackInfo::new(id, kind, n("timescale")?);
+    t.fourcc = s("fourcc")?;
+    t.codec = s("codec")?;
+    t.codec_private = codec_private;
+    t.stream = s("stream")?;
+    t.bitrate = n("bitrate")?;
+    t.language = s("language")?;
+    t.width = n("width")?;
+    t.height = n("height")?;
+    t.sample_rate = n("sample_rate")?;
+    t.channels = u16::try_from(n("channels")?).ok()?;
+    Some(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracks_round_trip_through_json() {
+        let mut t = TrackInfo::new(3, TrackKind::Audio, 48_000);
+        t.fourcc = "mp4a".into();
+        t.codec = "mp4a.40.2".into();
+        t.codec_private = vec![0x11, 0x90, 0xff];
+        t.stream = "main".into();
+        t.bitrate = 128_000;
+        t.language = "fr".into();
+        t.sample_rate = 48_000;
+        t.channels = 2;
+        assert_eq!(track_from_json(3, &track_to_json(&t)), Some(t));
+        assert_eq!(track_from_json(3, "{}"), None);
+        assert_eq!(track_from_json(3, "not json"), None);
+    }
+
+    #[test]
+    fn ranges_cover_the_live_window_or_the_stopped_range() {
+        let mut r = AssetRange {
+            channel: "c".into(),
+            manifest_name: "m".into(),
+            window_ms: 300_000,
+            incarnation: 1,
+            fragment_ms: 2000,
+            from_ms: 10_000,
+            to_ms: None,
+            epoch_ms: None,
+        };
+        // Live: from the start, while the fragment ends inside the window.
+        assert!(!r.covers(8_000, 10_000, 20_000));
+        assert!(r.covers(10_000, 12_000, 20_000));
+        assert!(r.covers(10_000, 12_000, 312_000));
+        assert!(!r.covers(10_000, 12_000, 312_001));
+        r.to_ms = Some(20_000);
+        assert!(r.covers(18_000, 20_000, 1_000_000));
+        assert!(!r.covers(20_000, 22_000, 1_000_000));
+    }
+}
