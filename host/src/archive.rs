@@ -249,7 +249,98 @@ impl Archive {
         for name in deleting {
             archive.delete_asset_content(&name).await?;
         }
+        let stored: Vec<Arc<Stored>> = archive
+            .stored
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for s in stored {
+            archive.reconcile(&s).await?;
+        }
         Ok(archive)
+    }
+
+    /// Makes storage and the index agree after a crash: an object written
+    /// after the newest indexed fragment of its track (the process died
+    /// between the write and the index row) is indexed if it reads back
+    /// whole; any other object the index lacks (a trim interrupted between
+    /// the index and the delete) is deleted.
+    async fn reconcile(&self, stored: &Arc<Stored>) -> anyhow::Result<()> {
+        let listed = self
+            .objects
+            .list_fragments(&stored.channel, stored.incarnation)
+            .await?;
+        let mut orphans = Vec::new();
+        let mut adopted = 0usize;
+        for (track, start) in listed {
+            let newest = {
+                let inner = stored.read();
+                let Some(t) = inner.tracks.iter().find(|t| t.info.id == track) else {
+                    orphans.push(stored.key(track, start));
+                    continue;
+                };
+                if t.index
+                    .binary_search_by_key(&start, |e| e.info.start)
+                    .is_ok()
+                {
+                    continue;
+                }
+                t.index.back().map(|e| e.info.start + e.info.duration)
+            };
+            if newest.is_some_and(|end| start < end) {
+                orphans.push(stored.key(track, start));
+                continue;
+            }
+            let key = stored.key(track, start);
+            let fragment = match self.objects.get_fragment(&key).await {
+                Ok(Some(f)) => f,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(channel = %stored.channel, track, start, error = %e, "unreadable fragment after a crash: deleted");
+                    orphans.push(key);
+                    continue;
+                }
+            };
+            let info = {
+                let mut inner = stored.write();
+                let Some(t) = inner.tracks.iter_mut().find(|t| t.info.id == track) else {
+                    continue;
+                };
+                let info = FragmentInfo {
+                    start,
+                    duration: fragment.duration,
+                    sample_count: u32::try_from(fragment.samples.len()).unwrap_or(u32::MAX),
+                    size: u32::try_from(fragment.data.len()).unwrap_or(u32::MAX),
+                    discontinuity: fragment.discontinuity,
+                    discontinuity_sequence: t
+                        .index
+                        .back()
+                        .map_or(0, |e| e.info.discontinuity_sequence)
+                        .saturating_add(u32::from(fragment.discontinuity)),
+                };
+                Arc::make_mut(&mut t.index).push_back(IndexEntry {
+                    info,
+                    pending: None,
+                });
+                inner.generation += 1;
+                info
+            };
+            self.store.put_stored_fragment(
+                &stored.channel,
+                stored.incarnation,
+                &StoredFragment { track, info },
+            )?;
+            adopted += 1;
+        }
+        if adopted > 0 || !orphans.is_empty() {
+            tracing::info!(channel = %stored.channel, adopted, deleted = orphans.len(), "storage reconciled with the index");
+        }
+        if !orphans.is_empty() {
+            self.objects.delete_fragments(orphans).await?;
+        }
+        Ok(())
     }
 
     /// The stored index of a channel incarnation, loaded from the metadata
@@ -1104,6 +1195,119 @@ mod tests {
         assert_eq!(track_from_json(3, &track_to_json(&t)), Some(t));
         assert_eq!(track_from_json(3, "{}"), None);
         assert_eq!(track_from_json(3, "not json"), None);
+    }
+
+    fn fragment(start: u64, discontinuity: bool) -> Fragment {
+        Fragment {
+            start,
+            duration: 2000,
+            samples: vec![SampleEntry {
+                duration: 2000,
+                size: 3,
+                composition_offset: 0,
+                keyframe: true,
+            }],
+            data: Bytes::from_static(b"abc"),
+            discontinuity,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restart_reconciles_storage_with_the_index() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = Arc::new(Store::open(dir.path())?);
+        let objects = Arc::new(AssetStore::open(
+            &crate::storage::StorageConfig::default(),
+            dir.path(),
+        )?);
+        let key = |start| FragmentKey {
+            channel: "ch1".into(),
+            incarnation: 5,
+            track: 1,
+            start,
+        };
+        let info = TrackInfo::new(1, TrackKind::Video, 1000);
+        store.put_stored_track("ch1", 5, 1, &track_to_json(&info))?;
+        // Indexed and written: 0 and 2000. Written, not indexed (a crash
+        // before the row): 4000 (whole, adopted) and 6000 (torn: deleted).
+        // Not indexed, older than the index end (an interrupted trim): 1000.
+        for start in [0, 2000, 4000] {
+            objects
+                .put_fragment(&key(start), &fragment(start, start == 4000))
+                .await?;
+        }
+        for start in [0, 2000] {
+            let f = fragment(start, false);
+            store.put_stored_fragment(
+                "ch1",
+                5,
+                &StoredFragment {
+                    track: 1,
+                    info: FragmentInfo {
+                        start,
+                        duration: f.duration,
+                        sample_count: 1,
+                        size: 3,
+                        discontinuity: false,
+                        discontinuity_sequence: 0,
+                    },
+                },
+            )?;
+        }
+        let bad = dir.path().join("assets/ch/ch1/0000000000000005/t/1/f");
+        std::fs::write(bad.join(format!("{:020}", 6000)), b"SLF1torn")?;
+        std::fs::copy(
+            bad.join(format!("{:020}", 0)),
+            bad.join(format!("{:020}", 1000)),
+        )?;
+        store.insert_asset("a", 0)?;
+        store.insert_channel(&crate::store::ChannelRecord {
+            name: "ch1".into(),
+            key: "k".into(),
+            input_allow: Vec::new(),
+            preview_allow: Vec::new(),
+            fragment_ms: 2000,
+            window_ms: 120_000,
+            state: "running".into(),
+            created_ms: 0,
+            incarnation: 5,
+        })?;
+        store.insert_program(&crate::store::ProgramRecord {
+            channel: "ch1".into(),
+            name: "p".into(),
+            asset: "a".into(),
+            manifest_name: "p".into(),
+            archive_window_ms: 300_000,
+            state: crate::store::ProgramState::Created,
+            created_ms: 0,
+            started_ms: None,
+            stopped_ms: None,
+        })?;
+        store.start_program(
+            "ch1",
+            "p",
+            0,
+            &crate::store::RecordingStart {
+                incarnation: 5,
+                fragment_ms: 2000,
+                from_ms: 0,
+                epoch_ms: None,
+            },
+        )?;
+        let archive = Archive::open(store.clone(), objects.clone()).await?;
+        assert_eq!(
+            objects.list_fragments("ch1", 5).await?,
+            vec![(1, 0), (1, 2000), (1, 4000)]
+        );
+        let indexed: Vec<(u64, u32)> = store
+            .stored_fragments("ch1", 5)?
+            .iter()
+            .map(|f| (f.info.start, f.info.discontinuity_sequence))
+            .collect();
+        assert_eq!(indexed, vec![(0, 0), (2000, 0), (4000, 1)]);
+        let (live, duration, count, pending) = archive.asset_summary("a").unwrap_or_default();
+        assert_eq!((live, duration, count, pending), (true, 6000, 3, 0));
+        Ok(())
     }
 
     #[test]

@@ -160,6 +160,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     "preview http://{host}/preview/demo/preview.isml/Manifest(format=m3u8-cmaf)"
                 ),
             );
+            announce(
+                config.log_format,
+                &format!("play http://{host}/demo/demo.ism/Manifest(format=m3u8-cmaf)"),
+            );
         }
         stop.await;
         tracing::info!("draining");

@@ -85,6 +85,11 @@ impl Server {
             let channel = channels.insert(Channel::from_record(&record, &config.ingest));
             archive.attach(&channel);
         }
+        if config.demo
+            && let Some(ch) = channels.get("demo")
+        {
+            demo_program(&store, &archive, &ch)?;
+        }
         let http = TcpListener::bind(config.http)
             .await
             .with_context(|| format!("cannot listen on http={}", config.http))?;
@@ -159,6 +164,56 @@ impl Server {
         while self.tasks.join_next().await.is_some() {}
         self.archive.flush().await;
     }
+}
+
+/// `--demo`: asset `demo`, program `demo` (a five-minute archive window)
+/// recording channel `demo`, running, and locator `demo` publishing it.
+/// Whatever already exists from an earlier start is kept.
+fn demo_program(store: &Store, archive: &Archive, channel: &Channel) -> anyhow::Result<()> {
+    use crate::store::{LocatorRecord, ProgramRecord, ProgramState, RecordingStart, StoreError};
+    let ok = |r: Result<(), StoreError>| match r {
+        Ok(()) | Err(StoreError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e),
+    };
+    let now = crate::channel::now_ms();
+    ok(store.insert_asset("demo", now).map(|_| ()))?;
+    ok(store.insert_program(&ProgramRecord {
+        channel: "demo".into(),
+        name: "demo".into(),
+        asset: "demo".into(),
+        manifest_name: "demo".into(),
+        archive_window_ms: 300_000,
+        state: ProgramState::Created,
+        created_ms: now,
+        started_ms: None,
+        stopped_ms: None,
+    }))?;
+    if store
+        .program("demo", "demo")?
+        .is_some_and(|p| p.state == ProgramState::Created)
+    {
+        let start = RecordingStart {
+            incarnation: channel.incarnation(),
+            fragment_ms: channel.fragment_ms,
+            from_ms: channel.recording_start_ms(),
+            epoch_ms: channel.epoch_ms(),
+        };
+        store.start_program("demo", "demo", now, &start)?;
+        if let Some(asset) = store.asset("demo")? {
+            archive.program_started(&asset, channel);
+        }
+    }
+    let locator = LocatorRecord {
+        id: "demo".into(),
+        asset: "demo".into(),
+        start_ms: None,
+        expiry_ms: None,
+        created_ms: now,
+    };
+    if store.insert_locator(&locator).is_ok() {
+        archive.locator_added(locator);
+    }
+    Ok(())
 }
 
 /// An HTTP request handler of one listener.

@@ -1102,6 +1102,42 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_database_migrates_keeping_its_channels() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("sluice-migrate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        {
+            let conn = Connection::open(dir.join("sluice.db"))?;
+            conn.execute_batch(MIGRATIONS[0])?;
+            conn.pragma_update(None, "user_version", 1)?;
+            conn.execute(
+                "INSERT INTO channels VALUES ('old', 'k', '[]', '[]', 2000, 120000, 'running', 5)",
+                [],
+            )?;
+        }
+        let s = Store::open(&dir)?;
+        let version: i64 = s
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let all = s.channels()?;
+        assert_eq!(all.len(), 1);
+        assert_eq!(
+            (all[0].name.as_str(), all[0].state.as_str()),
+            ("old", "running")
+        );
+        // Given an incarnation once, kept after.
+        assert_ne!(all[0].incarnation, 0);
+        assert_eq!(s.channels()?[0].incarnation, all[0].incarnation);
+        s.insert_asset("a", 1)?;
+        assert!(matches!(
+            s.insert_asset("a", 1),
+            Err(StoreError::Conflict(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    #[test]
     fn channels_round_trip_and_survive_reopen() {
         let dir = std::env::temp_dir().join(format!("sluice-store-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");

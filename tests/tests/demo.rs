@@ -1,5 +1,6 @@
-//! `sluice serve --demo` feeds channel `demo` from the built-in clip and
-//! prints its preview URL; ffmpeg decodes the preview.
+//! `sluice serve --demo` feeds channel `demo` from the built-in clip,
+//! records it with program `demo` into asset `demo` published by locator
+//! `demo`, and prints the preview and play URLs; ffmpeg decodes both.
 
 use std::time::Duration;
 
@@ -45,5 +46,24 @@ fn demo_preview_decodes() -> anyhow::Result<()> {
     // At least 4 s of each (25 fps video, 46.875 AAC frames per second).
     assert!(video >= 100, "decoded {video} video frames");
     assert!(audio >= 180, "decoded {audio} audio frames");
+
+    // The recording, published by the demo locator.
+    let line = server.stdout.recv_timeout(Duration::from_secs(5))?;
+    let play = line
+        .strip_prefix("play ")
+        .ok_or_else(|| anyhow::anyhow!("expected the play URL, got {line:?}"))?
+        .to_owned();
+    assert!(
+        play.ends_with("/demo/demo.ism/Manifest(format=m3u8-cmaf)"),
+        "{play}"
+    );
+    let (frames, errors) =
+        ffprobe_frames(&play, &["-live_start_index", "0", "-read_intervals", "%+5"])?;
+    assert!(errors.trim().is_empty(), "decode errors: {errors}");
+    let video = frames.iter().filter(|f| f.media_type == "video").count();
+    assert!(
+        video >= 100,
+        "decoded {video} video frames of the recording"
+    );
     Ok(())
 }

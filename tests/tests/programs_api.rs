@@ -466,3 +466,24 @@ fn program_asset_and_locator_rules() -> anyhow::Result<()> {
     assert_eq!(r.status, 410);
     Ok(())
 }
+
+#[test]
+fn streaming_endpoint_settings_are_listed_and_enforced() -> anyhow::Result<()> {
+    let s = Sluice::start(
+        "[delivery]\nallow = [\"192.0.2.0/24\"]\nhost_names = [\"cdn.example\"]\ncors_origin = \"https://player.example\"\n",
+        &[],
+    )?;
+    let (status, eps) = api(s.admin, "GET", "/api/v1/streaming-endpoints", None)?;
+    assert_eq!(status, 200);
+    assert_eq!(eps[0]["allow"], json!(["192.0.2.0/24"]));
+    assert_eq!(eps[0]["host_names"], json!(["cdn.example"]));
+    assert_eq!(eps[0]["cors_origins"], json!(["https://player.example"]));
+    // 127.0.0.1 is outside the delivery allowlist: refused before routing.
+    let r = http_get(s.http, "/loc/show.ism/Manifest", &[])?;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://player.example")
+    );
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! The whole recording cycle with assets in real object stores: S3
+//! (`moto_server`) and Azure Blob (Azurite), each started by the test. An
+//! encoder pushes into a program; after the program stops and the server
+//! restarts (nothing left in memory), the VOD is read back from the object
+//! store and decodes; deleting the asset empties the store's prefix.
+
+use std::time::Duration;
+
+use futures_util::TryStreamExt as _;
+use serde_json::json;
+use sluice::storage::{AssetStore, StorageConfig};
+use sluice_tests::objstore::{AZURITE_ACCOUNT, AZURITE_KEY, ObjectServer};
+use sluice_tests::{
+    Sluice, api, ffmpeg_push_rtmp, ffprobe_frames, http_get, running_channel, tempdir::TempDir,
+    wait_for,
+};
+
+/// Objects under `prefix` in the store `cfg` names.
+fn objects(cfg: &StorageConfig, prefix: &str) -> anyhow::Result<Vec<String>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let dir = TempDir::new("sluice-list")?;
+    let store = AssetStore::open(cfg, dir.path())?;
+    rt.block_on(async {
+        let p = object_store::path::Path::from(prefix);
+        let metas: Vec<_> = store.object_store().list(Some(&p)).try_collect().await?;
+        Ok(metas.into_iter().map(|m| m.location.to_string()).collect())
+    })
+}
+
+fn cycle(config: &str, cfg: &StorageConfig, prefix: &str) -> anyhow::Result<()> {
+    let dir = TempDir::new("sluice-objstore-e2e")?;
+    let s = Sluice::start_in(dir.path(), config, &[])?;
+    let ch = running_channel(&s, "ch1")?;
+    let a = s.admin;
+    let (status, v) = api(a, "POST", "/api/v1/assets", Some(&json!({"name": "show"})))?;
+    anyhow::ensure!(status == 201, "{v}");
+    let body = json!({"name": "show", "asset": "show", "archive_window": "PT5M"});
+    let (status, v) = api(a, "POST", "/api/v1/channels/ch1/programs", Some(&body))?;
+    anyhow::ensure!(status == 201, "{v}");
+    let (status, v) = api(a, "POST", "/api/v1/channels/ch1/programs/show/start", None)?;
+    anyhow::ensure!(status == 200, "{v}");
+    let (status, v) = api(
+        a,
+        "POST",
+        "/api/v1/locators",
+        Some(&json!({"id": "vod", "asset": "show"})),
+    )?;
+    anyhow::ensure!(status == 201, "{v}");
+    let rtmp = format!("{}/main", ch["ingest"]["rtmp"].as_str().unwrap_or_default());
+    let (ok, err) = ffmpeg_push_rtmp(&rtmp, 12, &[])?;
+    anyhow::ensure!(ok, "{err}");
+    let fragments = wait_for(Duration::from_secs(60), || {
+        let (_, a) = api(s.admin, "GET", "/api/v1/assets/show", None).ok()?;
+        (a["duration_ms"].as_u64()? >= 10_000 && a["pending"] == 0)
+            .then(|| a["fragments"].as_u64())
+            .flatten()
+    })?;
+    let stored = objects(cfg, prefix)?;
+    assert_eq!(stored.len() as u64, fragments, "{stored:?}");
+    assert!(stored.iter().all(|k| k.contains("/ch/ch1/")), "{stored:?}");
+    let (status, _) = api(a, "POST", "/api/v1/channels/ch1/programs/show/stop", None)?;
+    assert_eq!(status, 200);
+
+    // Restarted, the server holds no payload in memory: the VOD comes from
+    // the object store.
+    assert!(s.terminate()?.success());
+    let s = Sluice::start_in(dir.path(), config, &[])?;
+    let master = http_get(s.http, "/vod/show.ism/Manifest(format=m3u8-cmaf)", &[])?;
+    assert_eq!(master.status, 200, "{}", master.text());
+    let master = master.text();
+    let variant = master
+        .lines()
+        .find(|l| !l.starts_with('#') && l.ends_with(".m3u8"))
+        .unwrap_or_default();
+    let (frames, errors) = ffprobe_frames(&s.url(&format!("/vod/show.ism/{variant}")), &[])?;
+    assert!(errors.trim().is_empty(), "{errors}");
+    let video = frames.iter().filter(|f| f.media_type == "video").count();
+    assert!((275..=300).contains(&video), "{video} of 300 frames");
+
+    // Deleting the program, then the asset, empties the prefix.
+    let (status, _) = api(
+        s.admin,
+        "DELETE",
+        "/api/v1/channels/ch1/programs/show",
+        None,
+    )?;
+    assert_eq!(status, 204);
+    let (status, _) = api(s.admin, "DELETE", "/api/v1/assets/show", None)?;
+    assert_eq!(status, 204);
+    assert_eq!(objects(cfg, prefix)?, Vec::<String>::new());
+    let r = http_get(s.http, "/vod/show.ism/Manifest(format=m3u8-cmaf)", &[])?;
+    assert_eq!(r.status, 404);
+    Ok(())
+}
+
+#[test]
+fn recording_cycle_on_s3() -> anyhow::Result<()> {
+    let moto = ObjectServer::moto()?;
+    moto.create_bucket("sluice-e2e")?;
+    let config = format!(
+        "[storage]\nbackend = \"s3\"\nprefix = \"e2e\"\n[storage.s3]\nbucket = \"sluice-e2e\"\n\
+         endpoint = \"{}\"\nallow_http = true\naccess_key_id = \"test\"\nsecret_access_key = \"test\"\n",
+        moto.endpoint()
+    );
+    cycle(&config, &moto.s3_config("sluice-e2e", "e2e"), "e2e")
+}
+
+#[test]
+fn recording_cycle_on_azure_blob() -> anyhow::Result<()> {
+    let azurite = ObjectServer::azurite()?;
+    azurite.create_container("sluice-e2e")?;
+    let config = format!(
+        "[storage]\nbackend = \"azure\"\nprefix = \"e2e\"\n[storage.azure]\naccount = \"{AZURITE_ACCOUNT}\"\n\
+         access_key = \"{AZURITE_KEY}\"\ncontainer = \"sluice-e2e\"\nendpoint = \"{}/{AZURITE_ACCOUNT}\"\n\
+         allow_http = true\n",
+        azurite.endpoint()
+    );
+    cycle(&config, &azurite.azure_config("sluice-e2e", "e2e"), "e2e")
+}
