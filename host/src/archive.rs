@@ -71,7 +71,12 @@ impl StoredTrack {
 }
 
 fn ticks_to_ms(ticks: u64, timescale: u32) -> i64 {
-    i64::try_from(u128::from(ticks) * 1000 / u128::from(timescale.max(1))).unwrap_or(i64::MAX)
+    let ms = match ticks.checked_mul(1000) {
+        Some(t) => t / u64::from(timescale.max(1)),
+        None => u64::try_from(u128::from(ticks) * 1000 / u128::from(timescale.max(1)))
+            .unwrap_or(u64::MAX),
+    };
+    i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
 /// What one channel incarnation has stored.
@@ -147,6 +152,28 @@ impl AssetRange {
 
     fn live(&self) -> bool {
         self.to_ms.is_none()
+    }
+
+    /// The index positions `first..end` of `t` the range reaches (`None`
+    /// when empty): one interval, found by binary search (starts and ends
+    /// grow along the index).
+    fn span(&self, t: &StoredTrack) -> Option<(usize, usize)> {
+        let newest = t.newest_end_ms()?;
+        let ts = t.info.timescale;
+        let window = i64::try_from(self.window_ms).unwrap_or(i64::MAX);
+        // Before the range: before its start, or (live) out of the window.
+        let first = t.index.partition_point(|e| {
+            let start = ticks_to_ms(e.info.start, ts);
+            let end = ticks_to_ms(e.info.start + e.info.duration, ts);
+            start < self.from_ms || (self.live() && end.saturating_add(window) < newest)
+        });
+        let end = match self.to_ms {
+            None => t.index.len(),
+            Some(to) => t
+                .index
+                .partition_point(|e| ticks_to_ms(e.info.start, ts) < to),
+        };
+        (first < end).then_some((first, end))
     }
 
     /// Whether the range reaches a fragment `[start_ms, end_ms)` of a track
@@ -543,23 +570,62 @@ impl Archive {
                     continue;
                 };
                 let timescale = t.info.timescale;
-                let keep = |e: &IndexEntry| {
-                    let start = ticks_to_ms(e.info.start, timescale);
-                    let end = ticks_to_ms(e.info.start + e.info.duration, timescale);
-                    e.pending.is_some() || ranges.iter().any(|r| r.covers(start, end, newest))
+                let bounds = |e: &IndexEntry| {
+                    (
+                        ticks_to_ms(e.info.start, timescale),
+                        ticks_to_ms(e.info.start + e.info.duration, timescale),
+                    )
                 };
-                if t.index.iter().all(keep) {
+                // From the oldest fragment: an entry inside a live window
+                // ends the scan (every later one is inside it too); a block
+                // a stopped asset keeps is skipped by binary search; the
+                // rest no range reaches.
+                let mut gone = Vec::new();
+                let mut i = 0;
+                while let Some(e) = t.index.get(i) {
+                    let (start, end) = bounds(e);
+                    if e.pending.is_some()
+                        || ranges
+                            .iter()
+                            .any(|r| r.live() && r.covers(start, end, newest))
+                    {
+                        break;
+                    }
+                    if let Some(to) = ranges
+                        .iter()
+                        .filter(|r| r.covers(start, end, newest))
+                        .filter_map(|r| r.to_ms)
+                        .max()
+                    {
+                        let skip = t
+                            .index
+                            .partition_point(|e| ticks_to_ms(e.info.start, timescale) < to);
+                        i = skip.max(i + 1);
+                        continue;
+                    }
+                    gone.push(i);
+                    i += 1;
+                }
+                if gone.is_empty() {
                     continue;
                 }
                 let id = t.info.id;
                 let index = Arc::make_mut(&mut t.index);
-                index.retain(|e| {
-                    let k = keep(e);
-                    if !k {
-                        doomed.push((id, e.info.start));
-                    }
-                    k
-                });
+                doomed.extend(
+                    gone.iter()
+                        .filter_map(|&i| Some((id, index.get(i)?.info.start))),
+                );
+                if gone.last().is_some_and(|&l| l + 1 == gone.len()) {
+                    // The usual case: a prefix.
+                    index.drain(..gone.len());
+                } else {
+                    let mut n = 0;
+                    index.retain(|_| {
+                        let keep = gone.binary_search(&n).is_err();
+                        n += 1;
+                        keep
+                    });
+                }
             }
             if !doomed.is_empty() {
                 inner.generation += 1;
@@ -730,22 +796,20 @@ impl Archive {
         let mut count = 0usize;
         let mut pending = 0usize;
         for t in &inner.tracks {
-            let newest = t.newest_end_ms().unwrap_or(0);
-            let mut first = None;
-            let mut last = None;
-            for e in t.index.iter() {
-                let start = t.start_ms(e.info.start);
-                let end = t.start_ms(e.info.start + e.info.duration);
-                if range.covers(start, end, newest) {
-                    first.get_or_insert(start);
-                    last = Some(end);
-                    count += 1;
-                    pending += usize::from(e.pending.is_some());
-                }
-            }
-            if let (Some(a), Some(b)) = (first, last) {
-                duration = duration.max(u64::try_from(b - a).unwrap_or(0));
-            }
+            let Some((first, end)) = range.span(t) else {
+                continue;
+            };
+            let (Some(a), Some(b)) = (t.index.get(first), t.index.get(end - 1)) else {
+                continue;
+            };
+            let span = t.start_ms(b.info.start + b.info.duration) - t.start_ms(a.info.start);
+            duration = duration.max(u64::try_from(span).unwrap_or(0));
+            count += end - first;
+            pending += t
+                .index
+                .range(first..end)
+                .filter(|e| e.pending.is_some())
+                .count();
         }
         Some((range.live(), duration, count, pending))
     }
@@ -769,16 +833,9 @@ impl Archive {
         let inner = stored.read();
         let mut tracks = Vec::new();
         for t in &inner.tracks {
-            let newest = t.newest_end_ms().unwrap_or(0);
-            let covered = |e: &IndexEntry| {
-                let start = t.start_ms(e.info.start);
-                let end = t.start_ms(e.info.start + e.info.duration);
-                range.covers(start, end, newest)
-            };
-            let Some(first) = t.index.iter().position(covered) else {
+            let Some((first, end)) = range.span(t) else {
                 continue;
             };
-            let end = t.index.len() - t.index.iter().rev().position(covered).unwrap_or(0);
             tracks.push(ViewTrack {
                 info: t.info.clone(),
                 index: t.index.clone(),
@@ -1307,6 +1364,80 @@ mod tests {
         assert_eq!(indexed, vec![(0, 0), (2000, 0), (4000, 1)]);
         let (live, duration, count, pending) = archive.asset_summary("a").unwrap_or_default();
         assert_eq!((live, duration, count, pending), (true, 6000, 3, 0));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn trimming_keeps_what_any_range_reaches() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = Arc::new(Store::open(dir.path())?);
+        let objects = Arc::new(AssetStore::open(
+            &crate::storage::StorageConfig::default(),
+            dir.path(),
+        )?);
+        let archive = Archive::open(store, objects).await?;
+        let stored = archive.load_stored("ch1", 9)?;
+        {
+            let mut inner = stored.write();
+            let mut index = VecDeque::new();
+            for i in 0..50u64 {
+                index.push_back(IndexEntry {
+                    info: FragmentInfo {
+                        start: i * 2000,
+                        duration: 2000,
+                        sample_count: 1,
+                        size: 3,
+                        discontinuity: false,
+                        discontinuity_sequence: 0,
+                    },
+                    pending: None,
+                });
+            }
+            inner.tracks.push(StoredTrack {
+                info: Arc::new(TrackInfo::new(1, TrackKind::Video, 1000)),
+                index: Arc::new(index),
+            });
+        }
+        let range = |from_ms, to_ms, window_ms| AssetRange {
+            channel: "ch1".into(),
+            manifest_name: "m".into(),
+            window_ms,
+            incarnation: 9,
+            fragment_ms: 2000,
+            from_ms,
+            to_ms,
+            epoch_ms: None,
+        };
+        let starts = |s: &Stored| -> Vec<u64> {
+            s.read().tracks[0]
+                .index
+                .iter()
+                .map(|e| e.info.start / 1000)
+                .collect()
+        };
+        {
+            let mut assets = archive.assets.write().unwrap_or_else(|e| e.into_inner());
+            assets.insert("stopped".into(), range(0, Some(20_000), 300_000));
+            assets.insert("live".into(), range(40_000, None, 300_000));
+        }
+        archive.trim(&stored).await;
+        let kept: Vec<u64> = (0..20).step_by(2).chain((40..100).step_by(2)).collect();
+        assert_eq!(starts(&stored), kept);
+        // The live window shrinks to 10 s: it keeps fragments ending at or
+        // after 90 s; the stopped asset keeps its block.
+        archive
+            .assets
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert("live".into(), range(40_000, None, 10_000));
+        archive.trim(&stored).await;
+        let kept: Vec<u64> = (0..20).step_by(2).chain((88..100).step_by(2)).collect();
+        assert_eq!(starts(&stored), kept);
+        // Views see one interval each.
+        let t = stored.read().tracks[0].clone();
+        assert_eq!(range(0, Some(20_000), 1).span(&t), Some((0, 10)));
+        assert_eq!(range(40_000, None, 10_000).span(&t), Some((10, 16)));
+        assert_eq!(range(20_000, Some(30_000), 1).span(&t), None);
         Ok(())
     }
 
