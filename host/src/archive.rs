@@ -216,7 +216,8 @@ pub struct Archive {
     stored: RwLock<HashMap<(String, u64), Arc<Stored>>>,
     assets: RwLock<HashMap<String, AssetRange>>,
     locators: RwLock<HashMap<String, LocatorRecord>>,
-    writers: Mutex<Vec<mpsc::Sender<Job>>>,
+    /// Every channel's writer queue (weak: a deleted channel's writer ends).
+    writers: Mutex<Vec<mpsc::WeakSender<Job>>>,
 }
 
 impl std::fmt::Debug for Archive {
@@ -425,10 +426,11 @@ impl Archive {
     pub fn attach(self: &Arc<Self>, channel: &Channel) {
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(self.clone().writer(rx));
-        self.writers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(tx.clone());
+        {
+            let mut writers = self.writers.lock().unwrap_or_else(|e| e.into_inner());
+            writers.retain(|w| w.strong_count() > 0);
+            writers.push(tx.downgrade());
+        }
         if let Some(end) = self
             .stored_of(&channel.name, channel.incarnation())
             .and_then(|s| s.end_ms())
@@ -447,6 +449,7 @@ impl Archive {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
+            .filter_map(mpsc::WeakSender::upgrade)
             .map(|w| w.max_capacity() - w.capacity())
             .sum()
     }
@@ -457,7 +460,9 @@ impl Archive {
             .writers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone();
+            .iter()
+            .filter_map(mpsc::WeakSender::upgrade)
+            .collect();
         for w in writers {
             let (tx, rx) = tokio::sync::oneshot::channel();
             if w.send(Job::Flush(tx)).await.is_ok() {
