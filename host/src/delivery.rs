@@ -36,7 +36,7 @@ use crate::config::DeliveryConfig;
 use crate::media::timeline::Snapshot;
 use crate::plugins::{PluginError, PluginHost};
 
-/// A presentation packagers read (through the SDK's [`View`]) and the host
+/// A presentation packagers read (through the SDK's [`View`](sluice_sdk::plugin::View)) and the host
 /// splices payloads from.
 pub trait Presentation: sluice_sdk::plugin::View + Send + Sync + 'static {
     /// Payload bytes of a fragment, by reference, when at hand.
