@@ -1146,10 +1146,7 @@ impl AssetView {
     /// Payload bytes of a fragment, by reference, if the range is valid and
     /// the fragment at hand.
     pub fn data(&self, track: u32, start: u64, offset: u32, length: u32) -> Option<Bytes> {
-        let f = self.fragment(track, start)?;
-        let from = usize::try_from(offset).ok()?;
-        let to = from.checked_add(usize::try_from(length).ok()?)?;
-        (to <= f.data.len()).then(|| f.data.slice(from..to))
+        self.fragment(track, start)?.payload(offset, length)
     }
 }
 
@@ -1259,6 +1256,17 @@ mod tests {
         assert_eq!(track_from_json(3, "not json"), None);
     }
 
+    /// A metadata store and local asset storage in a fresh directory.
+    fn local() -> anyhow::Result<(tempfile::TempDir, Arc<Store>, Arc<AssetStore>)> {
+        let dir = tempfile::tempdir()?;
+        let store = Arc::new(Store::open(dir.path())?);
+        let objects = Arc::new(AssetStore::open(
+            &crate::storage::StorageConfig::default(),
+            dir.path(),
+        )?);
+        Ok((dir, store, objects))
+    }
+
     fn fragment(start: u64, discontinuity: bool) -> Fragment {
         Fragment {
             start,
@@ -1276,12 +1284,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_restart_reconciles_storage_with_the_index() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let store = Arc::new(Store::open(dir.path())?);
-        let objects = Arc::new(AssetStore::open(
-            &crate::storage::StorageConfig::default(),
-            dir.path(),
-        )?);
+        let (dir, store, objects) = local()?;
         let key = |start| FragmentKey {
             channel: "ch1".into(),
             incarnation: 5,
@@ -1374,12 +1377,7 @@ mod tests {
 
     #[tokio::test]
     async fn trimming_keeps_what_any_range_reaches() -> anyhow::Result<()> {
-        let dir = tempfile::tempdir()?;
-        let store = Arc::new(Store::open(dir.path())?);
-        let objects = Arc::new(AssetStore::open(
-            &crate::storage::StorageConfig::default(),
-            dir.path(),
-        )?);
+        let (_dir, store, objects) = local()?;
         let archive = Archive::open(store, objects).await?;
         let stored = archive.load_stored("ch1", 9)?;
         {

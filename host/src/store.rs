@@ -641,15 +641,7 @@ impl Store {
     ) -> Result<ProgramRecord> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let p = tx
-            .query_row(
-                &format!("{SELECT_PROGRAM} WHERE channel = ?1 AND name = ?2"),
-                params![channel, name],
-                row_to_program,
-            )
-            .optional()?
-            .transpose()?
-            .ok_or_else(|| StoreError::NotFound(format!("program {name}")))?;
+        let p = program_in(&tx, channel, name)?;
         match p.state {
             ProgramState::Created => {}
             ProgramState::Running => {
@@ -714,15 +706,7 @@ impl Store {
     ) -> Result<ProgramRecord> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let p = tx
-            .query_row(
-                &format!("{SELECT_PROGRAM} WHERE channel = ?1 AND name = ?2"),
-                params![channel, name],
-                row_to_program,
-            )
-            .optional()?
-            .transpose()?
-            .ok_or_else(|| StoreError::NotFound(format!("program {name}")))?;
+        let p = program_in(&tx, channel, name)?;
         if p.state != ProgramState::Running {
             return Err(StoreError::Conflict(format!(
                 "program {name} is {}, not running",
@@ -751,15 +735,7 @@ impl Store {
     pub fn delete_program(&self, channel: &str, name: &str) -> Result<ProgramRecord> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let p = tx
-            .query_row(
-                &format!("{SELECT_PROGRAM} WHERE channel = ?1 AND name = ?2"),
-                params![channel, name],
-                row_to_program,
-            )
-            .optional()?
-            .transpose()?
-            .ok_or_else(|| StoreError::NotFound(format!("program {name}")))?;
+        let p = program_in(&tx, channel, name)?;
         if p.state == ProgramState::Running {
             return Err(StoreError::Conflict(format!(
                 "program {name} is running: stop it first"
@@ -985,6 +961,18 @@ pub fn new_incarnation() -> u64 {
         return u64::try_from(crate::channel::now_ms()).unwrap_or(1) | 1;
     }
     (u64::from_le_bytes(b) >> 1) | 1
+}
+
+/// A program inside a transaction; `NotFound` when absent.
+fn program_in(tx: &rusqlite::Transaction<'_>, channel: &str, name: &str) -> Result<ProgramRecord> {
+    tx.query_row(
+        &format!("{SELECT_PROGRAM} WHERE channel = ?1 AND name = ?2"),
+        params![channel, name],
+        row_to_program,
+    )
+    .optional()?
+    .transpose()?
+    .ok_or_else(|| StoreError::NotFound(format!("program {name}")))
 }
 
 fn running_programs(tx: &rusqlite::Transaction<'_>, channel: &str) -> Result<usize> {

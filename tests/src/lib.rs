@@ -472,6 +472,38 @@ pub fn running_channel(server: &Sluice, name: &str) -> Result<serde_json::Value>
     Ok(ch)
 }
 
+/// Creates asset `name`, program `name` on `channel` with `window`, starts
+/// it, and publishes locator `name`; returns the locator object.
+pub fn start_recording(
+    s: &Sluice,
+    channel: &str,
+    name: &str,
+    window: &str,
+) -> Result<serde_json::Value> {
+    let a = s.admin;
+    let (status, v) = api(
+        a,
+        "POST",
+        "/api/v1/assets",
+        Some(&serde_json::json!({"name": name})),
+    )?;
+    anyhow::ensure!(status == 201, "{v}");
+    let programs = format!("/api/v1/channels/{channel}/programs");
+    let body = serde_json::json!({"name": name, "asset": name, "archive_window": window});
+    let (status, v) = api(a, "POST", &programs, Some(&body))?;
+    anyhow::ensure!(status == 201, "{v}");
+    let (status, v) = api(a, "POST", &format!("{programs}/{name}/start"), None)?;
+    anyhow::ensure!(status == 200, "{v}");
+    let (status, l) = api(
+        a,
+        "POST",
+        "/api/v1/locators",
+        Some(&serde_json::json!({"id": name, "asset": name})),
+    )?;
+    anyhow::ensure!(status == 201, "{l}");
+    Ok(l)
+}
+
 /// The segment URIs of a media playlist and the sum of their durations.
 pub fn media_segments(playlist: &str) -> (Vec<String>, f64) {
     let names = playlist

@@ -8,33 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use sluice_tests::{
     Sluice, api, encode_source, ffmpeg_push_rtmp, ffprobe_frames, http_get, media_segments, run,
-    running_channel, tempdir::TempDir, wait_for,
+    running_channel, start_recording, tempdir::TempDir, wait_for,
 };
-
-/// Creates asset `name`, program `name` on `channel` with `window`, starts
-/// it, and publishes locator `name`; returns the locator object.
-fn recording(s: &Sluice, channel: &str, name: &str, window: &str) -> anyhow::Result<Value> {
-    let a = s.admin;
-    let (status, v) = api(a, "POST", "/api/v1/assets", Some(&json!({"name": name})))?;
-    anyhow::ensure!(status == 201, "{v}");
-    let programs = format!("/api/v1/channels/{channel}/programs");
-    let body = json!({"name": name, "asset": name, "archive_window": window});
-    let (status, v) = api(a, "POST", &programs, Some(&body))?;
-    anyhow::ensure!(status == 201, "{v}");
-    let (status, v) = api(a, "POST", &format!("{programs}/{name}/start"), None)?;
-    anyhow::ensure!(status == 200, "{v}");
-    let (status, l) = api(
-        a,
-        "POST",
-        "/api/v1/locators",
-        Some(&json!({"id": name, "asset": name})),
-    )?;
-    anyhow::ensure!(status == 201, "{l}");
-    Ok(l)
-}
 
 /// The path part of a URL the API returned (whichever port it named).
 fn path_of(url: &Value) -> String {
@@ -112,7 +90,7 @@ fn archive_window_bounds_live_and_storage_then_plays_on_demand() -> anyhow::Resu
     let source = encode_source(work.path(), 420, "source.flv")?;
     let s = Sluice::start("", &[])?;
     let ch = running_channel(&s, "ch1")?;
-    let locator = recording(&s, "ch1", "show", "PT5M")?;
+    let locator = start_recording(&s, "ch1", "show", "PT5M")?;
     let rtmp = ch["ingest"]["rtmp"].as_str().unwrap_or_default();
     let (ok, _, err) = run(Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])
@@ -186,7 +164,6 @@ fn archive_window_bounds_live_and_storage_then_plays_on_demand() -> anyhow::Resu
     assert_eq!(status, 200, "{p}");
     let (_, media, media_path) = hls(&s, &locator)?;
     assert!(media.contains("#EXT-X-ENDLIST"), "{media}");
-    assert!(media.contains("#EXT-X-PLAYLIST-TYPE:VOD") || media.contains("ENDLIST"));
     let (_, vod_span) = media_segments(&media);
     assert!((296.0..=302.0).contains(&vod_span), "VOD span {vod_span}");
     let frames = video_frames(&s.url(&media_path))?;
@@ -223,7 +200,7 @@ fn kill_9_loses_nothing_written_and_recording_resumes() -> anyhow::Result<()> {
     let dir = TempDir::new("sluice-archive-crash")?;
     let s = Sluice::start_in(dir.path(), "", &[])?;
     let ch = running_channel(&s, "ch1")?;
-    let locator = recording(&s, "ch1", "show", "PT1H")?;
+    let locator = start_recording(&s, "ch1", "show", "PT1H")?;
     let rtmp = format!("{}/main", ch["ingest"]["rtmp"].as_str().unwrap_or_default());
     let (ok, err) = ffmpeg_push_rtmp(&rtmp, 20, &[])?;
     anyhow::ensure!(ok, "{err}");

@@ -7,12 +7,11 @@
 use std::time::Duration;
 
 use futures_util::TryStreamExt as _;
-use serde_json::json;
 use sluice::storage::{AssetStore, StorageConfig};
 use sluice_tests::objstore::{AZURITE_ACCOUNT, AZURITE_KEY, ObjectServer};
 use sluice_tests::{
-    Sluice, api, ffmpeg_push_rtmp, ffprobe_frames, http_get, running_channel, tempdir::TempDir,
-    wait_for,
+    Sluice, api, ffmpeg_push_rtmp, ffprobe_frames, http_get, running_channel, start_recording,
+    tempdir::TempDir, wait_for,
 };
 
 /// Objects under `prefix` in the store `cfg` names.
@@ -33,21 +32,8 @@ fn cycle(config: &str, cfg: &StorageConfig, prefix: &str) -> anyhow::Result<()> 
     let dir = TempDir::new("sluice-objstore-e2e")?;
     let s = Sluice::start_in(dir.path(), config, &[])?;
     let ch = running_channel(&s, "ch1")?;
+    start_recording(&s, "ch1", "show", "PT5M")?;
     let a = s.admin;
-    let (status, v) = api(a, "POST", "/api/v1/assets", Some(&json!({"name": "show"})))?;
-    anyhow::ensure!(status == 201, "{v}");
-    let body = json!({"name": "show", "asset": "show", "archive_window": "PT5M"});
-    let (status, v) = api(a, "POST", "/api/v1/channels/ch1/programs", Some(&body))?;
-    anyhow::ensure!(status == 201, "{v}");
-    let (status, v) = api(a, "POST", "/api/v1/channels/ch1/programs/show/start", None)?;
-    anyhow::ensure!(status == 200, "{v}");
-    let (status, v) = api(
-        a,
-        "POST",
-        "/api/v1/locators",
-        Some(&json!({"id": "vod", "asset": "show"})),
-    )?;
-    anyhow::ensure!(status == 201, "{v}");
     let rtmp = format!("{}/main", ch["ingest"]["rtmp"].as_str().unwrap_or_default());
     let (ok, err) = ffmpeg_push_rtmp(&rtmp, 12, &[])?;
     anyhow::ensure!(ok, "{err}");
@@ -67,14 +53,14 @@ fn cycle(config: &str, cfg: &StorageConfig, prefix: &str) -> anyhow::Result<()> 
     // the object store.
     assert!(s.terminate()?.success());
     let s = Sluice::start_in(dir.path(), config, &[])?;
-    let master = http_get(s.http, "/vod/show.ism/Manifest(format=m3u8-cmaf)", &[])?;
+    let master = http_get(s.http, "/show/show.ism/Manifest(format=m3u8-cmaf)", &[])?;
     assert_eq!(master.status, 200, "{}", master.text());
     let master = master.text();
     let variant = master
         .lines()
         .find(|l| !l.starts_with('#') && l.ends_with(".m3u8"))
         .unwrap_or_default();
-    let (frames, errors) = ffprobe_frames(&s.url(&format!("/vod/show.ism/{variant}")), &[])?;
+    let (frames, errors) = ffprobe_frames(&s.url(&format!("/show/show.ism/{variant}")), &[])?;
     assert!(errors.trim().is_empty(), "{errors}");
     let video = frames.iter().filter(|f| f.media_type == "video").count();
     assert!((275..=300).contains(&video), "{video} of 300 frames");
@@ -90,7 +76,7 @@ fn cycle(config: &str, cfg: &StorageConfig, prefix: &str) -> anyhow::Result<()> 
     let (status, _) = api(s.admin, "DELETE", "/api/v1/assets/show", None)?;
     assert_eq!(status, 204);
     assert_eq!(objects(cfg, prefix)?, Vec::<String>::new());
-    let r = http_get(s.http, "/vod/show.ism/Manifest(format=m3u8-cmaf)", &[])?;
+    let r = http_get(s.http, "/show/show.ism/Manifest(format=m3u8-cmaf)", &[])?;
     assert_eq!(r.status, 404);
     Ok(())
 }

@@ -45,6 +45,15 @@ pub struct Fragment {
     pub discontinuity: bool,
 }
 
+impl Fragment {
+    /// `length` payload bytes from `offset`, by reference, if in range.
+    pub fn payload(&self, offset: u32, length: u32) -> Option<Bytes> {
+        let from = usize::try_from(offset).ok()?;
+        let to = from.checked_add(usize::try_from(length).ok()?)?;
+        (to <= self.data.len()).then(|| self.data.slice(from..to))
+    }
+}
+
 /// Errors of the segmenter (they end the ingest session).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -253,10 +253,7 @@ impl Snapshot {
 
     /// Payload bytes of a fragment, by reference, if the range is valid.
     pub fn data(&self, track: u32, start: u64, offset: u32, length: u32) -> Option<Bytes> {
-        let f = self.fragment(track, start)?;
-        let from = usize::try_from(offset).ok()?;
-        let to = from.checked_add(usize::try_from(length).ok()?)?;
-        (to <= f.data.len()).then(|| f.data.slice(from..to))
+        self.fragment(track, start)?.payload(offset, length)
     }
 }
 
