@@ -33,7 +33,7 @@ use sluice_sdk::plugin::{
 };
 use tokio::sync::mpsc;
 
-use crate::channel::{Channel, Channels};
+use crate::channel::{Channel, Channels, Recorder};
 use crate::media::segmenter::Fragment;
 use crate::media::timeline::{Entry, Snapshot};
 use crate::storage::{AssetStore, FragmentKey};
@@ -879,27 +879,6 @@ impl Archive {
 }
 
 impl ChannelArchive {
-    /// The stable id of (stream, adapter track) in `channel`.
-    pub fn track_id(
-        &self,
-        channel: &str,
-        stream: &str,
-        adapter_track: u32,
-        max: u32,
-    ) -> Option<u32> {
-        match self
-            .archive
-            .store
-            .track_id(channel, stream, adapter_track, max)
-        {
-            Ok(id) => id,
-            Err(e) => {
-                tracing::error!(channel, error = %e, "cannot store track id");
-                None
-            }
-        }
-    }
-
     /// Running programs' asset ranges over the channel's current incarnation.
     fn live_ranges(&self, channel: &Channel) -> Vec<AssetRange> {
         let incarnation = channel.incarnation();
@@ -911,14 +890,6 @@ impl ChannelArchive {
             .filter(|a| a.live() && a.channel == channel.name && a.incarnation == incarnation)
             .cloned()
             .collect()
-    }
-
-    /// A track was declared or re-declared: stored with the next fragment.
-    pub fn on_track(&self, channel: &Channel, info: &TrackInfo) {
-        let Some(stored) = self.archive.stored_of(&channel.name, channel.incarnation()) else {
-            return;
-        };
-        Self::set_track(&self.tx, &stored, Arc::new(info.clone()));
     }
 
     fn set_track(tx: &mpsc::Sender<Job>, stored: &Arc<Stored>, info: Arc<TrackInfo>) {
@@ -945,9 +916,63 @@ impl ChannelArchive {
         }
     }
 
+    fn set_epoch(&self, ranges: &[AssetRange], epoch: i64) {
+        let missing: Vec<String> = {
+            let assets = self
+                .archive
+                .assets
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            assets
+                .iter()
+                .filter(|(_, a)| a.epoch_ms.is_none() && ranges.contains(a))
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        for name in missing {
+            if let Err(e) = self.archive.store.set_asset_epoch(&name, epoch) {
+                tracing::error!(asset = %name, error = %e, "cannot store asset epoch");
+            }
+            if let Some(a) = self
+                .archive
+                .assets
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&name)
+            {
+                a.epoch_ms = Some(epoch);
+            }
+        }
+    }
+}
+
+impl Recorder for ChannelArchive {
+    /// The stable id of (stream, adapter track) in `channel`.
+    fn track_id(&self, channel: &str, stream: &str, adapter_track: u32, max: u32) -> Option<u32> {
+        match self
+            .archive
+            .store
+            .track_id(channel, stream, adapter_track, max)
+        {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!(channel, error = %e, "cannot store track id");
+                None
+            }
+        }
+    }
+
+    /// A track was declared or re-declared: stored with the next fragment.
+    fn on_track(&self, channel: &Channel, info: &TrackInfo) {
+        let Some(stored) = self.archive.stored_of(&channel.name, channel.incarnation()) else {
+            return;
+        };
+        Self::set_track(&self.tx, &stored, Arc::new(info.clone()));
+    }
+
     /// A fragment entered the channel's timeline: recorded when a running
     /// program's range reaches it.
-    pub fn on_fragment(&self, channel: &Channel, track: &Arc<TrackInfo>, entry: Entry) {
+    fn on_fragment(&self, channel: &Channel, track: &Arc<TrackInfo>, entry: Entry) {
         let ranges = self.live_ranges(channel);
         if ranges.is_empty() {
             return;
@@ -1010,39 +1035,6 @@ impl ChannelArchive {
             inner.generation += 1;
         }
     }
-
-    fn set_epoch(&self, ranges: &[AssetRange], epoch: i64) {
-        let missing: Vec<String> = {
-            let assets = self
-                .archive
-                .assets
-                .read()
-                .unwrap_or_else(|e| e.into_inner());
-            assets
-                .iter()
-                .filter(|(_, a)| a.epoch_ms.is_none() && ranges.contains(a))
-                .map(|(n, _)| n.clone())
-                .collect()
-        };
-        for name in missing {
-            if let Err(e) = self.archive.store.set_asset_epoch(&name, epoch) {
-                tracing::error!(asset = %name, error = %e, "cannot store asset epoch");
-            }
-            if let Some(a) = self
-                .archive
-                .assets
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_mut(&name)
-            {
-                a.epoch_ms = Some(epoch);
-            }
-        }
-    }
-
-    /// The channel was reset (a new incarnation): nothing to do until a
-    /// program records it.
-    pub fn on_reset(&self, _channel: &Channel) {}
 }
 
 #[derive(Debug)]

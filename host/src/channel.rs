@@ -24,10 +24,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sluice_sdk::plugin::{Event, Sample, TrackInfo};
 use sluice_sdk::time::mul_div_round_signed;
 
-use crate::archive::ChannelArchive;
 use crate::config::{ChannelConfig, IngestLimits};
 use crate::media::segmenter::{Fragment, InputSample, SegmentError, Segmenter};
-use crate::media::timeline::{PushOutcome, Snapshot, Timeline};
+use crate::media::timeline::{Entry, PushOutcome, Snapshot, Timeline};
 use crate::metrics::{ChannelLabels, DuplicateLabels, StreamLabels, metrics};
 use crate::store::ChannelRecord;
 
@@ -55,6 +54,21 @@ pub enum IngestError {
         /// The cap.
         limit_kbps: u64,
     },
+}
+
+/// What records a channel (the archive): told of every track and every
+/// fragment added to the timeline, and the keeper of stable track ids.
+/// Implemented by `archive::ChannelArchive`; channels know only this.
+pub trait Recorder: Send + Sync + std::fmt::Debug {
+    /// The stable id of (stream, adapter track) in `channel`, at most `max`
+    /// tracks; `None` when the channel is full or the id cannot be kept.
+    fn track_id(&self, channel: &str, stream: &str, adapter_track: u32, max: u32) -> Option<u32>;
+
+    /// A track was declared or re-declared.
+    fn on_track(&self, channel: &Channel, info: &TrackInfo);
+
+    /// A fragment entered the timeline (called outside the timeline lock).
+    fn on_fragment(&self, channel: &Channel, track: &Arc<TrackInfo>, entry: Entry);
 }
 
 /// Where a channel is in its life cycle.
@@ -120,7 +134,7 @@ pub struct Channel {
     /// Names what the channel stores until its next reset.
     incarnation: AtomicU64,
     /// Where running programs record the channel (absent in bare tests).
-    archive: OnceLock<Arc<ChannelArchive>>,
+    archive: OnceLock<Arc<dyn Recorder>>,
     /// End of what the channel stored before a restart, ms: new streams
     /// continue after it, so stored fragments are never named twice.
     floor_ms: AtomicI64,
@@ -215,14 +229,9 @@ impl Channel {
         self.incarnation.load(Ordering::SeqCst)
     }
 
-    /// Connects the channel to its archive (once).
-    pub fn attach_archive(&self, archive: Arc<ChannelArchive>) {
+    /// Connects the channel to what records it (once).
+    pub fn attach_archive(&self, archive: Arc<dyn Recorder>) {
         let _ = self.archive.set(archive);
-    }
-
-    /// The channel's archive, when attached.
-    pub fn archive(&self) -> Option<&Arc<ChannelArchive>> {
-        self.archive.get()
     }
 
     /// Media time new streams must continue after (the end of what was
@@ -450,9 +459,6 @@ impl Channel {
         self.incarnation.store(incarnation, Ordering::SeqCst);
         self.floor_ms.store(i64::MIN, Ordering::SeqCst);
         self.with_timeline(Timeline::clear);
-        if let Some(archive) = self.archive.get() {
-            archive.on_reset(self);
-        }
     }
 
     /// A snapshot of the live timeline.

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::names::valid_name;
 use crate::plugins::PluginConfig;
 
 /// The whole configuration.
@@ -219,31 +220,9 @@ fn default_window_ms() -> u64 {
     120_000
 }
 
-/// Whether `name` is a valid user-chosen name (`[a-z0-9][a-z0-9-]{0,62}`).
-pub fn valid_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names() {
-        assert!(valid_name("ch1"));
-        assert!(valid_name("0-a"));
-        assert!(!valid_name(""));
-        assert!(!valid_name("-a"));
-        assert!(!valid_name("A"));
-        assert!(!valid_name("a/b"));
-        assert!(!valid_name(".."));
-        assert!(!valid_name(&"a".repeat(64)));
-    }
 
     #[test]
     fn parses_and_rejects_unknown_fields() {

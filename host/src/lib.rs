@@ -21,6 +21,7 @@ pub mod demo;
 pub mod ingest;
 pub mod media;
 pub mod metrics;
+pub mod names;
 pub mod plugins;
 pub mod server;
 pub mod storage;

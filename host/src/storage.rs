@@ -65,8 +65,8 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt as _, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use crate::config::valid_name;
 pub use crate::media::segmenter::Fragment;
+use crate::names::valid_name;
 pub use codec::{CodecError, ObjectHeader, decode_fragment, decode_header, encode_fragment};
 
 /// Which object store holds the assets.

@@ -958,7 +958,10 @@ pub fn new_incarnation() -> u64 {
     let mut b = [0u8; 8];
     if getrandom::fill(&mut b).is_err() {
         // No randomness: the clock still makes collisions unlikely.
-        return u64::try_from(crate::channel::now_ms()).unwrap_or(1) | 1;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        return (now >> 1) | 1;
     }
     (u64::from_le_bytes(b) >> 1) | 1
 }
