@@ -153,7 +153,7 @@ async fn run(hours: u64) -> anyhow::Result<()> {
     let asset = store
         .asset("show")?
         .ok_or_else(|| anyhow::anyhow!("asset lost"))?;
-    archive.program_started(&asset, &channel);
+    archive.program_started(&asset);
 
     let mut ingest = StreamIngest::new(channel.clone(), "main", &limits);
     let mut video = TrackInfo::new(1, TrackKind::Video, 90_000);

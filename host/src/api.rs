@@ -467,7 +467,7 @@ impl Api {
             .asset(&p.asset)
             .map_err(ApiError::store)?
             .ok_or_else(|| ApiError::not_found("asset"))?;
-        self.archive.program_started(&asset, &c);
+        self.archive.program_started(&asset);
         tracing::info!(%peer, channel = %p.channel, program = %p.name, from_ms = start.from_ms, "program started");
         Ok(started)
     }

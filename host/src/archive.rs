@@ -656,14 +656,13 @@ impl Archive {
     }
 
     /// A program started: its asset's range opens.
-    pub fn program_started(&self, asset: &AssetRecord, channel: &Channel) {
+    pub fn program_started(&self, asset: &AssetRecord) {
         let Some(range) = AssetRange::from_record(asset) else {
             return;
         };
         if let Err(e) = self.load_stored(&range.channel, range.incarnation) {
             tracing::error!(error = %e, "cannot load stored index");
         }
-        let _ = channel;
         self.assets
             .write()
             .unwrap_or_else(|e| e.into_inner())

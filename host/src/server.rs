@@ -200,7 +200,7 @@ fn demo_program(store: &Store, archive: &Archive, channel: &Channel) -> anyhow::
         };
         store.start_program("demo", "demo", now, &start)?;
         if let Some(asset) = store.asset("demo")? {
-            archive.program_started(&asset, channel);
+            archive.program_started(&asset);
         }
     }
     let locator = LocatorRecord {

@@ -170,6 +170,12 @@ fn archive_window_bounds_live_and_storage_then_plays_on_demand() -> anyhow::Resu
     assert!((7400..=7550).contains(&frames), "{frames} VOD frames");
     let dash = http_get(s.http, &path_of(&locator["urls"]["dash"]), &[])?.text();
     assert!(dash.contains("type=\"static\""), "{dash}");
+    let frames = video_frames(&s.url(&path_of(&locator["urls"]["dash"])))?;
+    assert!((7400..=7550).contains(&frames), "{frames} DASH VOD frames");
+    for format in ["smooth", "hls", "hds"] {
+        let r = http_get(s.http, &path_of(&locator["urls"][format]), &[])?;
+        assert_eq!(r.status, 200, "{format}: {}", r.text());
+    }
 
     // Program deleted: the asset still plays.
     let (status, _) = api(
