@@ -122,6 +122,7 @@ async fn run(hours: u64) -> anyhow::Result<()> {
         state: "running".into(),
         created_ms: 0,
         incarnation: 1,
+        epoch_ms: None,
     };
     store.insert_channel(&record)?;
     let channels = Channels::default();

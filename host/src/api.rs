@@ -106,6 +106,7 @@ struct CreateChannel {
     preview: PreviewSpec,
     fragment_ms: Option<u32>,
     window_ms: Option<u64>,
+    epoch: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -634,6 +635,15 @@ impl Api {
             state: ChannelState::Stopped.as_str().to_owned(),
             created_ms: crate::channel::now_ms(),
             incarnation: 0,
+            epoch_ms: req
+                .epoch
+                .as_deref()
+                .map(|e| {
+                    parse_rfc3339_ms(e).ok_or_else(|| {
+                        ApiError::bad(format!("bad epoch {e:?}: not an RFC 3339 time"))
+                    })
+                })
+                .transpose()?,
         };
         let record = ChannelRecord {
             incarnation: crate::store::new_incarnation(),
@@ -697,6 +707,7 @@ impl Api {
             "state": c.state(),
             "fragment_ms": c.fragment_ms,
             "window_ms": c.window_ms,
+            "epoch": format_rfc3339(c.record().epoch_ms),
             "input": {
                 "key": c.key,
                 "allow": c.input_allow.iter().map(ToString::to_string).collect::<Vec<_>>(),

@@ -1327,6 +1327,7 @@ mod tests {
             state: "running".into(),
             created_ms: 0,
             incarnation: 5,
+            epoch_ms: None,
         })?;
         store.insert_program(&crate::store::ProgramRecord {
             channel: "ch1".into(),

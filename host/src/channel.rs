@@ -133,6 +133,8 @@ pub struct Channel {
     pub stats: ChannelStats,
     /// Names what the channel stores until its next reset.
     incarnation: AtomicU64,
+    /// Configured epoch, if any.
+    configured_epoch_ms: Option<i64>,
     /// Where running programs record the channel (absent in bare tests).
     archive: OnceLock<Arc<dyn Recorder>>,
     /// End of what the channel stored before a restart, ms: new streams
@@ -209,7 +211,8 @@ impl Channel {
             preview_allow: r.preview_allow.clone(),
             created_ms: r.created_ms,
             state: Mutex::new(state),
-            timeline: RwLock::new(Timeline::new(r.fragment_ms, r.window_ms)),
+            timeline: RwLock::new(Timeline::new(r.fragment_ms, r.window_ms).with_epoch(r.epoch_ms)),
+            configured_epoch_ms: r.epoch_ms,
             track_ids: Mutex::new(Vec::new()),
             max_tracks: limits.max_tracks_per_channel,
             publishing: AtomicUsize::new(0),
@@ -286,6 +289,7 @@ impl Channel {
             state: self.state().as_str().to_owned(),
             created_ms: self.created_ms,
             incarnation: self.incarnation(),
+            epoch_ms: self.configured_epoch_ms,
         }
     }
 
@@ -1003,6 +1007,7 @@ mod tests {
             key: "k".into(),
             fragment_ms: 2000,
             window_ms: 600_000,
+            epoch: None,
         };
         Arc::new(Channel::new(&config, &IngestLimits::default()))
     }
@@ -1077,6 +1082,7 @@ mod tests {
                 key: "k".into(),
                 fragment_ms: 2000,
                 window_ms: 60_000,
+                epoch: None,
             },
             &limits,
         ));

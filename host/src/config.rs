@@ -91,6 +91,11 @@ impl Config {
             {
                 anyhow::bail!("channel {:?}: key must be non-empty [A-Za-z0-9-]", c.name);
             }
+            if let Some(e) = &c.epoch
+                && crate::api::parse_rfc3339_ms(e).is_none()
+            {
+                anyhow::bail!("channel {:?}: epoch {e:?} is not an RFC 3339 time", c.name);
+            }
             if !(500..=20_000).contains(&c.fragment_ms) {
                 anyhow::bail!("channel {:?}: fragment_ms must be 500..=20000", c.name);
             }
@@ -193,6 +198,11 @@ pub struct ChannelConfig {
     /// Live window kept in memory and listed in live manifests, ms (default 120000).
     #[serde(default = "default_window_ms")]
     pub window_ms: u64,
+    /// Wall-clock time of media time zero, RFC 3339 (default: the clock
+    /// when the first fragment is cut). Redundant ingest nodes given the
+    /// same epoch serve byte-identical manifests.
+    #[serde(default)]
+    pub epoch: Option<String>,
 }
 
 impl ChannelConfig {
@@ -208,6 +218,7 @@ impl ChannelConfig {
             state: "running".to_owned(),
             created_ms: 0,
             incarnation: 0,
+            epoch_ms: self.epoch.as_deref().and_then(crate::api::parse_rfc3339_ms),
         }
     }
 }

@@ -73,6 +73,7 @@ impl Server {
                 key: "demo".to_owned(),
                 fragment_ms: 2000,
                 window_ms: 120_000,
+                epoch: None,
             });
         }
         // Config-defined channels are created on first start and started on

@@ -106,6 +106,8 @@ const MIGRATIONS: &[&str] = &[
         discontinuity_sequence INTEGER NOT NULL,
         PRIMARY KEY (channel, incarnation, track_id, start)
     ) WITHOUT ROWID;",
+    // 3: a channel's configured epoch (wall-clock time of media time zero).
+    "ALTER TABLE channels ADD COLUMN epoch_ms INTEGER;",
 ];
 
 /// A channel as stored.
@@ -130,6 +132,9 @@ pub struct ChannelRecord {
     /// Names what the channel stores until its next reset (0 = not yet
     /// given one; [`Store::channels`] assigns it).
     pub incarnation: u64,
+    /// Configured wall-clock time of media time zero, Unix ms (default:
+    /// the clock when the first fragment is cut).
+    pub epoch_ms: Option<i64>,
 }
 
 /// Where a program is in its one life.
@@ -300,8 +305,8 @@ impl Store {
     pub fn insert_channel(&self, c: &ChannelRecord) -> Result<bool> {
         let n = self.conn().execute(
             "INSERT OR IGNORE INTO channels
-             (name, ingest_key, input_allow, preview_allow, fragment_ms, window_ms, state, created_ms, incarnation)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             (name, ingest_key, input_allow, preview_allow, fragment_ms, window_ms, state, created_ms, incarnation, epoch_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 c.name,
                 c.key,
@@ -311,7 +316,8 @@ impl Store {
                 i64::try_from(c.window_ms).unwrap_or(i64::MAX),
                 c.state,
                 c.created_ms,
-                to_i64(c.incarnation)
+                to_i64(c.incarnation),
+                c.epoch_ms
             ],
         )?;
         Ok(n == 1)
@@ -1045,7 +1051,7 @@ fn row_to_program(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ProgramRecor
 }
 
 const SELECT_CHANNEL: &str = "SELECT name, ingest_key, input_allow, preview_allow, fragment_ms, \
-                              window_ms, state, created_ms, incarnation FROM channels";
+                              window_ms, state, created_ms, incarnation, epoch_ms FROM channels";
 
 fn row_to_channel(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ChannelRecord>> {
     let input: String = r.get(2)?;
@@ -1062,6 +1068,7 @@ fn row_to_channel(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ChannelRecor
             state: r.get(6)?,
             created_ms: r.get(7)?,
             incarnation: u64::try_from(r.get::<_, i64>(8)?).unwrap_or(0),
+            epoch_ms: r.get(9)?,
         })
     })())
 }
@@ -1089,6 +1096,7 @@ mod tests {
             state: "stopped".into(),
             created_ms: 1,
             incarnation: 7,
+            epoch_ms: Some(1_700_000_000_000),
         }
     }
 

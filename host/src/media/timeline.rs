@@ -66,6 +66,8 @@ pub struct Timeline {
     fragment_ms: u32,
     window_ms: u64,
     epoch_ms: Option<i64>,
+    /// Configured epoch: kept across resets, never replaced by the clock.
+    fixed_epoch_ms: Option<i64>,
     tracks: Vec<Track>,
     generation: u64,
     ended: bool,
@@ -78,10 +80,20 @@ impl Timeline {
             fragment_ms,
             window_ms,
             epoch_ms: None,
+            fixed_epoch_ms: None,
             tracks: Vec::new(),
             generation: 0,
             ended: false,
         }
+    }
+
+    /// Fixes the wall-clock time of media time zero (redundant nodes given
+    /// the same epoch write identical program date-times and DASH
+    /// availability times); without it, the clock at the first fragment.
+    pub fn with_epoch(mut self, epoch_ms: Option<i64>) -> Self {
+        self.fixed_epoch_ms = epoch_ms;
+        self.epoch_ms = epoch_ms;
+        self
     }
 
     /// Changes every time a fragment or track is added.
@@ -188,7 +200,7 @@ impl Timeline {
         for t in &mut self.tracks {
             t.fragments = Arc::default();
         }
-        self.epoch_ms = None;
+        self.epoch_ms = self.fixed_epoch_ms;
         self.generation += 1;
     }
 
