@@ -942,7 +942,8 @@ fn generate_key() -> Result<String, getrandom::Error> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares secrets in time independent of where they differ.
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -47,6 +47,8 @@ const QUEUE: usize = 512;
 #[derive(Debug, Clone)]
 struct IndexEntry {
     info: FragmentInfo,
+    /// Content checksum (the fragment's name across nodes).
+    checksum: u64,
     /// The fragment until it is written (then it is read back on demand).
     pending: Option<Arc<Fragment>>,
 }
@@ -203,6 +205,7 @@ enum Job {
         stored: Arc<Stored>,
         track: u32,
         info: FragmentInfo,
+        checksum: u64,
         fragment: Arc<Fragment>,
     },
     /// Replies once everything queued before it is written.
@@ -331,6 +334,7 @@ impl Archive {
                     continue;
                 }
             };
+            let checksum = crate::storage::checksum(&fragment);
             let info = {
                 let mut inner = stored.write();
                 let Some(t) = inner.tracks.iter_mut().find(|t| t.info.id == track) else {
@@ -350,6 +354,7 @@ impl Archive {
                 };
                 Arc::make_mut(&mut t.index).push_back(IndexEntry {
                     info,
+                    checksum,
                     pending: None,
                 });
                 inner.generation += 1;
@@ -358,7 +363,11 @@ impl Archive {
             self.store.put_stored_fragment(
                 &stored.channel,
                 stored.incarnation,
-                &StoredFragment { track, info },
+                &StoredFragment {
+                    track,
+                    info,
+                    checksum,
+                },
             )?;
             adopted += 1;
         }
@@ -392,6 +401,7 @@ impl Archive {
             if let Some(t) = tracks.iter_mut().find(|t| t.info.id == f.track) {
                 Arc::make_mut(&mut t.index).push_back(IndexEntry {
                     info: f.info,
+                    checksum: f.checksum,
                     pending: None,
                 });
             }
@@ -489,8 +499,16 @@ impl Archive {
                     stored,
                     track,
                     info,
+                    checksum,
                     fragment,
-                } => self.write_fragment(&stored, track, info, &fragment).await,
+                } => {
+                    let row = StoredFragment {
+                        track,
+                        info,
+                        checksum,
+                    };
+                    self.write_fragment(&stored, row, &fragment).await;
+                }
                 Job::Flush(done) => {
                     let _ = done.send(());
                 }
@@ -498,13 +516,8 @@ impl Archive {
         }
     }
 
-    async fn write_fragment(
-        &self,
-        stored: &Arc<Stored>,
-        track: u32,
-        info: FragmentInfo,
-        fragment: &Fragment,
-    ) {
+    async fn write_fragment(&self, stored: &Arc<Stored>, row: StoredFragment, fragment: &Fragment) {
+        let (track, info) = (row.track, row.info);
         let key = stored.key(track, info.start);
         let mut attempt = 0u32;
         let written = loop {
@@ -527,7 +540,6 @@ impl Archive {
                 }
             }
         };
-        let row = StoredFragment { track, info };
         let indexed = written
             && match self
                 .store
@@ -818,6 +830,11 @@ impl Archive {
         Some((range.live(), duration, count, pending))
     }
 
+    /// The channel an asset records (or recorded).
+    pub fn asset_channel(&self, asset: &str) -> Option<String> {
+        self.asset_range(asset).map(|r| r.channel)
+    }
+
     /// The manifest name an asset is published under, once a program
     /// records into it.
     pub fn manifest_name(&self, asset: &str) -> Option<String> {
@@ -869,6 +886,45 @@ impl Archive {
             misses: Mutex::default(),
         };
         Some((view, range.manifest_name))
+    }
+
+    /// A stored fragment of any incarnation of `channel` by its name across
+    /// nodes (track, start, content checksum), read back if need be.
+    pub async fn fragment_named(
+        &self,
+        channel: &str,
+        track: u32,
+        start: u64,
+        checksum: u64,
+    ) -> anyhow::Result<Option<Arc<Fragment>>> {
+        let stored: Vec<Arc<Stored>> = self
+            .stored
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|s| s.channel == channel)
+            .cloned()
+            .collect();
+        for s in stored {
+            let pending = {
+                let inner = s.read();
+                let Some(t) = inner.tracks.iter().find(|t| t.info.id == track) else {
+                    continue;
+                };
+                let Ok(i) = t.index.binary_search_by_key(&start, |e| e.info.start) else {
+                    continue;
+                };
+                if t.index[i].checksum != checksum {
+                    continue;
+                }
+                t.index[i].pending.clone()
+            };
+            if let Some(f) = pending {
+                return Ok(Some(f));
+            }
+            return Ok(self.objects.get_fragment(&s.key(track, start)).await?);
+        }
+        Ok(None)
     }
 
     /// The storage backend.
@@ -1013,6 +1069,7 @@ impl Recorder for ChannelArchive {
                 .saturating_add(u32::from(info.discontinuity));
             Arc::make_mut(&mut t.index).push_back(IndexEntry {
                 info,
+                checksum: entry.checksum,
                 pending: Some(entry.fragment.clone()),
             });
             inner.generation += 1;
@@ -1022,6 +1079,7 @@ impl Recorder for ChannelArchive {
             stored: stored.clone(),
             track: track.id,
             info,
+            checksum: entry.checksum,
             fragment: entry.fragment,
         };
         if self.tx.try_send(job).is_err() {
@@ -1066,6 +1124,29 @@ impl AssetView {
     /// The channel incarnation the asset recorded.
     pub fn incarnation(&self) -> u64 {
         self.incarnation
+    }
+
+    /// The listed fragments of `track` starting at or after `from` (ticks),
+    /// at most `limit`, with their content checksums.
+    pub fn entries(&self, track: u32, from: u64, limit: usize) -> Vec<(FragmentInfo, u64)> {
+        let Some(t) = self.tracks.iter().find(|t| t.info.id == track) else {
+            return Vec::new();
+        };
+        let first = t
+            .index
+            .partition_point(|e| e.info.start < from)
+            .clamp(t.first, t.end);
+        let end = first.saturating_add(limit).min(t.end);
+        t.index
+            .range(first..end)
+            .map(|e| (e.info, e.checksum))
+            .collect()
+    }
+
+    /// The newest listed fragment of `track`.
+    pub fn last(&self, track: u32) -> Option<FragmentInfo> {
+        let t = self.tracks.iter().find(|t| t.info.id == track)?;
+        t.index.get(t.end.checked_sub(1)?).map(|e| e.info)
     }
 
     /// Reads fragments the view missed from storage (single flight
@@ -1175,6 +1256,12 @@ impl View for AssetView {
 
 /// A track description as stored (JSON; the codec data in hex).
 fn track_to_json(t: &TrackInfo) -> String {
+    track_json(t).to_string()
+}
+
+/// A track description as JSON (everything but the id; the codec data in
+/// hex), as stored and as the upstream interface sends it.
+pub(crate) fn track_json(t: &TrackInfo) -> serde_json::Value {
     let kind = match t.kind {
         TrackKind::Video => "video",
         TrackKind::Audio => "audio",
@@ -1196,7 +1283,6 @@ fn track_to_json(t: &TrackInfo) -> String {
         "sample_rate": t.sample_rate,
         "channels": t.channels,
     })
-    .to_string()
 }
 
 fn track_from_json(id: u32, json: &str) -> Option<TrackInfo> {
@@ -1299,6 +1385,7 @@ mod tests {
                 5,
                 &StoredFragment {
                     track: 1,
+                    checksum: crate::storage::checksum(&f),
                     info: FragmentInfo {
                         start,
                         duration: f.duration,
@@ -1377,6 +1464,7 @@ mod tests {
             let mut index = VecDeque::new();
             for i in 0..50u64 {
                 index.push_back(IndexEntry {
+                    checksum: 0,
                     info: FragmentInfo {
                         start: i * 2000,
                         duration: 2000,

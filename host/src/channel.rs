@@ -135,6 +135,8 @@ pub struct Channel {
     incarnation: AtomicU64,
     /// Configured epoch, if any.
     configured_epoch_ms: Option<i64>,
+    /// The timeline generation, for waiters.
+    changes: tokio::sync::watch::Sender<u64>,
     /// Where running programs record the channel (absent in bare tests).
     archive: OnceLock<Arc<dyn Recorder>>,
     /// End of what the channel stored before a restart, ms: new streams
@@ -213,6 +215,7 @@ impl Channel {
             state: Mutex::new(state),
             timeline: RwLock::new(Timeline::new(r.fragment_ms, r.window_ms).with_epoch(r.epoch_ms)),
             configured_epoch_ms: r.epoch_ms,
+            changes: tokio::sync::watch::Sender::new(0),
             track_ids: Mutex::new(Vec::new()),
             max_tracks: limits.max_tracks_per_channel,
             publishing: AtomicUsize::new(0),
@@ -482,7 +485,20 @@ impl Channel {
     }
 
     fn with_timeline<R>(&self, f: impl FnOnce(&mut Timeline) -> R) -> R {
-        f(&mut self.timeline.write().unwrap_or_else(|e| e.into_inner()))
+        let (r, generation) = {
+            let mut tl = self.timeline.write().unwrap_or_else(|e| e.into_inner());
+            let r = f(&mut tl);
+            (r, tl.generation())
+        };
+        self.changes
+            .send_if_modified(|g| std::mem::replace(g, generation) != generation);
+        r
+    }
+
+    /// Wakes when the timeline changes (its generation): what blocking
+    /// upstream requests wait on.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// The channel track id for (stream, adapter track), assigned on first

@@ -28,6 +28,9 @@ pub struct Config {
     /// Bearer token of the management API; required when `admin` is not on
     /// loopback (default none).
     pub admin_token: Option<String>,
+    /// Bearer token the upstream interface (`/_tier/`) requires, and edges
+    /// send (default none: open).
+    pub tier_token: Option<String>,
     /// Create channel `demo` fed by the built-in test source (default false).
     pub demo: bool,
     /// Plugin host settings.
@@ -51,6 +54,7 @@ impl Default for Config {
             admin: SocketAddr::from(([127, 0, 0, 1], 8081)),
             log_format: LogFormat::Text,
             admin_token: None,
+            tier_token: None,
             demo: false,
             plugins: PluginConfig::default(),
             ingest: IngestLimits::default(),

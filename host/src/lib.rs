@@ -26,5 +26,6 @@ pub mod plugins;
 pub mod server;
 pub mod storage;
 pub mod store;
+pub mod tier;
 
 pub use server::Server;

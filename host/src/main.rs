@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Runs the origin.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Plugin tools.
     Plugin {
         #[command(subcommand)]
@@ -59,6 +59,9 @@ struct ServeArgs {
     /// Bearer token of the management API (required off loopback).
     #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Token of the upstream interface (`Authorization: Bearer`).
+    #[arg(long, env = "SLUICE_TIER_TOKEN", hide_env_values = true)]
+    tier_token: Option<String>,
     /// Create channel `demo` fed by the built-in test source.
     #[arg(long, env = "SLUICE_DEMO")]
     demo: bool,
@@ -88,7 +91,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Serve(args) => match serve(args) {
+        Command::Serve(args) => match serve(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("sluice: {e:#}");
@@ -117,6 +120,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if args.demo {
         config.demo = true;
+    }
+    if let Some(v) = args.tier_token {
+        config.tier_token = Some(v);
     }
     if let Some(v) = args.admin_token {
         config.admin_token = Some(v);

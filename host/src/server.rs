@@ -138,6 +138,11 @@ impl Server {
             Arc::new(Front {
                 delivery,
                 ingest: ingest.clone(),
+                tier: Arc::new(crate::tier::Tier::new(
+                    channels.clone(),
+                    archive.clone(),
+                    config.tier_token.clone(),
+                )),
             }),
             shutdown_rx.clone(),
         ));
@@ -231,6 +236,7 @@ pub trait Handler: Send + Sync + 'static {
 struct Front {
     delivery: Arc<Delivery>,
     ingest: Arc<IngestContext>,
+    tier: Arc<crate::tier::Tier>,
 }
 
 impl Handler for Front {
@@ -242,6 +248,9 @@ impl Handler for Front {
         Box::pin(async move {
             if req.uri().path().starts_with("/ingest/") {
                 return http_ingest(&self.ingest, req, peer).await;
+            }
+            if req.uri().path().starts_with("/_tier/") {
+                return self.tier.handle(req.uri(), req.headers()).await;
             }
             self.delivery
                 .handle(req.method(), req.uri(), req.headers(), peer)

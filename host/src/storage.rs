@@ -67,7 +67,10 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::media::segmenter::Fragment;
 use crate::names::valid_name;
-pub use codec::{CodecError, ObjectHeader, decode_fragment, decode_header, encode_fragment};
+pub use codec::{
+    CodecError, ObjectHeader, checksum, decode_fragment, decode_header, encode_fragment,
+    encode_head,
+};
 
 /// Which object store holds the assets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

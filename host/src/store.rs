@@ -107,7 +107,9 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (channel, incarnation, track_id, start)
     ) WITHOUT ROWID;",
     // 3: a channel's configured epoch (wall-clock time of media time zero).
-    "ALTER TABLE channels ADD COLUMN epoch_ms INTEGER;",
+    // and each stored fragment's content checksum (its name across nodes).
+    "ALTER TABLE channels ADD COLUMN epoch_ms INTEGER;
+    ALTER TABLE stored_fragments ADD COLUMN checksum INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// A channel as stored.
@@ -250,6 +252,8 @@ pub struct StoredFragment {
     pub track: u32,
     /// Timeline entry.
     pub info: sluice_sdk::plugin::Fragment,
+    /// Content checksum of the stored object.
+    pub checksum: u64,
 }
 
 /// The most programs running at once on one channel.
@@ -863,8 +867,8 @@ impl Store {
         self.conn().execute(
             "INSERT OR REPLACE INTO stored_fragments
              (channel, incarnation, track_id, start, duration, size, sample_count,
-              discontinuity, discontinuity_sequence)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+              discontinuity, discontinuity_sequence, checksum)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             params![
                 channel,
                 to_i64(incarnation),
@@ -874,7 +878,8 @@ impl Store {
                 i.size,
                 i.sample_count,
                 i.discontinuity,
-                i.discontinuity_sequence
+                i.discontinuity_sequence,
+                f.checksum as i64
             ],
         )?;
         Ok(())
@@ -923,7 +928,7 @@ impl Store {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT track_id, start, duration, size, sample_count, discontinuity,
-                    discontinuity_sequence
+                    discontinuity_sequence, checksum
              FROM stored_fragments WHERE channel = ?1 AND incarnation = ?2
              ORDER BY track_id, start",
         )?;
@@ -940,6 +945,7 @@ impl Store {
                     discontinuity: r.get(5)?,
                     discontinuity_sequence: r.get(6)?,
                 },
+                checksum: r.get::<_, i64>(7)? as u64,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -36,6 +36,8 @@ pub struct Entry {
     pub info: FragmentInfo,
     /// The fragment.
     pub fragment: Arc<Fragment>,
+    /// Its content checksum (`storage::checksum`): its name across nodes.
+    pub checksum: u64,
 }
 
 /// A track of the timeline.
@@ -165,9 +167,11 @@ impl Timeline {
         };
         let newest_end = info.start + info.duration;
         let fragments = Arc::make_mut(&mut t.fragments);
+        let checksum = crate::storage::checksum(&fragment);
         fragments.push_back(Entry {
             info,
             fragment: Arc::new(fragment),
+            checksum,
         });
         let window = ms_to_ticks(self.window_ms, timescale);
         let grace = ms_to_ticks(grace_ms(self.window_ms, self.fragment_ms), timescale);
@@ -251,6 +255,40 @@ impl Snapshot {
     /// The timeline generation the snapshot was taken at.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The listed fragments of `track` starting at or after `from` (ticks),
+    /// at most `limit`, with their content checksums.
+    pub fn entries(&self, track: u32, from: u64, limit: usize) -> Vec<(FragmentInfo, u64)> {
+        let Some(t) = self.tracks.iter().find(|t| t.info.id == track) else {
+            return Vec::new();
+        };
+        let from = from.max(t.window_start);
+        let first = t.fragments.partition_point(|e| e.info.start < from);
+        let end = first.saturating_add(limit).min(t.fragments.len());
+        t.fragments
+            .range(first..end)
+            .map(|e| (e.info, e.checksum))
+            .collect()
+    }
+
+    /// The newest fragment of `track`.
+    pub fn last(&self, track: u32) -> Option<FragmentInfo> {
+        let t = self.tracks.iter().find(|t| t.info.id == track)?;
+        t.fragments.back().map(|e| e.info)
+    }
+
+    /// The fragment of `track` starting at `start` with content `checksum`.
+    pub fn fragment_named(&self, track: u32, start: u64, checksum: u64) -> Option<&Arc<Fragment>> {
+        let t = self.tracks.iter().find(|t| t.info.id == track)?;
+        let i = t
+            .fragments
+            .binary_search_by_key(&start, |e| e.info.start)
+            .ok()?;
+        t.fragments
+            .get(i)
+            .filter(|e| e.checksum == checksum)
+            .map(|e| &e.fragment)
     }
 
     /// The fragment of `track` starting at `start`.

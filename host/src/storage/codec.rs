@@ -260,6 +260,16 @@ pub fn encode_head(f: &Fragment) -> Bytes {
     b.freeze()
 }
 
+/// The content checksum of a fragment's object (xxh3-64 over its header,
+/// sample table and payload): equal fragments have equal checksums, so it
+/// names a fragment across nodes.
+pub fn checksum(f: &Fragment) -> u64 {
+    let head = encode_head(f);
+    head.get(CHECKED_HEADER..HEADER_LEN)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
 /// `f` as one fragment object (header, sample table and a copy of the
 /// payload).
 pub fn encode_fragment(f: &Fragment) -> Bytes {

@@ -1,0 +1,467 @@
+//! The upstream interface of ingest nodes (`/_tier/v1/...`): what an edge,
+//! directly or through any HTTP cache acting as shield, needs to serve the
+//! delivery URLs itself.
+//!
+//! ```text
+//! GET /_tier/v1/health                                   {"v":1}                          no-store
+//! GET /_tier/v1/locators/{id}                            locator record                   max-age=2
+//! GET /_tier/v1/assets/{asset}/timeline[?from=MS&limit=N] presentation + fragment listing  live: ~half a fragment
+//! GET /_tier/v1/assets/{asset}/timeline?after=MS          blocking: once media ends after MS (≤ 3 fragments, else 503 no-store)
+//! GET /_tier/v1/channels/{ch}/timeline[...]               the channel's preview presentation, same forms
+//! GET /_tier/v1/channels/{ch}/f/{track}/{start}.{sum:016x}.slf
+//!                                                        one fragment object (SLF1), immutable
+//! ```
+//!
+//! Fragments are named by channel, track, start (ticks) and content
+//! checksum (xxh3-64 of the object): redundant ingest nodes fed alike name
+//! them alike, and a name never changes meaning (a reset or a new channel of
+//! the same name gives other checksums). Timeline documents hold nothing
+//! node-local, so shields can cache each blocking answer under its URL and
+//! collapse concurrent ones. With `tier_token` set, every request needs
+//! `Authorization: Bearer TOKEN`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde_json::{Value, json};
+use sluice_sdk::plugin::{Fragment as FragmentInfo, PresentationState, View};
+
+use crate::archive::{Archive, AssetView};
+use crate::channel::{Channel, Channels};
+use crate::delivery::Body;
+use crate::media::timeline::Snapshot;
+use crate::names::valid_name;
+
+/// Most fragments per track in one timeline page.
+const MAX_PAGE: usize = 2000;
+
+/// The upstream interface.
+pub struct Tier {
+    channels: Arc<Channels>,
+    archive: Arc<Archive>,
+    token: Option<String>,
+}
+
+/// What the timeline documents are made from: a channel snapshot or an
+/// asset view.
+trait Listed: View {
+    fn entries(&self, track: u32, from: u64, limit: usize) -> Vec<(FragmentInfo, u64)>;
+    fn last(&self, track: u32) -> Option<FragmentInfo>;
+}
+
+impl Listed for Snapshot {
+    fn entries(&self, track: u32, from: u64, limit: usize) -> Vec<(FragmentInfo, u64)> {
+        Snapshot::entries(self, track, from, limit)
+    }
+    fn last(&self, track: u32) -> Option<FragmentInfo> {
+        Snapshot::last(self, track)
+    }
+}
+
+impl Listed for AssetView {
+    fn entries(&self, track: u32, from: u64, limit: usize) -> Vec<(FragmentInfo, u64)> {
+        AssetView::entries(self, track, from, limit)
+    }
+    fn last(&self, track: u32) -> Option<FragmentInfo> {
+        AssetView::last(self, track)
+    }
+}
+
+/// How a timeline request reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// A page from `from` ms.
+    Page { from_ms: i64, limit: usize },
+    /// Blocking: once the timeline holds media ending after `after` ms.
+    After(i64),
+}
+
+fn ticks_to_ms(ticks: u64, timescale: u32) -> i64 {
+    i64::try_from(u128::from(ticks) * 1000 / u128::from(timescale.max(1))).unwrap_or(i64::MAX)
+}
+
+fn ms_to_ticks(ms: i64, timescale: u32) -> u64 {
+    u64::try_from(i128::from(ms.max(0)) * i128::from(timescale) / 1000).unwrap_or(u64::MAX)
+}
+
+/// Where every track's newest fragment has ended, ms (the smallest).
+fn cut_ms<L: Listed>(v: &L) -> Option<i64> {
+    v.tracks()
+        .iter()
+        .filter_map(|t| {
+            let f = v.last(t.id)?;
+            Some(ticks_to_ms(f.start + f.duration, t.timescale))
+        })
+        .min()
+}
+
+/// The timeline document of `v` for `ask`, deterministic (keys sorted, no
+/// node-local value).
+fn document<L: Listed>(v: &L, ask: Ask) -> Value {
+    let info = v.info();
+    let mut next: Option<i64> = None;
+    let tracks: Vec<Value> = v
+        .tracks()
+        .iter()
+        .map(|t| {
+            let ts = t.timescale;
+            let list = match ask {
+                Ask::Page { from_ms, limit } => {
+                    let list = v.entries(t.id, ms_to_ticks(from_ms, ts), limit);
+                    if list.len() == limit
+                        && let Some((last, _)) = list.last()
+                    {
+                        let after_last = ticks_to_ms(last.start, ts) + 1;
+                        next = Some(next.map_or(after_last, |n| n.min(after_last)));
+                    }
+                    list
+                }
+                Ask::After(after) => {
+                    // From a few fragments back; keep those ending after.
+                    let back = after - 3 * i64::from(info.fragment_duration_ms);
+                    v.entries(t.id, ms_to_ticks(back, ts), MAX_PAGE)
+                        .into_iter()
+                        .filter(|(f, _)| ticks_to_ms(f.start + f.duration, ts) > after)
+                        .collect()
+                }
+            };
+            let fragments: Vec<Value> = list
+                .iter()
+                .map(|(f, sum)| {
+                    json!([
+                        f.start,
+                        f.duration,
+                        f.sample_count,
+                        f.size,
+                        u8::from(f.discontinuity),
+                        f.discontinuity_sequence,
+                        format!("{sum:016x}")
+                    ])
+                })
+                .collect();
+            let mut track = crate::archive::track_json(t);
+            track["id"] = json!(t.id);
+            track["fragments"] = Value::Array(fragments);
+            track
+        })
+        .collect();
+    json!({
+        "v": 1,
+        "info": {
+            "state": if info.state == PresentationState::Ended { "ended" } else { "live" },
+            "fragment_ms": info.fragment_duration_ms,
+            "epoch_ms": info.epoch_ms,
+            "window_ms": info.window_ms,
+        },
+        "tracks": tracks,
+        "cut_ms": cut_ms(v),
+        "next": next,
+    })
+}
+
+impl Tier {
+    /// The upstream interface over this node's channels and assets.
+    pub fn new(channels: Arc<Channels>, archive: Arc<Archive>, token: Option<String>) -> Self {
+        Tier {
+            channels,
+            archive,
+            token,
+        }
+    }
+
+    /// Answers one request below `/_tier/`.
+    pub async fn handle(&self, uri: &http::Uri, headers: &HeaderMap) -> http::Response<Body> {
+        if let Some(token) = &self.token {
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            if given.is_none_or(|g| !crate::api::constant_time_eq(g.as_bytes(), token.as_bytes())) {
+                let mut r = text(
+                    StatusCode::UNAUTHORIZED,
+                    "missing or wrong tier token\n",
+                    "no-store",
+                );
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return r;
+            }
+        }
+        let Some(rest) = uri.path().strip_prefix("/_tier/v1/") else {
+            return text(
+                StatusCode::NOT_FOUND,
+                "unknown tier version\n",
+                "public, max-age=60",
+            );
+        };
+        let ask = match parse_ask(uri.query().unwrap_or("")) {
+            Ok(a) => a,
+            Err(m) => return text(StatusCode::BAD_REQUEST, &format!("{m}\n"), "no-store"),
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        match parts.as_slice() {
+            ["health"] => json_response(&json!({"v": 1}), "no-store"),
+            ["locators", id] if valid_name(id) => self.locator(id),
+            ["assets", asset, "timeline"] if valid_name(asset) => {
+                self.timeline(Source::Asset(asset), ask).await
+            }
+            ["channels", ch, "timeline"] if valid_name(ch) => {
+                self.timeline(Source::Channel(ch), ask).await
+            }
+            ["channels", ch, "f", track, name] if valid_name(ch) => {
+                self.fragment(ch, track, name).await
+            }
+            _ => text(StatusCode::NOT_FOUND, "not found\n", "public, max-age=60"),
+        }
+    }
+
+    fn locator(&self, id: &str) -> http::Response<Body> {
+        let Some(l) = self.archive.locator(id) else {
+            return text(
+                StatusCode::NOT_FOUND,
+                "no such locator\n",
+                "public, max-age=2",
+            );
+        };
+        json_response(
+            &json!({
+                "id": l.id,
+                "asset": l.asset,
+                "manifest_name": self.archive.manifest_name(&l.asset),
+                "start_ms": l.start_ms,
+                "expiry_ms": l.expiry_ms,
+            }),
+            "public, max-age=2",
+        )
+    }
+
+    async fn timeline(&self, source: Source<'_>, ask: Ask) -> http::Response<Body> {
+        let channel = match source {
+            Source::Channel(ch) => self.channels.get(ch),
+            Source::Asset(a) => self
+                .archive
+                .asset_channel(a)
+                .and_then(|c| self.channels.get(&c)),
+        };
+        let mut changes = channel.as_ref().map(|c| c.changes());
+        // Blocking requests are held at most three fragments.
+        let mut deadline = None;
+        loop {
+            let doc = match self.document(source, channel.as_deref(), ask) {
+                Some(d) => d,
+                None => {
+                    return text(
+                        StatusCode::NOT_FOUND,
+                        "not found (yet)\n",
+                        "public, max-age=2",
+                    );
+                }
+            };
+            let (doc, fragment_ms, ended, cut) = doc;
+            let ready = match ask {
+                Ask::Page { .. } => true,
+                Ask::After(after) => ended || cut.is_some_and(|c| c > after),
+            };
+            let max_age = if ended {
+                30
+            } else {
+                (fragment_ms / 2000).max(1)
+            };
+            if ready {
+                return json_response(&doc, &format!("public, max-age={max_age}"));
+            }
+            let deadline = *deadline.get_or_insert_with(|| {
+                tokio::time::Instant::now() + Duration::from_millis(3 * u64::from(fragment_ms))
+            });
+            let Some(rx) = changes.as_mut() else {
+                return unavailable();
+            };
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return unavailable(),
+            }
+        }
+    }
+
+    /// The document, its fragment duration, whether it ended, and its cut.
+    fn document(
+        &self,
+        source: Source<'_>,
+        channel: Option<&Channel>,
+        ask: Ask,
+    ) -> Option<(Value, u32, bool, Option<i64>)> {
+        fn out<L: Listed>(v: &L, ask: Ask) -> (Value, u32, bool, Option<i64>) {
+            let info = v.info();
+            (
+                document(v, ask),
+                info.fragment_duration_ms,
+                info.state == PresentationState::Ended,
+                cut_ms(v),
+            )
+        }
+        match source {
+            Source::Channel(_) => Some(out(&channel?.snapshot(), ask)),
+            Source::Asset(a) => {
+                let (view, _) = self.archive.view(a, &self.channels)?;
+                Some(out(&view, ask))
+            }
+        }
+    }
+
+    async fn fragment(&self, channel: &str, track: &str, name: &str) -> http::Response<Body> {
+        let parsed = (|| {
+            let track: u32 = digits(track)?.parse().ok()?;
+            let name = name.strip_suffix(".slf")?;
+            let (start, sum) = name.split_once('.')?;
+            let start: u64 = digits(start)?.parse().ok()?;
+            (sum.len() == 16).then_some(())?;
+            let sum = u64::from_str_radix(sum, 16).ok()?;
+            Some((track, start, sum))
+        })();
+        let Some((track, start, sum)) = parsed else {
+            return text(
+                StatusCode::NOT_FOUND,
+                "bad fragment name\n",
+                "public, max-age=60",
+            );
+        };
+        let hot = self
+            .channels
+            .get(channel)
+            .and_then(|c| c.snapshot().fragment_named(track, start, sum).cloned());
+        let fragment = match hot {
+            Some(f) => Some(f),
+            None => match self
+                .archive
+                .fragment_named(channel, track, start, sum)
+                .await
+            {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!(channel, track, start, error = %e, "tier fragment unreadable");
+                    return text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "fragment unreadable\n",
+                        "no-store",
+                    );
+                }
+            },
+        };
+        let Some(f) = fragment else {
+            // Ahead of this node (a lagging redundant node) it may still
+            // appear: a short lifetime; anything else never will.
+            let ahead = self
+                .channels
+                .get(channel)
+                .and_then(|c| c.snapshot().last(track))
+                .is_none_or(|last| start >= last.start + last.duration);
+            let cache = if ahead {
+                "public, max-age=1"
+            } else {
+                "public, max-age=60"
+            };
+            return text(StatusCode::NOT_FOUND, "no such fragment\n", cache);
+        };
+        let head = crate::storage::encode_head(&f);
+        let len = head.len() + f.data.len();
+        http::Response::builder()
+            .header(header::CONTENT_TYPE, "application/vnd.sluice.slf1")
+            .header(header::CACHE_CONTROL, "public, max-age=31536000, immutable")
+            .header(header::ETAG, format!("\"{sum:016x}\""))
+            .header(header::CONTENT_LENGTH, len)
+            .body(Body::from_parts([head, f.data.clone()]))
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Source<'a> {
+    Channel(&'a str),
+    Asset(&'a str),
+}
+
+fn digits(s: &str) -> Option<&str> {
+    (!s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit())).then_some(s)
+}
+
+fn parse_ask(query: &str) -> Result<Ask, String> {
+    let mut from_ms = 0i64;
+    let mut limit = MAX_PAGE;
+    let mut after = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()).take(8) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let n: i64 = digits(v)
+            .and_then(|d| d.parse().ok())
+            .ok_or_else(|| format!("bad {k}: a number"))?;
+        match k {
+            "from" => from_ms = n,
+            "limit" => limit = usize::try_from(n).unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE),
+            "after" => after = Some(n),
+            _ => return Err(format!("unknown parameter {k:?}")),
+        }
+    }
+    Ok(match after {
+        Some(a) => Ask::After(a),
+        None => Ask::Page { from_ms, limit },
+    })
+}
+
+fn unavailable() -> http::Response<Body> {
+    let mut r = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "nothing new yet\n",
+        "no-store",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+fn text(status: StatusCode, body: &str, cache: &str) -> http::Response<Body> {
+    http::Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(header::CACHE_CONTROL, cache)
+        .body(Body::text(body))
+        .unwrap_or_default()
+}
+
+fn json_response(v: &Value, cache: &str) -> http::Response<Body> {
+    let body = Bytes::from(v.to_string());
+    let etag = format!("\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(&body));
+    http::Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, cache)
+        .header(header::ETAG, etag)
+        .body(Body::from_parts([body]))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries() {
+        assert_eq!(
+            parse_ask(""),
+            Ok(Ask::Page {
+                from_ms: 0,
+                limit: MAX_PAGE
+            })
+        );
+        assert_eq!(
+            parse_ask("from=4000&limit=5"),
+            Ok(Ask::Page {
+                from_ms: 4000,
+                limit: 5
+            })
+        );
+        assert_eq!(parse_ask("after=12000"), Ok(Ask::After(12000)));
+        assert!(parse_ask("after=-1").is_err());
+        assert!(parse_ask("colour=red").is_err());
+        assert!(parse_ask(&format!("from={}", "9".repeat(30))).is_err());
+    }
+}
