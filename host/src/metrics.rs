@@ -67,6 +67,15 @@ pub struct Metrics {
     pub storage_failures: Counter,
     /// Fragments removed from storage because no asset range reaches them.
     pub storage_trimmed: Counter,
+    /// Upstream interface requests answered, by kind.
+    pub tier_requests: Family<KindLabels, Counter>,
+}
+
+/// Labels of an upstream interface request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// `health`, `locator`, `timeline`, `blocking`, `fragment`, `other`.
+    pub kind: &'static str,
 }
 
 /// The process-wide metrics.
@@ -84,8 +93,14 @@ pub fn metrics() -> &'static Metrics {
             storage_bytes: Counter::default(),
             storage_failures: Counter::default(),
             storage_trimmed: Counter::default(),
+            tier_requests: Family::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "tier_requests",
+            "Upstream interface requests answered, by kind",
+            m.tier_requests.clone(),
+        );
         registry.register(
             "storage_writes",
             "Fragments written to asset storage",

@@ -201,6 +201,18 @@ impl Tier {
             Err(m) => return text(StatusCode::BAD_REQUEST, &format!("{m}\n"), "no-store"),
         };
         let parts: Vec<&str> = rest.split('/').collect();
+        let kind = match (parts.first(), parts.last(), ask) {
+            (Some(&"health"), ..) => "health",
+            (Some(&"locators"), ..) => "locator",
+            (_, Some(&"timeline"), Ask::After(_)) => "blocking",
+            (_, Some(&"timeline"), _) => "timeline",
+            (Some(&"channels"), ..) if parts.get(2) == Some(&"f") => "fragment",
+            _ => "other",
+        };
+        crate::metrics::metrics()
+            .tier_requests
+            .get_or_create(&crate::metrics::KindLabels { kind })
+            .inc();
         match parts.as_slice() {
             ["health"] => json_response(&json!({"v": 1}), "no-store"),
             ["locators", id] if valid_name(id) => self.locator(id),

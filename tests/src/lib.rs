@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 pub mod objstore;
+pub mod shield;
 
 /// The `sluice` binary built beside the tests (`cargo test --workspace`
 /// builds it into the same target directory).
