@@ -23,6 +23,15 @@ pub struct Config {
     pub rtmp: SocketAddr,
     /// Management listener (default `127.0.0.1:8081`).
     pub admin: SocketAddr,
+    /// HTTPS delivery and fMP4 ingest listener, serving the same as `http`
+    /// over TLS (HTTP/2 and HTTP/1.1 by ALPN; default none: off).
+    pub https: Option<SocketAddr>,
+    /// PEM certificate chain for `https`, end entity first; needs `tls_key`.
+    /// Default none: a self-signed certificate made once in
+    /// `{data_dir}/tls/cert.pem`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert` (default none: `{data_dir}/tls/key.pem`).
+    pub tls_key: Option<PathBuf>,
     /// `text` or `json` (default `text`).
     pub log_format: LogFormat,
     /// Bearer token of the management API; required when `admin` is not on
@@ -52,6 +61,9 @@ impl Default for Config {
             http: SocketAddr::from(([0, 0, 0, 0], 8080)),
             rtmp: SocketAddr::from(([0, 0, 0, 0], 1935)),
             admin: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            https: None,
+            tls_cert: None,
+            tls_key: None,
             log_format: LogFormat::Text,
             admin_token: None,
             tier_token: None,
@@ -107,6 +119,11 @@ impl Config {
         self.storage
             .validate()
             .map_err(|e| anyhow::anyhow!("bad [storage]: {e}"))?;
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            anyhow::bail!(
+                "tls_cert and tls_key (--tls-cert, --tls-key) go together: set both or neither"
+            );
+        }
         if self.plugins.deadline_ms == 0 || self.plugins.memory_mib == 0 {
             anyhow::bail!("plugins.deadline_ms and plugins.memory_mib must be positive");
         }

@@ -27,5 +27,6 @@ pub mod server;
 pub mod storage;
 pub mod store;
 pub mod tier;
+pub mod tls;
 
 pub use server::Server;

@@ -56,6 +56,16 @@ struct ServeArgs {
     /// Management listener (default 127.0.0.1:8081).
     #[arg(long, env = "SLUICE_ADMIN")]
     admin: Option<SocketAddr>,
+    /// HTTPS listener serving what --http serves, over TLS (default none).
+    #[arg(long, env = "SLUICE_HTTPS")]
+    https: Option<SocketAddr>,
+    /// PEM certificate chain for --https (default: self-signed, made once
+    /// in {data-dir}/tls/).
+    #[arg(long, env = "SLUICE_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SLUICE_TLS_KEY")]
+    tls_key: Option<PathBuf>,
     /// Bearer token of the management API (required off loopback).
     #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -118,6 +128,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(v) = args.admin {
         config.admin = v;
     }
+    if let Some(v) = args.https {
+        config.https = Some(v);
+    }
+    if let Some(v) = args.tls_cert {
+        config.tls_cert = Some(v);
+    }
+    if let Some(v) = args.tls_key {
+        config.tls_key = Some(v);
+    }
     if args.demo {
         config.demo = true;
     }
@@ -154,6 +173,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             config.log_format,
             &format!("listening admin={}", server.admin),
         );
+        if let Some(https) = server.https {
+            announce(config.log_format, &format!("listening https={https}"));
+        }
         if config.demo {
             let host = if server.http.ip().is_unspecified() {
                 SocketAddr::from(([127, 0, 0, 1], server.http.port()))

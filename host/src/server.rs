@@ -33,6 +33,11 @@ pub struct Server {
     pub rtmp: SocketAddr,
     /// Bound management address.
     pub admin: SocketAddr,
+    /// Bound HTTPS address, when `https` is set.
+    pub https: Option<SocketAddr>,
+    /// With `https`: the certificate's SHA-256 (hex) and its SPKI's
+    /// SHA-256 (base64).
+    pub tls: Option<(String, String)>,
     /// Channels (for the demo source and tests).
     pub channels: Arc<Channels>,
     /// Programs, assets and what they stored.
@@ -108,6 +113,26 @@ impl Server {
                 "admin={admin_addr} is not on loopback: set admin_token (SLUICE_ADMIN_TOKEN)"
             );
         }
+        let https = match config.https {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on https={addr}"))?;
+                let bound = listener.local_addr()?;
+                Some((listener, bound))
+            }
+            None => None,
+        };
+        // Read (or made) once every port is known to be free, so a failed
+        // start-up says only why it failed.
+        let tls = match config.https {
+            Some(_) => Some(crate::tls::load_or_create(
+                config.tls_cert.as_deref(),
+                config.tls_key.as_deref(),
+                &config.data_dir,
+            )?),
+            None => None,
+        };
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -127,25 +152,42 @@ impl Server {
         );
         api.http_port = http_addr.port();
         api.rtmp_port = rtmp_addr.port();
-        tasks.spawn(serve_http(admin, Arc::new(api), shutdown_rx.clone()));
+        tasks.spawn(serve_http(admin, None, Arc::new(api), shutdown_rx.clone()));
         let ingest = Arc::new(IngestContext::new(
             plugins.clone(),
             channels.clone(),
             config.ingest.clone(),
         ));
-        tasks.spawn(serve_http(
-            http,
-            Arc::new(Front {
-                delivery,
-                ingest: ingest.clone(),
-                tier: Arc::new(crate::tier::Tier::new(
-                    channels.clone(),
-                    archive.clone(),
-                    config.tier_token.clone(),
-                )),
-            }),
-            shutdown_rx.clone(),
-        ));
+        let front: Arc<dyn Handler> = Arc::new(Front {
+            delivery,
+            ingest: ingest.clone(),
+            tier: Arc::new(crate::tier::Tier::new(
+                channels.clone(),
+                archive.clone(),
+                config.tier_token.clone(),
+            )),
+        });
+        tasks.spawn(serve_http(http, None, front.clone(), shutdown_rx.clone()));
+        let mut https_addr = None;
+        let mut tls_hashes = None;
+        if let (Some((listener, addr)), Some(material)) = (https, tls) {
+            let server_config = crate::tls::server_config(&material, &[b"h2", b"http/1.1"])?;
+            tracing::info!(
+                https = %addr,
+                cert_sha256 = %material.cert_sha256_hex,
+                spki_sha256 = %material.spki_sha256_b64,
+                "https certificate"
+            );
+            let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
+            tasks.spawn(serve_http(
+                listener,
+                Some(acceptor),
+                front,
+                shutdown_rx.clone(),
+            ));
+            https_addr = Some(addr);
+            tls_hashes = Some((material.cert_sha256_hex, material.spki_sha256_b64));
+        }
         tasks.spawn(serve_rtmp(rtmp, ingest, shutdown_rx.clone()));
         if config.demo
             && let Some(ch) = channels.get("demo")
@@ -156,6 +198,8 @@ impl Server {
             http: http_addr,
             rtmp: rtmp_addr,
             admin: admin_addr,
+            https: https_addr,
+            tls: tls_hashes,
             channels,
             archive,
             shutdown,
@@ -232,7 +276,7 @@ pub trait Handler: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>>;
 }
 
-/// The http listener: delivery, and HTTP ingest under `/ingest/`.
+/// The http and https listeners: delivery, and HTTP ingest under `/ingest/`.
 struct Front {
     delivery: Arc<Delivery>,
     ingest: Arc<IngestContext>,
@@ -269,8 +313,15 @@ impl Handler for Api {
     }
 }
 
+/// Time a client gets to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves `handler` on `listener`, over TLS when `tls` is set (the
+/// handshake runs in the connection's own task, so accepting never waits on
+/// a slow client).
 async fn serve_http(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     handler: Arc<dyn Handler>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -304,10 +355,33 @@ async fn serve_http(
             async move { Ok::<_, std::convert::Infallible>(handler.handle(req, peer).await) }
                 .instrument(span)
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
+        // Subscribed now: a shutdown during the handshake still reaches
+        // this connection, and the drain waits for it.
+        let watcher = graceful.watcher();
+        let Some(acceptor) = tls.clone() else {
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let conn = watcher.watch(conn.into_owned());
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            continue;
+        };
+        let builder = builder.clone();
         tokio::spawn(async move {
-            let _ = conn.await;
+            let stream =
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "tls handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "tls handshake timed out");
+                        return;
+                    }
+                };
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let _ = watcher.watch(conn.into_owned()).await;
         });
     }
     drop(listener);

@@ -47,6 +47,8 @@ pub struct Sluice {
     pub rtmp: SocketAddr,
     /// Management address.
     pub admin: SocketAddr,
+    /// HTTPS address, when started with `--https` (its line follows admin's).
+    pub https: Option<SocketAddr>,
     /// Lines printed on stdout after the listening lines (e.g. the preview URL).
     pub stdout: mpsc::Receiver<String>,
     /// The data directory.
@@ -151,9 +153,14 @@ impl Sluice {
                 }
             }
         });
-        let (mut http, mut rtmp, mut admin) = (None, None, None);
+        let (mut http, mut rtmp, mut admin, mut https) = (None, None, None, None);
+        let wants_https = args.contains(&"--https");
         let deadline = Instant::now() + Duration::from_secs(120);
-        while http.is_none() || rtmp.is_none() || admin.is_none() {
+        while http.is_none()
+            || rtmp.is_none()
+            || admin.is_none()
+            || (wants_https && https.is_none())
+        {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
                 Ok(l) => l,
@@ -169,6 +176,8 @@ impl Sluice {
                 rtmp = Some(a.parse()?);
             } else if let Some(a) = line.strip_prefix("listening admin=") {
                 admin = Some(a.parse()?);
+            } else if let Some(a) = line.strip_prefix("listening https=") {
+                https = Some(a.parse()?);
             }
         }
         Ok(Sluice {
@@ -176,6 +185,7 @@ impl Sluice {
             http: http.context("http")?,
             rtmp: rtmp.context("rtmp")?,
             admin: admin.context("admin")?,
+            https,
             stdout: rx,
             data_dir: data_dir.to_path_buf(),
             _owned_dir: None,
