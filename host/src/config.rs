@@ -108,7 +108,7 @@ impl Config {
                 anyhow::bail!("channel {:?}: key must be non-empty [A-Za-z0-9-]", c.name);
             }
             if let Some(e) = &c.epoch
-                && crate::api::parse_rfc3339_ms(e).is_none()
+                && crate::timefmt::parse_rfc3339_ms(e).is_none()
             {
                 anyhow::bail!("channel {:?}: epoch {e:?} is not an RFC 3339 time", c.name);
             }
@@ -239,7 +239,10 @@ impl ChannelConfig {
             state: "running".to_owned(),
             created_ms: 0,
             incarnation: 0,
-            epoch_ms: self.epoch.as_deref().and_then(crate::api::parse_rfc3339_ms),
+            epoch_ms: self
+                .epoch
+                .as_deref()
+                .and_then(crate::timefmt::parse_rfc3339_ms),
         }
     }
 }

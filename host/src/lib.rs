@@ -27,6 +27,7 @@ pub mod server;
 pub mod storage;
 pub mod store;
 pub mod tier;
+pub mod timefmt;
 pub mod tls;
 
 pub use server::Server;

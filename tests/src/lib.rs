@@ -515,6 +515,44 @@ pub fn start_recording(
     Ok(l)
 }
 
+/// Pushes a file with `ffmpeg -c copy` over RTMP to `url`, in real time
+/// (`-re`) or as fast as the server reads. Returns success and stderr.
+pub fn push_file(source: &Path, url: &str, realtime: bool) -> Result<(bool, String)> {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin"]);
+    if realtime {
+        cmd.arg("-re");
+    }
+    let (ok, _, err) = run(cmd
+        .arg("-i")
+        .arg(source)
+        .args(["-c", "copy", "-f", "flv", url]))?;
+    Ok((ok, err))
+}
+
+/// Waits until asset `asset` holds at least `min_ms` of media, all of it
+/// written to storage.
+pub fn wait_recorded(server: &Sluice, asset: &str, min_ms: u64) -> Result<serde_json::Value> {
+    wait_for(Duration::from_secs(60), || {
+        let (_, a) = api(
+            server.admin,
+            "GET",
+            &format!("/api/v1/assets/{asset}"),
+            None,
+        )
+        .ok()?;
+        (a["duration_ms"].as_u64()? >= min_ms && a["pending"] == 0).then_some(a)
+    })
+}
+
+/// Stops program `program` of `channel` (200 expected).
+pub fn stop_program(server: &Sluice, channel: &str, program: &str) -> Result<()> {
+    let path = format!("/api/v1/channels/{channel}/programs/{program}/stop");
+    let (status, v) = api(server.admin, "POST", &path, None)?;
+    anyhow::ensure!(status == 200, "stop {channel}/{program}: {v}");
+    Ok(())
+}
+
 /// The segment URIs of a media playlist and the sum of their durations.
 pub fn media_segments(playlist: &str) -> (Vec<String>, f64) {
     let names = playlist

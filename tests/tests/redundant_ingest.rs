@@ -4,10 +4,11 @@
 //! byte-identical manifests and segments for every URL.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use serde_json::json;
-use sluice_tests::{Sluice, api, encode_source, http_get, run, start_recording, wait_for};
+use sluice_tests::{
+    Sluice, api, encode_source, http_get, push_file, start_recording, stop_program, wait_recorded,
+};
 
 /// Every URL below `base` an HLS client would fetch: the multivariant
 /// playlist, media playlists, init segments and media segments.
@@ -75,32 +76,18 @@ fn two_ingest_nodes_fed_alike_serve_identical_bytes() -> anyhow::Result<()> {
             .map(|s| {
                 let url = format!("rtmp://{}/live/ch1/same-key-1/main", s.rtmp);
                 let source = source.clone();
-                scope.spawn(move || {
-                    run(std::process::Command::new("ffmpeg")
-                        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])
-                        .arg(&source)
-                        .args(["-c", "copy", "-f", "flv", &url]))
-                })
+                scope.spawn(move || push_file(&source, &url, false))
             })
             .collect();
         for p in pushes {
-            let (ok, _, err) = p.join().map_err(|_| anyhow::anyhow!("push panicked"))??;
+            let (ok, err) = p.join().map_err(|_| anyhow::anyhow!("push panicked"))??;
             anyhow::ensure!(ok, "{err}");
         }
         Ok(())
     })?;
     for s in &nodes {
-        wait_for(Duration::from_secs(30), || {
-            let (_, a) = api(s.admin, "GET", "/api/v1/assets/show", None).ok()?;
-            (a["duration_ms"].as_u64()? >= 10_000 && a["pending"] == 0).then_some(())
-        })?;
-        let (status, _) = api(
-            s.admin,
-            "POST",
-            "/api/v1/channels/ch1/programs/show/stop",
-            None,
-        )?;
-        anyhow::ensure!(status == 200);
+        wait_recorded(s, "show", 10_000)?;
+        stop_program(s, "ch1", "show")?;
     }
 
     let base = "/show/show.ism";

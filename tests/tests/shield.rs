@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use sluice_tests::shield::Shield;
 use sluice_tests::{
-    Sluice, api, encode_source, ffmpeg_push_rtmp, http_get, run, running_channel, start_recording,
-    wait_for,
+    Sluice, encode_source, ffmpeg_push_rtmp, http_get, push_file, running_channel, start_recording,
+    stop_program, wait_for, wait_recorded,
 };
 
 const AUTH: (&str, &str) = ("Authorization", "Bearer t0ken-t0ken");
@@ -55,17 +55,8 @@ fn a_shield_collapses_concurrent_requests_into_one() -> anyhow::Result<()> {
     let rtmp = format!("{}/main", ch["ingest"]["rtmp"].as_str().unwrap_or_default());
     let (ok, err) = ffmpeg_push_rtmp(&rtmp, 8, &[])?;
     anyhow::ensure!(ok, "{err}");
-    wait_for(Duration::from_secs(30), || {
-        let (_, a) = api(s.admin, "GET", "/api/v1/assets/show", None).ok()?;
-        (a["duration_ms"].as_u64()? >= 6_000 && a["pending"] == 0).then_some(())
-    })?;
-    let (status, _) = api(
-        s.admin,
-        "POST",
-        "/api/v1/channels/ch1/programs/show/stop",
-        None,
-    )?;
-    assert_eq!(status, 200);
+    wait_recorded(&s, "show", 6_000)?;
+    stop_program(&s, "ch1", "show")?;
 
     // No token, through the shield: the ingest node's 401, never cached.
     for _ in 0..2 {
@@ -107,19 +98,7 @@ fn a_shield_collapses_concurrent_requests_into_one() -> anyhow::Result<()> {
     let work = sluice_tests::tempdir::TempDir::new("sluice-shield-src")?;
     let source = encode_source(work.path(), 10, "source.flv")?;
     std::thread::scope(|scope| -> anyhow::Result<()> {
-        let push = scope.spawn(|| {
-            run(std::process::Command::new("ffmpeg")
-                .args([
-                    "-hide_banner",
-                    "-loglevel",
-                    "error",
-                    "-nostdin",
-                    "-re",
-                    "-i",
-                ])
-                .arg(&source)
-                .args(["-c", "copy", "-f", "flv", &rtmp]))
-        });
+        let push = scope.spawn(|| push_file(&source, &rtmp, true));
         let cut = wait_for(Duration::from_secs(30), || {
             let r = http_get(s.http, "/_tier/v1/channels/live/timeline", &[AUTH]).ok()?;
             let doc: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
@@ -133,7 +112,7 @@ fn a_shield_collapses_concurrent_requests_into_one() -> anyhow::Result<()> {
         )?;
         assert!(all_same(&answers), "blocking answers differ");
         assert_eq!(tier_requests(&s, "blocking")? - before, 1);
-        let (ok, _, err) = push
+        let (ok, err) = push
             .join()
             .map_err(|_| anyhow::anyhow!("push panicked"))??;
         anyhow::ensure!(ok, "{err}");

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::Value;
 use sluice_tests::{
-    Sluice, api, ffmpeg_push_rtmp, http_get, running_channel, start_recording, wait_for,
+    Sluice, ffmpeg_push_rtmp, http_get, push_file, running_channel, start_recording, stop_program,
+    wait_for, wait_recorded,
 };
 
 const AUTH: (&str, &str) = ("Authorization", "Bearer s3cret-t13r");
@@ -44,17 +45,8 @@ fn upstream_interface_serves_what_an_edge_needs() -> anyhow::Result<()> {
     let rtmp = format!("{}/main", ch["ingest"]["rtmp"].as_str().unwrap_or_default());
     let (ok, err) = ffmpeg_push_rtmp(&rtmp, 10, &[])?;
     anyhow::ensure!(ok, "{err}");
-    wait_for(Duration::from_secs(30), || {
-        let (_, a) = api(s.admin, "GET", "/api/v1/assets/show", None).ok()?;
-        (a["duration_ms"].as_u64()? >= 8_000 && a["pending"] == 0).then_some(())
-    })?;
-    let (status, _) = api(
-        s.admin,
-        "POST",
-        "/api/v1/channels/ch1/programs/show/stop",
-        None,
-    )?;
-    assert_eq!(status, 200);
+    wait_recorded(&s, "show", 8_000)?;
+    stop_program(&s, "ch1", "show")?;
 
     // The token.
     for headers in [vec![], vec![("Authorization", "Bearer wrong")]] {
@@ -165,21 +157,7 @@ fn blocking_timeline_requests_wait_for_media_or_give_up() -> anyhow::Result<()> 
     let work = sluice_tests::tempdir::TempDir::new("sluice-tier")?;
     let source = sluice_tests::encode_source(work.path(), 12, "source.flv")?;
     std::thread::scope(|scope| -> anyhow::Result<()> {
-        let push = scope.spawn(|| {
-            sluice_tests::run(
-                std::process::Command::new("ffmpeg")
-                    .args([
-                        "-hide_banner",
-                        "-loglevel",
-                        "error",
-                        "-nostdin",
-                        "-re",
-                        "-i",
-                    ])
-                    .arg(&source)
-                    .args(["-c", "copy", "-f", "flv", &rtmp]),
-            )
-        });
+        let push = scope.spawn(|| push_file(&source, &rtmp, true));
         let cut = wait_for(Duration::from_secs(30), || {
             let (_, doc, _) = get(&s, "/_tier/v1/channels/live/timeline").ok()?;
             doc["cut_ms"].as_i64()
@@ -196,7 +174,7 @@ fn blocking_timeline_requests_wait_for_media_or_give_up() -> anyhow::Result<()> 
                 assert!(end > cut, "listed fragment ends at {end} ≤ {cut}");
             }
         }
-        let (ok, _, err) = push
+        let (ok, err) = push
             .join()
             .map_err(|_| anyhow::anyhow!("push panicked"))??;
         anyhow::ensure!(ok, "{err}");
