@@ -72,7 +72,8 @@ impl StoredTrack {
     }
 }
 
-fn ticks_to_ms(ticks: u64, timescale: u32) -> i64 {
+/// Ticks of a timescale in milliseconds (floor).
+pub(crate) fn ticks_to_ms(ticks: u64, timescale: u32) -> i64 {
     let ms = match ticks.checked_mul(1000) {
         Some(t) => t / u64::from(timescale.max(1)),
         None => u64::try_from(u128::from(ticks) * 1000 / u128::from(timescale.max(1)))
@@ -1129,18 +1130,24 @@ impl AssetView {
     /// The listed fragments of `track` starting at or after `from` (ticks),
     /// at most `limit`, with their content checksums.
     pub fn entries(&self, track: u32, from: u64, limit: usize) -> Vec<(FragmentInfo, u64)> {
-        let Some(t) = self.tracks.iter().find(|t| t.info.id == track) else {
-            return Vec::new();
-        };
-        let first = t
-            .index
-            .partition_point(|e| e.info.start < from)
-            .clamp(t.first, t.end);
-        let end = first.saturating_add(limit).min(t.end);
-        t.index
-            .range(first..end)
+        self.listed(track, from, limit)
             .map(|e| (e.info, e.checksum))
             .collect()
+    }
+
+    /// Up to `limit` entries of `track` inside the view starting at or after
+    /// `from`.
+    fn listed(&self, track: u32, from: u64, limit: usize) -> impl Iterator<Item = &IndexEntry> {
+        let t = self.tracks.iter().find(|t| t.info.id == track);
+        let range = t.map_or(0..0, |t| {
+            let first = t
+                .index
+                .partition_point(|e| e.info.start < from)
+                .clamp(t.first, t.end);
+            first..first.saturating_add(limit).min(t.end)
+        });
+        t.into_iter()
+            .flat_map(move |t| t.index.range(range.clone()))
     }
 
     /// The newest listed fragment of `track`.
@@ -1232,17 +1239,8 @@ impl View for AssetView {
     }
 
     fn fragments(&self, track: u32, from: u64, limit: u32) -> Vec<FragmentInfo> {
-        let Some(t) = self.tracks.iter().find(|t| t.info.id == track) else {
-            return Vec::new();
-        };
-        let first = t
-            .index
-            .partition_point(|e| e.info.start < from)
-            .clamp(t.first, t.end);
-        let end = first
-            .saturating_add(usize::try_from(limit).unwrap_or(usize::MAX))
-            .min(t.end);
-        t.index.range(first..end).map(|e| e.info).collect()
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        self.listed(track, from, limit).map(|e| e.info).collect()
     }
 
     fn samples(&self, track: u32, start: u64) -> Option<Vec<SampleEntry>> {

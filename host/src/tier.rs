@@ -28,7 +28,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 use sluice_sdk::plugin::{Fragment as FragmentInfo, PresentationState, View};
 
-use crate::archive::{Archive, AssetView};
+use crate::archive::{Archive, AssetView, ticks_to_ms};
 use crate::channel::{Channel, Channels};
 use crate::delivery::Body;
 use crate::media::timeline::Snapshot;
@@ -78,12 +78,9 @@ enum Ask {
     After(i64),
 }
 
-fn ticks_to_ms(ticks: u64, timescale: u32) -> i64 {
-    i64::try_from(u128::from(ticks) * 1000 / u128::from(timescale.max(1))).unwrap_or(i64::MAX)
-}
-
+/// Milliseconds (negative: 0) in a track's timescale.
 fn ms_to_ticks(ms: i64, timescale: u32) -> u64 {
-    u64::try_from(i128::from(ms.max(0)) * i128::from(timescale) / 1000).unwrap_or(u64::MAX)
+    crate::media::segmenter::ms_to_ticks(u64::try_from(ms).unwrap_or(0), timescale)
 }
 
 /// Where every track's newest fragment has ended, ms (the smallest).
@@ -98,8 +95,8 @@ fn cut_ms<L: Listed>(v: &L) -> Option<i64> {
 }
 
 /// The timeline document of `v` for `ask`, deterministic (keys sorted, no
-/// node-local value).
-fn document<L: Listed>(v: &L, ask: Ask) -> Value {
+/// node-local value); `cut` is [`cut_ms`] of `v`.
+fn document<L: Listed>(v: &L, ask: Ask, cut: Option<i64>) -> Value {
     let info = v.info();
     let mut next: Option<i64> = None;
     let tracks: Vec<Value> = v
@@ -156,7 +153,7 @@ fn document<L: Listed>(v: &L, ask: Ask) -> Value {
             "window_ms": info.window_ms,
         },
         "tracks": tracks,
-        "cut_ms": cut_ms(v),
+        "cut_ms": cut,
         "next": next,
     })
 }
@@ -306,11 +303,12 @@ impl Tier {
     ) -> Option<(Value, u32, bool, Option<i64>)> {
         fn out<L: Listed>(v: &L, ask: Ask) -> (Value, u32, bool, Option<i64>) {
             let info = v.info();
+            let cut = cut_ms(v);
             (
-                document(v, ask),
+                document(v, ask, cut),
                 info.fragment_duration_ms,
                 info.state == PresentationState::Ended,
-                cut_ms(v),
+                cut,
             )
         }
         match source {

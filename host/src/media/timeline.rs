@@ -260,16 +260,22 @@ impl Snapshot {
     /// The listed fragments of `track` starting at or after `from` (ticks),
     /// at most `limit`, with their content checksums.
     pub fn entries(&self, track: u32, from: u64, limit: usize) -> Vec<(FragmentInfo, u64)> {
-        let Some(t) = self.tracks.iter().find(|t| t.info.id == track) else {
-            return Vec::new();
-        };
-        let from = from.max(t.window_start);
-        let first = t.fragments.partition_point(|e| e.info.start < from);
-        let end = first.saturating_add(limit).min(t.fragments.len());
-        t.fragments
-            .range(first..end)
+        self.listed(track, from, limit)
             .map(|e| (e.info, e.checksum))
             .collect()
+    }
+
+    /// Up to `limit` listed entries of `track` starting at or after `from`
+    /// (`range` slices in O(1); `iter().skip(n)` would walk the skipped part).
+    fn listed(&self, track: u32, from: u64, limit: usize) -> impl Iterator<Item = &Entry> {
+        let t = self.tracks.iter().find(|t| t.info.id == track);
+        let range = t.map_or(0..0, |t| {
+            let from = from.max(t.window_start);
+            let first = t.fragments.partition_point(|e| e.info.start < from);
+            first..first.saturating_add(limit).min(t.fragments.len())
+        });
+        t.into_iter()
+            .flat_map(move |t| t.fragments.range(range.clone()))
     }
 
     /// The newest fragment of `track`.
@@ -317,16 +323,8 @@ impl View for Snapshot {
     }
 
     fn fragments(&self, track: u32, from: u64, limit: u32) -> Vec<FragmentInfo> {
-        let Some(t) = self.tracks.iter().find(|t| t.info.id == track) else {
-            return Vec::new();
-        };
-        let from = from.max(t.window_start);
-        let first = t.fragments.partition_point(|e| e.info.start < from);
-        let end = first
-            .saturating_add(usize::try_from(limit).unwrap_or(usize::MAX))
-            .min(t.fragments.len());
-        // `range` slices in O(1) (`iter().skip(n)` walks the skipped part).
-        t.fragments.range(first..end).map(|e| e.info).collect()
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        self.listed(track, from, limit).map(|e| e.info).collect()
     }
 
     fn samples(&self, track: u32, start: u64) -> Option<Vec<SampleEntry>> {
