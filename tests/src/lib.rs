@@ -515,6 +515,36 @@ pub fn start_recording(
     Ok(l)
 }
 
+/// Runs `sluice serve` once in a fresh data directory, its listeners on
+/// loopback port 0 unless `args` names them, expecting it to fail with one
+/// clear line: returns its stdout and that line.
+pub fn serve_fails(args: &[&str]) -> Result<(String, String)> {
+    let data = tempdir::TempDir::new("sluice-serve-fails")?;
+    let mut cmd = Command::new(sluice_bin());
+    cmd.arg("serve").arg("--data-dir").arg(data.path());
+    for flag in ["--http", "--rtmp", "--admin"] {
+        if !args.contains(&flag) {
+            cmd.args([flag, "127.0.0.1:0"]);
+        }
+    }
+    let (ok, out, err) = run(cmd.args(args))?;
+    anyhow::ensure!(!ok, "sluice serve {args:?} did not fail: {err}");
+    anyhow::ensure!(err.trim().lines().count() == 1, "not one line: {err}");
+    Ok((out, err))
+}
+
+/// Channel `ch1` with asset, program (PT5M) and locator `show` recording
+/// it, fed `seconds` of synthetic media over RTMP (faster than real time)
+/// until all but the last two seconds are written; returns the asset.
+pub fn record_clip(server: &Sluice, seconds: u32) -> Result<serde_json::Value> {
+    let ch = running_channel(server, "ch1")?;
+    start_recording(server, "ch1", "show", "PT5M")?;
+    let rtmp = format!("{}/main", ch["ingest"]["rtmp"].as_str().unwrap_or_default());
+    let (ok, err) = ffmpeg_push_rtmp(&rtmp, seconds, &[])?;
+    anyhow::ensure!(ok, "{err}");
+    wait_recorded(server, "show", u64::from(seconds.saturating_sub(2)) * 1000)
+}
+
 /// Pushes a file with `ffmpeg -c copy` over RTMP to `url`, in real time
 /// (`-re`) or as fast as the server reads. Returns success and stderr.
 pub fn push_file(source: &Path, url: &str, realtime: bool) -> Result<(bool, String)> {

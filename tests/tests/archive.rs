@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sluice_tests::{
     Sluice, api, encode_source, ffmpeg_push_rtmp, ffprobe_frames, http_get, media_segments, run,
-    running_channel, start_recording, tempdir::TempDir, wait_for,
+    running_channel, start_recording, stop_program, tempdir::TempDir, wait_for,
 };
 
 /// The path part of a URL the API returned (whichever port it named).
@@ -155,13 +155,7 @@ fn archive_window_bounds_live_and_storage_then_plays_on_demand() -> anyhow::Resu
     assert!((7400..=7550).contains(&frames), "{frames} live frames");
 
     // Stop: VOD of what the window held, whole.
-    let (status, p) = api(
-        s.admin,
-        "POST",
-        "/api/v1/channels/ch1/programs/show/stop",
-        None,
-    )?;
-    assert_eq!(status, 200, "{p}");
+    stop_program(&s, "ch1", "show")?;
     let (_, media, media_path) = hls(&s, &locator)?;
     assert!(media.contains("#EXT-X-ENDLIST"), "{media}");
     let (_, vod_span) = media_segments(&media);
@@ -243,13 +237,7 @@ fn kill_9_loses_nothing_written_and_recording_resumes() -> anyhow::Result<()> {
         let (_, a) = api(s.admin, "GET", "/api/v1/assets/show", None).ok()?;
         (a["duration_ms"].as_u64()? >= recorded + 9_000).then_some(())
     })?;
-    let (status, _) = api(
-        s.admin,
-        "POST",
-        "/api/v1/channels/ch1/programs/show/stop",
-        None,
-    )?;
-    assert_eq!(status, 200);
+    stop_program(&s, "ch1", "show")?;
     let (_, media, media_path) = hls(&s, &locator)?;
     assert!(media.contains("#EXT-X-ENDLIST"), "{media}");
     assert_eq!(

@@ -4,14 +4,11 @@
 //! restarts (nothing left in memory), the VOD is read back from the object
 //! store and decodes; deleting the asset empties the store's prefix.
 
-use std::time::Duration;
-
 use futures_util::TryStreamExt as _;
 use sluice::storage::{AssetStore, StorageConfig};
 use sluice_tests::objstore::{AZURITE_ACCOUNT, AZURITE_KEY, ObjectServer};
 use sluice_tests::{
-    Sluice, api, ffmpeg_push_rtmp, ffprobe_frames, http_get, running_channel, start_recording,
-    tempdir::TempDir, wait_for,
+    Sluice, api, ffprobe_frames, http_get, record_clip, stop_program, tempdir::TempDir,
 };
 
 /// Objects under `prefix` in the store `cfg` names.
@@ -31,23 +28,12 @@ fn objects(cfg: &StorageConfig, prefix: &str) -> anyhow::Result<Vec<String>> {
 fn cycle(config: &str, cfg: &StorageConfig, prefix: &str) -> anyhow::Result<()> {
     let dir = TempDir::new("sluice-objstore-e2e")?;
     let s = Sluice::start_in(dir.path(), config, &[])?;
-    let ch = running_channel(&s, "ch1")?;
-    start_recording(&s, "ch1", "show", "PT5M")?;
-    let a = s.admin;
-    let rtmp = format!("{}/main", ch["ingest"]["rtmp"].as_str().unwrap_or_default());
-    let (ok, err) = ffmpeg_push_rtmp(&rtmp, 12, &[])?;
-    anyhow::ensure!(ok, "{err}");
-    let fragments = wait_for(Duration::from_secs(60), || {
-        let (_, a) = api(s.admin, "GET", "/api/v1/assets/show", None).ok()?;
-        (a["duration_ms"].as_u64()? >= 10_000 && a["pending"] == 0)
-            .then(|| a["fragments"].as_u64())
-            .flatten()
-    })?;
+    let asset = record_clip(&s, 12)?;
+    let fragments = asset["fragments"].as_u64().unwrap_or(0);
     let stored = objects(cfg, prefix)?;
     assert_eq!(stored.len() as u64, fragments, "{stored:?}");
     assert!(stored.iter().all(|k| k.contains("/ch/ch1/")), "{stored:?}");
-    let (status, _) = api(a, "POST", "/api/v1/channels/ch1/programs/show/stop", None)?;
-    assert_eq!(status, 200);
+    stop_program(&s, "ch1", "show")?;
 
     // Restarted, the server holds no payload in memory: the VOD comes from
     // the object store.

@@ -4,31 +4,14 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use sluice_tests::{run, sluice_bin, tempdir::TempDir};
-
-fn serve(args: &[&str]) -> anyhow::Result<(bool, String, String)> {
-    let data = TempDir::new("sluice-cli")?;
-    run(Command::new(sluice_bin())
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(data.path())
-        .args(["--rtmp", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-        .args(args))
-}
+use sluice_tests::{run, serve_fails, sluice_bin, tempdir::TempDir};
 
 #[test]
 fn bad_config_busy_port_and_bad_data_dir_fail_with_one_line() -> anyhow::Result<()> {
     let dir = TempDir::new("sluice-cli-config")?;
     let config = dir.path().join("bad.toml");
     std::fs::write(&config, "no_such_key = 1\n")?;
-    let (ok, _, err) = serve(&[
-        "--http",
-        "127.0.0.1:0",
-        "--config",
-        config.to_str().unwrap(),
-    ])?;
-    assert!(!ok);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let (_, err) = serve_fails(&["--config", config.to_str().unwrap()])?;
     assert!(
         err.contains("bad config") && err.contains("no_such_key"),
         "{err}"
@@ -36,9 +19,7 @@ fn bad_config_busy_port_and_bad_data_dir_fail_with_one_line() -> anyhow::Result<
 
     let busy = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = busy.local_addr()?.to_string();
-    let (ok, _, err) = serve(&["--http", &addr])?;
-    assert!(!ok);
-    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let (_, err) = serve_fails(&["--http", &addr])?;
     assert!(
         err.contains(&format!("cannot listen on http={addr}")),
         "{err}"

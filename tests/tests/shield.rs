@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use sluice_tests::shield::Shield;
 use sluice_tests::{
-    Sluice, encode_source, ffmpeg_push_rtmp, http_get, push_file, running_channel, start_recording,
-    stop_program, wait_for, wait_recorded,
+    Sluice, encode_source, http_get, push_file, record_clip, running_channel, stop_program,
+    wait_for,
 };
 
 const AUTH: (&str, &str) = ("Authorization", "Bearer t0ken-t0ken");
@@ -50,12 +50,7 @@ fn all_same(answers: &[(u16, Vec<u8>)]) -> bool {
 fn a_shield_collapses_concurrent_requests_into_one() -> anyhow::Result<()> {
     let s = Sluice::start("", &["--tier-token", "t0ken-t0ken"])?;
     let shield = Shield::start(s.http)?;
-    let ch = running_channel(&s, "ch1")?;
-    start_recording(&s, "ch1", "show", "PT5M")?;
-    let rtmp = format!("{}/main", ch["ingest"]["rtmp"].as_str().unwrap_or_default());
-    let (ok, err) = ffmpeg_push_rtmp(&rtmp, 8, &[])?;
-    anyhow::ensure!(ok, "{err}");
-    wait_recorded(&s, "show", 6_000)?;
+    record_clip(&s, 8)?;
     stop_program(&s, "ch1", "show")?;
 
     // No token, through the shield: the ingest node's 401, never cached.

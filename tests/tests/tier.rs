@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::Value;
 use sluice_tests::{
-    Sluice, ffmpeg_push_rtmp, http_get, push_file, running_channel, start_recording, stop_program,
-    wait_for, wait_recorded,
+    Sluice, http_get, push_file, record_clip, running_channel, stop_program, wait_for,
 };
 
 const AUTH: (&str, &str) = ("Authorization", "Bearer s3cret-t13r");
@@ -40,12 +39,7 @@ fn listed(doc: &Value) -> Vec<(u64, u64, u64, u64, String)> {
 #[test]
 fn upstream_interface_serves_what_an_edge_needs() -> anyhow::Result<()> {
     let s = Sluice::start("", &["--tier-token", "s3cret-t13r"])?;
-    let ch = running_channel(&s, "ch1")?;
-    start_recording(&s, "ch1", "show", "PT5M")?;
-    let rtmp = format!("{}/main", ch["ingest"]["rtmp"].as_str().unwrap_or_default());
-    let (ok, err) = ffmpeg_push_rtmp(&rtmp, 10, &[])?;
-    anyhow::ensure!(ok, "{err}");
-    wait_recorded(&s, "show", 8_000)?;
+    record_clip(&s, 10)?;
     stop_program(&s, "ch1", "show")?;
 
     // The token.
