@@ -29,13 +29,31 @@ struct ClipTag {
 fn clip_tags() -> Result<Vec<ClipTag>, flv::FlvError> {
     let (_, tags) = flv::read_file(CLIP)?;
     let mut out = Vec::new();
+    // Each kind loops over one clip length from its own first timestamp:
+    // the AAC encoder's priming delay starts audio about 60 ms after video,
+    // and cutting both at 8 s would leave a gap in the audio at every loop
+    // (a player stalls on a gap in the buffered range).
+    let mut first = [None::<i64>; 2];
     for tag in tags {
         let tag = tag?;
         let timestamp_ms = i64::from(tag.header.timestamp);
-        // The loop length is fixed: media past it (the encoder's last
-        // audio frames) would overlap the next loop.
-        if timestamp_ms >= CLIP_MS {
-            continue;
+        let slot = match tag.header.tag_type {
+            TagType::Video => Some(0),
+            TagType::Audio => Some(1),
+            _ => None,
+        };
+        // Byte 1 of an AVC or AAC tag is its packet type: 0 is the
+        // decoder configuration, sent once at time 0 and not a frame.
+        let config = tag.body.get(1) == Some(&0);
+        if let Some(slot) = slot
+            && !config
+        {
+            let start = *first[slot].get_or_insert(timestamp_ms);
+            // Media past one loop (the encoder's last frames) would
+            // overlap the next loop.
+            if timestamp_ms - start >= CLIP_MS {
+                continue;
+            }
         }
         out.push(ClipTag {
             kind: tag.header.tag_type,
@@ -100,4 +118,31 @@ fn apply(ingest: &mut StreamIngest, events: Vec<Event>) -> Result<(), String> {
         ingest.on_media(event).map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each kind's frames fill exactly one loop: the next loop's first
+    /// frame follows the last one without a gap.
+    #[test]
+    fn clip_loops_without_gaps() {
+        let tags = clip_tags().expect("clip parses");
+        for kind in [TagType::Video, TagType::Audio] {
+            let times: Vec<i64> = tags
+                .iter()
+                .filter(|t| t.kind == kind && t.body.get(1) != Some(&0))
+                .map(|t| t.timestamp_ms)
+                .collect();
+            let (first, last) = (times[0], times[times.len() - 1]);
+            let step = (last - first) as f64 / (times.len() - 1) as f64;
+            let next_loop = first + CLIP_MS;
+            let gap = (next_loop - last) as f64;
+            assert!(
+                (gap - step).abs() <= 1.0,
+                "{kind:?}: last frame at {last} ms, next loop at {next_loop} ms, frame step {step:.1} ms"
+            );
+        }
+    }
 }

@@ -141,6 +141,12 @@ async function main() {
       return route.abort();
     });
     const pg = await context.newPage();
+    // Responses that failed, kept for the report (the last 10).
+    pg.on('response', (r) => {
+      if (r.status() >= 400) {
+        result.failed = (result.failed || []).concat(`${r.status()} ${r.url()}`).slice(-10);
+      }
+    });
     pg.on('console', (m) => {
       if (m.type() === 'error') result.console = (result.console || []).concat(m.text()).slice(-10);
     });
@@ -148,7 +154,12 @@ async function main() {
     const state = () => pg.evaluate(() => {
       const v = document.getElementById('v');
       const s = v.seekable.length ? [v.seekable.start(0), v.seekable.end(v.seekable.length - 1)] : null;
-      return { t: v.currentTime, seekable: s, errors: window.report.errors, warnings: window.report.warnings };
+      const buffered = [];
+      for (let i = 0; i < v.buffered.length; i++) buffered.push([v.buffered.start(i), v.buffered.end(i)]);
+      return {
+        t: v.currentTime, seekable: s, buffered, readyState: v.readyState,
+        errors: window.report.errors, warnings: window.report.warnings,
+      };
     });
     // Waits until playback passes `target` seconds, or an error, or the deadline.
     const until = async (target) => {
