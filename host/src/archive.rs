@@ -1122,6 +1122,11 @@ pub struct AssetView {
 }
 
 impl AssetView {
+    /// The channel the asset recorded.
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
     /// The channel incarnation the asset recorded.
     pub fn incarnation(&self) -> u64 {
         self.incarnation
@@ -1284,7 +1289,11 @@ pub(crate) fn track_json(t: &TrackInfo) -> serde_json::Value {
 }
 
 fn track_from_json(id: u32, json: &str) -> Option<TrackInfo> {
-    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    track_from_value(id, &serde_json::from_str(json).ok()?)
+}
+
+/// A track description from its [`track_json`] form (extra keys ignored).
+pub(crate) fn track_from_value(id: u32, v: &serde_json::Value) -> Option<TrackInfo> {
     let s = |k: &str| v.get(k)?.as_str().map(str::to_owned);
     let n = |k: &str| -> Option<u32> { u32::try_from(v.get(k)?.as_u64()?).ok() };
     let kind = match v.get("kind")?.as_str()? {

@@ -52,6 +52,8 @@ pub struct Config {
     pub storage: crate::storage::StorageConfig,
     /// Channels defined in the config file.
     pub channels: Vec<ChannelConfig>,
+    /// Edge mode: upstreams and the edge's caches (`--upstream`).
+    pub edge: crate::edge::EdgeConfig,
 }
 
 impl Default for Config {
@@ -73,6 +75,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             storage: crate::storage::StorageConfig::default(),
             channels: Vec::new(),
+            edge: crate::edge::EdgeConfig::default(),
         }
     }
 }
@@ -123,6 +126,22 @@ impl Config {
             anyhow::bail!(
                 "tls_cert and tls_key (--tls-cert, --tls-key) go together: set both or neither"
             );
+        }
+        if !self.edge.upstreams.is_empty() {
+            if !self.channels.is_empty() || self.demo {
+                anyhow::bail!(
+                    "an edge (--upstream) holds no channels: drop [[channels]] and --demo, or the upstreams"
+                );
+            }
+            for u in &self.edge.upstreams {
+                crate::edge::upstream::parse_upstream(u)?;
+            }
+            if self.edge.upstreams.len() > 64 {
+                anyhow::bail!("at most 64 upstreams");
+            }
+            if self.edge.follower_wait_ms == 0 || self.edge.fetch_timeout_ms == 0 {
+                anyhow::bail!("edge.follower_wait_ms and edge.fetch_timeout_ms must be positive");
+            }
         }
         if self.plugins.deadline_ms == 0 || self.plugins.memory_mib == 0 {
             anyhow::bail!("plugins.deadline_ms and plugins.memory_mib must be positive");

@@ -33,6 +33,7 @@ use sluice_sdk::plugin::{BodyPart, CachePolicy, Request as PluginRequest};
 use crate::archive::{Archive, AssetView};
 use crate::channel::Channels;
 use crate::config::DeliveryConfig;
+use crate::edge::{Edge, PresKey};
 use crate::media::timeline::Snapshot;
 use crate::plugins::{PluginError, PluginHost};
 
@@ -60,6 +61,20 @@ pub trait Presentation: sluice_sdk::plugin::View + Send + Sync + 'static {
 impl Presentation for Snapshot {
     fn data(&self, track: u32, start: u64, offset: u32, length: u32) -> Option<Bytes> {
         Snapshot::data(self, track, start, offset, length)
+    }
+}
+
+impl Presentation for crate::edge::EdgeView {
+    fn data(&self, track: u32, start: u64, offset: u32, length: u32) -> Option<Bytes> {
+        crate::edge::EdgeView::data(self, track, start, offset, length)
+    }
+
+    fn take_misses(&self) -> Vec<(u32, u64)> {
+        crate::edge::EdgeView::take_misses(self)
+    }
+
+    async fn refill(&self, misses: Vec<(u32, u64)>) -> Result<(), String> {
+        self.fetch(misses).await
     }
 }
 
@@ -173,24 +188,30 @@ struct Failure {
     message: String,
 }
 
+/// Where presentations come from.
+pub enum Origin {
+    /// This node's channels and archive.
+    Ingest {
+        /// Channels (previews).
+        channels: Arc<Channels>,
+        /// Assets and locators.
+        archive: Arc<Archive>,
+    },
+    /// Upstreams, through the edge's caches.
+    Edge(Arc<Edge>),
+}
+
 /// The delivery service.
 pub struct Delivery {
     plugins: Arc<PluginHost>,
-    channels: Arc<Channels>,
-    archive: Arc<Archive>,
+    origin: Origin,
     cache: moka::future::Cache<CacheKey, Arc<Cached>>,
     config: DeliveryConfig,
 }
 
 impl Delivery {
-    /// A delivery service over `channels` and the assets of `archive`,
-    /// packaging with `plugins`.
-    pub fn new(
-        plugins: Arc<PluginHost>,
-        channels: Arc<Channels>,
-        archive: Arc<Archive>,
-        config: DeliveryConfig,
-    ) -> Self {
+    /// A delivery service over `origin`, packaging with `plugins`.
+    pub fn new(plugins: Arc<PluginHost>, origin: Origin, config: DeliveryConfig) -> Self {
         let cache = moka::future::Cache::builder()
             .max_capacity(config.cache_mib.saturating_mul(1 << 20))
             .weigher(|_k: &CacheKey, v: &Arc<Cached>| -> u32 {
@@ -200,8 +221,7 @@ impl Delivery {
             .build();
         Delivery {
             plugins,
-            channels,
-            archive,
+            origin,
             cache,
             config,
         }
@@ -281,7 +301,14 @@ impl Delivery {
         headers: &HeaderMap,
         peer: std::net::SocketAddr,
     ) -> http::Response<Body> {
-        let Some(channel) = self.channels.get(channel) else {
+        let channels = match &self.origin {
+            Origin::Ingest { channels, .. } => channels,
+            Origin::Edge(edge) => {
+                let key = PresKey::Channel(channel.to_owned());
+                return self.serve_edge(edge, key, rest, method, uri, headers).await;
+            }
+        };
+        let Some(channel) = channels.get(channel) else {
             return plain(
                 StatusCode::NOT_FOUND,
                 "no such channel\n",
@@ -310,28 +337,21 @@ impl Delivery {
         uri: &http::Uri,
         headers: &HeaderMap,
     ) -> http::Response<Body> {
-        let Some(locator) = self.archive.locator(id) else {
-            return plain(
-                StatusCode::NOT_FOUND,
-                "no such locator\n",
-                "public, max-age=5",
-            );
+        let (channels, archive) = match &self.origin {
+            Origin::Ingest { channels, archive } => (channels, archive),
+            Origin::Edge(edge) => {
+                return self
+                    .edge_locator(edge, id, manifest, rest, method, uri, headers)
+                    .await;
+            }
         };
-        let now = crate::channel::now_ms();
-        if let Some(start) = locator.start_ms
-            && now < start
-        {
-            let wait = ((start - now) / 1000).clamp(0, 5);
-            return plain(
-                StatusCode::NOT_FOUND,
-                "locator not yet started\n",
-                &format!("public, max-age={wait}"),
-            );
+        let Some(locator) = archive.locator(id) else {
+            return no_locator();
+        };
+        if let Some(r) = locator_closed(locator.start_ms, locator.expiry_ms) {
+            return r;
         }
-        if locator.expiry_ms.is_some_and(|e| now >= e) {
-            return plain(StatusCode::GONE, "locator expired\n", "public, max-age=5");
-        }
-        let Some((view, manifest_name)) = self.archive.view(&locator.asset, &self.channels) else {
+        let Some((view, manifest_name)) = archive.view(&locator.asset, channels) else {
             return plain(
                 StatusCode::NOT_FOUND,
                 "nothing recorded yet\n",
@@ -353,6 +373,97 @@ impl Delivery {
             Some((v, generation))
         })
         .await
+    }
+
+    /// A locator's asset on an edge: the record from upstream, the same
+    /// start/expiry rules, the view from the edge.
+    #[allow(clippy::too_many_arguments)]
+    async fn edge_locator(
+        &self,
+        edge: &Edge,
+        id: &str,
+        manifest: &str,
+        rest: &str,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+    ) -> http::Response<Body> {
+        let locator = match edge.locator(id).await {
+            Ok(Some(l)) => l,
+            Ok(None) => return no_locator(),
+            Err(e) => {
+                tracing::warn!(locator = id, error = %e, "locator unavailable upstream");
+                return plain(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream unavailable\n",
+                    "no-store",
+                );
+            }
+        };
+        if let Some(r) = locator_closed(locator.start_ms, locator.expiry_ms) {
+            return r;
+        }
+        if locator.manifest_name.as_deref() != Some(manifest) {
+            return plain(
+                StatusCode::NOT_FOUND,
+                "no such manifest\n",
+                "public, max-age=5",
+            );
+        }
+        let key = PresKey::Asset(locator.asset);
+        self.serve_edge(edge, key, rest, method, uri, headers).await
+    }
+
+    /// Serves `rest` of an edge presentation. A live presentation's
+    /// resource that is not there yet (404 from the packager: a segment
+    /// after the newest) waits for the timeline's next change, once.
+    async fn serve_edge(
+        &self,
+        edge: &Edge,
+        key: PresKey,
+        rest: &str,
+        method: &Method,
+        uri: &http::Uri,
+        headers: &HeaderMap,
+    ) -> http::Response<Body> {
+        let mut waited = false;
+        loop {
+            let view = match edge.view(key.clone()).await {
+                Ok(Some(v)) => v,
+                Ok(None) => {
+                    return plain(StatusCode::NOT_FOUND, "not found\n", "public, max-age=1");
+                }
+                Err(e) => {
+                    tracing::warn!(?key, error = %e, "presentation unavailable upstream");
+                    return plain(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream unavailable\n",
+                        "no-store",
+                    );
+                }
+            };
+            let presentation = match &key {
+                PresKey::Channel(c) => format!("edge/preview/{c}/{:016x}", view.identity()),
+                PresKey::Asset(a) => format!("edge/asset/{a}/{:016x}", view.identity()),
+            };
+            let generation = view.generation();
+            let live = view.is_live();
+            let newer = live.then(|| edge.watch(&key)).flatten();
+            let mut view = Some(view);
+            let resp = self
+                .serve(presentation, rest, method, uri, headers, move || {
+                    Some((view.take()?, generation))
+                })
+                .await;
+            if resp.status() != StatusCode::NOT_FOUND || waited {
+                return resp;
+            }
+            let Some(newer) = newer else { return resp };
+            waited = true;
+            if !newer.wait_newer(generation).await {
+                return resp;
+            }
+        }
     }
 
     /// Answers from the cache or packages `rest` of a presentation made by
@@ -508,6 +619,38 @@ impl Delivery {
         }
         Ok(cached)
     }
+}
+
+fn no_locator() -> http::Response<Body> {
+    plain(
+        StatusCode::NOT_FOUND,
+        "no such locator\n",
+        "public, max-age=5",
+    )
+}
+
+/// The answer of a locator before its start (404, cacheable until then)
+/// or after its expiry (410); `None` while it is open.
+fn locator_closed(start_ms: Option<i64>, expiry_ms: Option<i64>) -> Option<http::Response<Body>> {
+    let now = crate::channel::now_ms();
+    if let Some(start) = start_ms
+        && now < start
+    {
+        let wait = ((start - now) / 1000).clamp(0, 5);
+        return Some(plain(
+            StatusCode::NOT_FOUND,
+            "locator not yet started\n",
+            &format!("public, max-age={wait}"),
+        ));
+    }
+    if expiry_ms.is_some_and(|e| now >= e) {
+        return Some(plain(
+            StatusCode::GONE,
+            "locator expired\n",
+            "public, max-age=5",
+        ));
+    }
+    None
 }
 
 fn cache_control(policy: CachePolicy) -> String {

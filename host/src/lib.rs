@@ -18,6 +18,7 @@ pub mod channel;
 pub mod config;
 pub mod delivery;
 pub mod demo;
+pub mod edge;
 pub mod ingest;
 pub mod media;
 pub mod metrics;

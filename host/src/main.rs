@@ -69,6 +69,11 @@ struct ServeArgs {
     /// Bearer token of the management API (required off loopback).
     #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Run as an edge pulling from this upstream (`http://HOST:PORT`,
+    /// `https://HOST:PORT`); repeat for several (comma-separated in the
+    /// variable).
+    #[arg(long = "upstream", env = "SLUICE_UPSTREAM", value_delimiter = ',')]
+    upstreams: Vec<String>,
     /// Token of the upstream interface (`Authorization: Bearer`).
     #[arg(long, env = "SLUICE_TIER_TOKEN", hide_env_values = true)]
     tier_token: Option<String>,
@@ -140,6 +145,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.demo {
         config.demo = true;
     }
+    if !args.upstreams.is_empty() {
+        config.edge.upstreams = args.upstreams;
+    }
     if let Some(v) = args.tier_token {
         config.tier_token = Some(v);
     }
@@ -165,10 +173,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             config.log_format,
             &format!("listening http={}", server.http),
         );
-        announce(
-            config.log_format,
-            &format!("listening rtmp={}", server.rtmp),
-        );
+        if let Some(rtmp) = server.rtmp {
+            announce(config.log_format, &format!("listening rtmp={rtmp}"));
+        }
         announce(
             config.log_format,
             &format!("listening admin={}", server.admin),

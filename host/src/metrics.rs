@@ -69,6 +69,21 @@ pub struct Metrics {
     pub storage_trimmed: Counter,
     /// Upstream interface requests answered, by kind.
     pub tier_requests: Family<KindLabels, Counter>,
+    /// Edge: requests sent to each upstream.
+    pub edge_upstream_requests: Family<UpstreamLabels, Counter>,
+    /// Edge: body bytes received from each upstream.
+    pub edge_upstream_bytes: Family<UpstreamLabels, Counter>,
+    /// Edge: failed requests (transport errors, 5xx, 401) per upstream.
+    pub edge_upstream_failures: Family<UpstreamLabels, Counter>,
+    /// Edge: requests that joined a fetch already in flight.
+    pub edge_coalesced: Counter,
+}
+
+/// Labels naming an edge's upstream.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    /// Position of the upstream on the command line (0, 1, ...).
+    pub upstream: String,
 }
 
 /// Labels of an upstream interface request.
@@ -94,8 +109,32 @@ pub fn metrics() -> &'static Metrics {
             storage_failures: Counter::default(),
             storage_trimmed: Counter::default(),
             tier_requests: Family::default(),
+            edge_upstream_requests: Family::default(),
+            edge_upstream_bytes: Family::default(),
+            edge_upstream_failures: Family::default(),
+            edge_coalesced: Counter::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "edge_upstream_requests",
+            "Edge: requests sent to each upstream (by position)",
+            m.edge_upstream_requests.clone(),
+        );
+        registry.register(
+            "edge_upstream_bytes",
+            "Edge: body bytes received from each upstream",
+            m.edge_upstream_bytes.clone(),
+        );
+        registry.register(
+            "edge_upstream_failures",
+            "Edge: failed upstream requests (transport errors, 5xx, 401)",
+            m.edge_upstream_failures.clone(),
+        );
+        registry.register(
+            "edge_coalesced",
+            "Edge: requests that joined an upstream fetch already in flight",
+            m.edge_coalesced.clone(),
+        );
         registry.register(
             "tier_requests",
             "Upstream interface requests answered, by kind",

@@ -19,7 +19,7 @@ use crate::api::Api;
 use crate::archive::Archive;
 use crate::channel::{Channel, Channels};
 use crate::config::{ChannelConfig, Config};
-use crate::delivery::{Body, Delivery};
+use crate::delivery::{Body, Delivery, Origin};
 use crate::ingest::{IngestContext, http_ingest, serve_rtmp};
 use crate::plugins::PluginHost;
 use crate::storage::AssetStore;
@@ -29,8 +29,8 @@ use crate::store::Store;
 pub struct Server {
     /// Bound delivery address.
     pub http: SocketAddr,
-    /// Bound RTMP address.
-    pub rtmp: SocketAddr,
+    /// Bound RTMP address (none on an edge).
+    pub rtmp: Option<SocketAddr>,
     /// Bound management address.
     pub admin: SocketAddr,
     /// Bound HTTPS address, when `https` is set.
@@ -38,10 +38,8 @@ pub struct Server {
     /// With `https`: the certificate's SHA-256 (hex) and its SPKI's
     /// SHA-256 (base64).
     pub tls: Option<(String, String)>,
-    /// Channels (for the demo source and tests).
-    pub channels: Arc<Channels>,
-    /// Programs, assets and what they stored.
-    pub archive: Arc<Archive>,
+    /// Programs, assets and what they stored (none on an edge).
+    archive: Option<Arc<Archive>>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -55,6 +53,9 @@ impl Server {
         })?;
         let plugins = PluginHost::new(&config.plugins, &config.data_dir)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if !config.edge.upstreams.is_empty() {
+            return Self::start_edge(config, plugins).await;
+        }
         let store = Arc::new(Store::open(&config.data_dir).with_context(|| {
             format!(
                 "cannot open the metadata store in {}",
@@ -138,8 +139,10 @@ impl Server {
         let mut tasks = JoinSet::new();
         let delivery = Arc::new(Delivery::new(
             plugins.clone(),
-            channels.clone(),
-            archive.clone(),
+            Origin::Ingest {
+                channels: channels.clone(),
+                archive: archive.clone(),
+            },
             config.delivery.clone(),
         ));
         let mut api = Api::new(
@@ -160,12 +163,12 @@ impl Server {
         ));
         let front: Arc<dyn Handler> = Arc::new(Front {
             delivery,
-            ingest: ingest.clone(),
-            tier: Arc::new(crate::tier::Tier::new(
+            ingest: Some(ingest.clone()),
+            tier: Some(Arc::new(crate::tier::Tier::new(
                 channels.clone(),
                 archive.clone(),
                 config.tier_token.clone(),
-            )),
+            ))),
         });
         tasks.spawn(serve_http(http, None, front.clone(), shutdown_rx.clone()));
         let mut https_addr = None;
@@ -196,12 +199,82 @@ impl Server {
         }
         Ok(Server {
             http: http_addr,
-            rtmp: rtmp_addr,
+            rtmp: Some(rtmp_addr),
             admin: admin_addr,
             https: https_addr,
             tls: tls_hashes,
-            channels,
-            archive,
+            archive: Some(archive),
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// An edge: delivery from upstreams, no ingest, no store, no archive;
+    /// the admin listener serves health and metrics only.
+    async fn start_edge(config: Config, plugins: Arc<PluginHost>) -> anyhow::Result<Server> {
+        let http = TcpListener::bind(config.http)
+            .await
+            .with_context(|| format!("cannot listen on http={}", config.http))?;
+        let admin = TcpListener::bind(config.admin)
+            .await
+            .with_context(|| format!("cannot listen on admin={}", config.admin))?;
+        let (http_addr, admin_addr) = (http.local_addr()?, admin.local_addr()?);
+        let https = match config.https {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on https={addr}"))?;
+                let bound = listener.local_addr()?;
+                let material = crate::tls::load_or_create(
+                    config.tls_cert.as_deref(),
+                    config.tls_key.as_deref(),
+                    &config.data_dir,
+                )?;
+                Some((listener, bound, material))
+            }
+            None => None,
+        };
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let edge = crate::edge::Edge::new(
+            config.edge.clone(),
+            config.tier_token.clone(),
+            shutdown_rx.clone(),
+        )?;
+        tracing::info!(upstreams = ?edge.upstream_urls(), "edge");
+        let delivery = Arc::new(Delivery::new(
+            plugins,
+            Origin::Edge(edge),
+            config.delivery.clone(),
+        ));
+        let front: Arc<dyn Handler> = Arc::new(Front {
+            delivery,
+            ingest: None,
+            tier: None,
+        });
+        let mut tasks = JoinSet::new();
+        tasks.spawn(serve_http(
+            admin,
+            None,
+            Arc::new(EdgeAdmin),
+            shutdown_rx.clone(),
+        ));
+        tasks.spawn(serve_http(http, None, front.clone(), shutdown_rx.clone()));
+        let mut https_addr = None;
+        let mut tls_hashes = None;
+        if let Some((listener, addr, material)) = https {
+            let server_config = crate::tls::server_config(&material, &[b"h2", b"http/1.1"])?;
+            let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
+            tasks.spawn(serve_http(listener, Some(acceptor), front, shutdown_rx));
+            https_addr = Some(addr);
+            tls_hashes = Some((material.cert_sha256_hex, material.spki_sha256_b64));
+        }
+        Ok(Server {
+            http: http_addr,
+            rtmp: None,
+            admin: admin_addr,
+            https: https_addr,
+            tls: tls_hashes,
+            archive: None,
             shutdown,
             tasks,
         })
@@ -212,7 +285,9 @@ impl Server {
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
-        self.archive.flush().await;
+        if let Some(archive) = &self.archive {
+            archive.flush().await;
+        }
     }
 }
 
@@ -276,11 +351,12 @@ pub trait Handler: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>>;
 }
 
-/// The http and https listeners: delivery, and HTTP ingest under `/ingest/`.
+/// The http and https listeners: delivery, HTTP ingest under `/ingest/`
+/// and the upstream interface under `/_tier/` (neither on an edge).
 struct Front {
     delivery: Arc<Delivery>,
-    ingest: Arc<IngestContext>,
-    tier: Arc<crate::tier::Tier>,
+    ingest: Option<Arc<IngestContext>>,
+    tier: Option<Arc<crate::tier::Tier>>,
 }
 
 impl Handler for Front {
@@ -290,15 +366,65 @@ impl Handler for Front {
         peer: SocketAddr,
     ) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>> {
         Box::pin(async move {
-            if req.uri().path().starts_with("/ingest/") {
-                return http_ingest(&self.ingest, req, peer).await;
+            let path = req.uri().path();
+            if path.starts_with("/ingest/") {
+                return match &self.ingest {
+                    Some(ingest) => http_ingest(ingest, req, peer).await,
+                    None => edge_refusal("an edge takes no ingest\n"),
+                };
             }
-            if req.uri().path().starts_with("/_tier/") {
-                return self.tier.handle(req.uri(), req.headers()).await;
+            if path.starts_with("/_tier/") {
+                return match &self.tier {
+                    Some(tier) => tier.handle(req.uri(), req.headers()).await,
+                    None => edge_refusal("an edge serves no upstream interface\n"),
+                };
             }
             self.delivery
                 .handle(req.method(), req.uri(), req.headers(), peer)
                 .await
+        })
+    }
+}
+
+fn edge_refusal(message: &str) -> http::Response<Body> {
+    http::Response::builder()
+        .status(http::StatusCode::NOT_FOUND)
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(Body::text(message))
+        .unwrap_or_default()
+}
+
+/// The admin listener of an edge: health and metrics; no management API
+/// (an edge holds no channels, programs, assets or locators).
+struct EdgeAdmin;
+
+impl Handler for EdgeAdmin {
+    fn handle(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+        _peer: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>> {
+        Box::pin(async move {
+            let (status, content_type, body) = match req.uri().path() {
+                "/healthz" | "/readyz" => (200, "text/plain", "ok\n".to_owned()),
+                "/metrics" => (
+                    200,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    crate::metrics::metrics().encode(),
+                ),
+                _ => (
+                    404,
+                    "application/json",
+                    r#"{"error":{"code":"not_found","message":"an edge has no management API"}}"#
+                        .to_owned(),
+                ),
+            };
+            http::Response::builder()
+                .status(status)
+                .header(http::header::CONTENT_TYPE, content_type)
+                .header(http::header::CACHE_CONTROL, "no-store")
+                .body(Body::text(body))
+                .unwrap_or_default()
         })
     }
 }

@@ -94,9 +94,10 @@ fn cut_ms<L: Listed>(v: &L) -> Option<i64> {
         .min()
 }
 
-/// The timeline document of `v` for `ask`, deterministic (keys sorted, no
-/// node-local value); `cut` is [`cut_ms`] of `v`.
-fn document<L: Listed>(v: &L, ask: Ask, cut: Option<i64>) -> Value {
+/// The timeline document of `v` (recorded from `channel`) for `ask`,
+/// deterministic (keys sorted, no node-local value); `cut` is [`cut_ms`] of
+/// `v`.
+fn document<L: Listed>(v: &L, channel: &str, ask: Ask, cut: Option<i64>) -> Value {
     let info = v.info();
     let mut next: Option<i64> = None;
     let tracks: Vec<Value> = v
@@ -140,12 +141,16 @@ fn document<L: Listed>(v: &L, ask: Ask, cut: Option<i64>) -> Value {
                 .collect();
             let mut track = crate::archive::track_json(t);
             track["id"] = json!(t.id);
+            // The first fragment listed at all (the window's start), so an
+            // edge trims its copy where this node does.
+            track["first"] = json!(v.entries(t.id, 0, 1).first().map(|(f, _)| f.start));
             track["fragments"] = Value::Array(fragments);
             track
         })
         .collect();
     json!({
         "v": 1,
+        "channel": channel,
         "info": {
             "state": if info.state == PresentationState::Ended { "ended" } else { "live" },
             "fragment_ms": info.fragment_duration_ms,
@@ -301,21 +306,21 @@ impl Tier {
         channel: Option<&Channel>,
         ask: Ask,
     ) -> Option<(Value, u32, bool, Option<i64>)> {
-        fn out<L: Listed>(v: &L, ask: Ask) -> (Value, u32, bool, Option<i64>) {
+        fn out<L: Listed>(v: &L, channel: &str, ask: Ask) -> (Value, u32, bool, Option<i64>) {
             let info = v.info();
             let cut = cut_ms(v);
             (
-                document(v, ask, cut),
+                document(v, channel, ask, cut),
                 info.fragment_duration_ms,
                 info.state == PresentationState::Ended,
                 cut,
             )
         }
         match source {
-            Source::Channel(_) => Some(out(&channel?.snapshot(), ask)),
+            Source::Channel(ch) => Some(out(&channel?.snapshot(), ch, ask)),
             Source::Asset(a) => {
                 let (view, _) = self.archive.view(a, &self.channels)?;
-                Some(out(&view, ask))
+                Some(out(&view, view.channel(), ask))
             }
         }
     }

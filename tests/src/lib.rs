@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod faultproxy;
 pub mod objstore;
 pub mod shield;
 
@@ -43,7 +44,7 @@ pub struct Sluice {
     child: Child,
     /// Delivery address.
     pub http: SocketAddr,
-    /// RTMP address.
+    /// RTMP address (unspecified, port 0, on an edge: it has none).
     pub rtmp: SocketAddr,
     /// Management address.
     pub admin: SocketAddr,
@@ -155,9 +156,11 @@ impl Sluice {
         });
         let (mut http, mut rtmp, mut admin, mut https) = (None, None, None, None);
         let wants_https = args.contains(&"--https");
+        // An edge opens no RTMP listener.
+        let edge = args.contains(&"--upstream");
         let deadline = Instant::now() + Duration::from_secs(120);
         while http.is_none()
-            || rtmp.is_none()
+            || (rtmp.is_none() && !edge)
             || admin.is_none()
             || (wants_https && https.is_none())
         {
@@ -183,7 +186,7 @@ impl Sluice {
         Ok(Sluice {
             child,
             http: http.context("http")?,
-            rtmp: rtmp.context("rtmp")?,
+            rtmp: rtmp.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
             admin: admin.context("admin")?,
             https,
             stdout: rx,
@@ -691,4 +694,104 @@ pub fn play_in_browser(player: Player, url: &str, seek_back: bool) -> Result<ser
         serde_json::from_str(out.trim()).with_context(|| format!("player output: {out}\n{err}"))?;
     anyhow::ensure!(ok, "{name} did not play {url}: {report}\n{err}");
     Ok(report)
+}
+
+/// Every URL below `base` an HLS client of `format` would fetch from
+/// `addr`: the multivariant playlist, media playlists, init segments and
+/// media segments. With `ended`, every media playlist must be complete.
+pub fn hls_urls(
+    addr: SocketAddr,
+    base: &str,
+    format: &str,
+    ended: bool,
+) -> Result<std::collections::BTreeSet<String>> {
+    let mut urls = std::collections::BTreeSet::new();
+    let master = format!("{base}/Manifest(format={format})");
+    let text = http_get(addr, &master, &[])?.text();
+    urls.insert(master);
+    let playlists: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.ends_with(".m3u8"))
+        .map(str::to_owned)
+        .chain(
+            text.lines()
+                .filter_map(|l| l.split("URI=\"").nth(1))
+                .filter_map(|l| l.split('"').next())
+                .map(str::to_owned),
+        )
+        .collect();
+    anyhow::ensure!(!playlists.is_empty(), "{text}");
+    for p in playlists {
+        let url = format!("{base}/{p}");
+        let media = http_get(addr, &url, &[])?.text();
+        anyhow::ensure!(!ended || media.contains("#EXT-X-ENDLIST"), "{url}: {media}");
+        urls.insert(url);
+        let dir = p.rsplit_once('/').map_or("", |(d, _)| d);
+        for line in media.lines() {
+            let uri = if let Some(rest) = line.strip_prefix("#EXT-X-MAP:URI=\"") {
+                rest.split('"').next().unwrap_or_default()
+            } else if !line.starts_with('#') && !line.is_empty() {
+                line
+            } else {
+                continue;
+            };
+            urls.insert(format!("{base}/{dir}/{uri}"));
+        }
+    }
+    Ok(urls)
+}
+
+/// The manifests of every format below `base` (Smooth, both DASH
+/// profiles, HDS) and every URL of both HLS flavours, of an ended
+/// presentation on `addr`.
+pub fn every_url(addr: SocketAddr, base: &str) -> Result<std::collections::BTreeSet<String>> {
+    let mut urls = std::collections::BTreeSet::new();
+    for format in [
+        "Manifest",
+        "Manifest(format=mpd-time-csf)",
+        "Manifest(format=mpd-time-cmaf)",
+        "Manifest(format=f4m-f4f)",
+    ] {
+        urls.insert(format!("{base}/{format}"));
+    }
+    for format in ["m3u8-cmaf", "m3u8-aapl"] {
+        urls.extend(hls_urls(addr, base, format, true)?);
+    }
+    Ok(urls)
+}
+
+/// Fetches every URL of `urls` from each of `addrs` and checks that all
+/// answer 200 with the same bytes and ETag.
+pub fn assert_same_bytes(
+    addrs: &[SocketAddr],
+    urls: &std::collections::BTreeSet<String>,
+) -> Result<()> {
+    for url in urls {
+        let first = http_get(addrs[0], url, &[])?;
+        anyhow::ensure!(
+            first.status == 200,
+            "{url}: {} {}",
+            first.status,
+            first.text()
+        );
+        for addr in &addrs[1..] {
+            let other = http_get(*addr, url, &[])?;
+            anyhow::ensure!(
+                other.status == 200,
+                "{url} from {addr}: {} {}",
+                other.status,
+                other.text()
+            );
+            anyhow::ensure!(
+                other.body == first.body,
+                "{url} differs between {} and {addr}",
+                addrs[0]
+            );
+            anyhow::ensure!(
+                other.header("etag") == first.header("etag"),
+                "{url}: ETags differ"
+            );
+        }
+    }
+    Ok(())
 }

@@ -34,6 +34,20 @@ fn bad_config_busy_port_and_bad_data_dir_fail_with_one_line() -> anyhow::Result<
     ]))?;
     assert!(!ok);
     assert!(err.contains("data directory"), "{err}");
+
+    // Edge flags: what an edge cannot be is refused with one line.
+    let (_, err) = serve_fails(&["--upstream", "http://127.0.0.1:1", "--demo"])?;
+    assert!(
+        err.contains("an edge (--upstream) holds no channels"),
+        "{err}"
+    );
+    let (_, err) = serve_fails(&["--upstream", "ftp://127.0.0.1:1"])?;
+    assert!(
+        err.contains("the scheme must be http:// or https://"),
+        "{err}"
+    );
+    let (_, err) = serve_fails(&["--upstream", "http://127.0.0.1:1/some/path"])?;
+    assert!(err.contains("no path"), "{err}");
     Ok(())
 }
 

@@ -3,51 +3,11 @@
 //! each fed by its own ffmpeg pushing the same file with `-c copy`, serve
 //! byte-identical manifests and segments for every URL.
 
-use std::collections::BTreeSet;
-
 use serde_json::json;
 use sluice_tests::{
-    Sluice, api, encode_source, http_get, push_file, start_recording, stop_program, wait_recorded,
+    Sluice, api, assert_same_bytes, encode_source, every_url, hls_urls, push_file, start_recording,
+    stop_program, wait_recorded,
 };
-
-/// Every URL below `base` an HLS client would fetch: the multivariant
-/// playlist, media playlists, init segments and media segments.
-fn hls_urls(s: &Sluice, base: &str, format: &str) -> anyhow::Result<BTreeSet<String>> {
-    let mut urls = BTreeSet::new();
-    let master = format!("{base}/Manifest(format={format})");
-    let text = http_get(s.http, &master, &[])?.text();
-    urls.insert(master);
-    let playlists: Vec<String> = text
-        .lines()
-        .filter(|l| !l.starts_with('#') && l.ends_with(".m3u8"))
-        .map(str::to_owned)
-        .chain(
-            text.lines()
-                .filter_map(|l| l.split("URI=\"").nth(1))
-                .filter_map(|l| l.split('"').next())
-                .map(str::to_owned),
-        )
-        .collect();
-    anyhow::ensure!(!playlists.is_empty(), "{text}");
-    for p in playlists {
-        let url = format!("{base}/{p}");
-        let media = http_get(s.http, &url, &[])?.text();
-        anyhow::ensure!(media.contains("#EXT-X-ENDLIST"), "{url}: {media}");
-        urls.insert(url);
-        let dir = p.rsplit_once('/').map_or("", |(d, _)| d);
-        for line in media.lines() {
-            let uri = if let Some(rest) = line.strip_prefix("#EXT-X-MAP:URI=\"") {
-                rest.split('"').next().unwrap_or_default()
-            } else if !line.starts_with('#') && !line.is_empty() {
-                line
-            } else {
-                continue;
-            };
-            urls.insert(format!("{base}/{dir}/{uri}"));
-        }
-    }
-    Ok(urls)
-}
 
 #[test]
 fn two_ingest_nodes_fed_alike_serve_identical_bytes() -> anyhow::Result<()> {
@@ -91,35 +51,22 @@ fn two_ingest_nodes_fed_alike_serve_identical_bytes() -> anyhow::Result<()> {
     }
 
     let base = "/show/show.ism";
-    let mut urls = BTreeSet::new();
-    for format in [
-        "Manifest",
-        "Manifest(format=mpd-time-csf)",
-        "Manifest(format=mpd-time-cmaf)",
-        "Manifest(format=f4m-f4f)",
-    ] {
-        urls.insert(format!("{base}/{format}"));
-    }
+    let mut urls = every_url(nodes[0].http, base)?;
     for format in ["m3u8-cmaf", "m3u8-aapl"] {
-        let a = hls_urls(&nodes[0], base, format)?;
-        let b = hls_urls(&nodes[1], base, format)?;
-        assert_eq!(a, b, "{format}: the nodes list different URLs");
-        urls.extend(a);
+        assert_eq!(
+            hls_urls(nodes[0].http, base, format, true)?,
+            hls_urls(nodes[1].http, base, format, true)?,
+            "{format}: the nodes list different URLs"
+        );
     }
     // Preview too: the channel's own presentation, ended.
     urls.extend(hls_urls(
-        &nodes[0],
+        nodes[0].http,
         "/preview/ch1/preview.isml",
         "m3u8-cmaf",
+        true,
     )?);
     assert!(urls.len() > 30, "{} URLs", urls.len());
-    for url in &urls {
-        let a = http_get(nodes[0].http, url, &[])?;
-        let b = http_get(nodes[1].http, url, &[])?;
-        assert_eq!(a.status, 200, "{url}: {}", a.text());
-        assert_eq!(b.status, a.status, "{url}");
-        assert!(a.body == b.body, "{url} differs between the nodes");
-        assert_eq!(a.header("etag"), b.header("etag"), "{url}");
-    }
+    assert_same_bytes(&[nodes[0].http, nodes[1].http], &urls)?;
     Ok(())
 }

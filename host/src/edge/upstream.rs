@@ -1,0 +1,317 @@
+//! The upstreams of an edge: ordering by rendezvous hashing, health with
+//! jittered back-off, and bounded HTTP requests to the upstream interface.
+//!
+//! ```text
+//!  ordered(key):  healthy upstreams by score xxh3(url, key) descending,
+//!                 then those backing off (same order): every edge sends a
+//!                 channel to the same shield, and a dead one is tried last
+//!  failure:       back-off 250 ms · 2^(n-1), at most 8 s, ±25 % jitter;
+//!                 a probe of /_tier/v1/health ends it early
+//! ```
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::StatusCode;
+
+/// Longest back-off of a failing upstream.
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
+
+/// First back-off of a failing upstream.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+/// One upstream: an ingest node, a shield in front of one, or another edge.
+#[derive(Debug)]
+pub struct Upstream {
+    /// Base URL without a trailing slash (`http://host:port`).
+    pub url: String,
+    /// Position on the command line (a bounded metric label).
+    pub index: usize,
+    health: Mutex<Health>,
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    failures: u32,
+    down_until: Option<Instant>,
+}
+
+impl Upstream {
+    /// Whether the upstream is backing off after failures.
+    pub fn is_down(&self) -> bool {
+        self.down_until().is_some_and(|t| t > Instant::now())
+    }
+
+    /// When its back-off ends, if it failed last.
+    pub fn down_until(&self) -> Option<Instant> {
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .down_until
+    }
+
+    /// Records a failure and starts (or lengthens) the back-off.
+    pub fn failed(&self, why: &str) {
+        let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        h.failures = h.failures.saturating_add(1);
+        let exp = FIRST_BACKOFF.saturating_mul(1 << h.failures.saturating_sub(1).min(6));
+        let backoff = jitter(exp.min(MAX_BACKOFF));
+        if h.failures == 1 {
+            tracing::warn!(upstream = %self.url, error = why, "upstream failing; backing off");
+        } else {
+            tracing::debug!(upstream = %self.url, error = why, failures = h.failures, ?backoff, "upstream still failing");
+        }
+        h.down_until = Some(Instant::now() + backoff);
+        crate::metrics::metrics()
+            .edge_upstream_failures
+            .get_or_create(&crate::metrics::UpstreamLabels {
+                upstream: self.index.to_string(),
+            })
+            .inc();
+    }
+
+    /// Records a success: the back-off ends.
+    pub fn succeeded(&self) {
+        let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        if h.failures > 0 {
+            tracing::info!(upstream = %self.url, "upstream answers again");
+        }
+        *h = Health::default();
+    }
+}
+
+/// ±25 % of `d`, so edges that lost an upstream together do not retry in
+/// step.
+fn jitter(d: Duration) -> Duration {
+    let r = getrandom::u64().unwrap_or(0) % 501;
+    // 750..=1250 per mille.
+    d.saturating_mul(750 + u32::try_from(r).unwrap_or(0)) / 1000
+}
+
+/// Why a request to an upstream failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    /// Connection, TLS or protocol failure, or a timeout.
+    #[error("{0}")]
+    Transport(String),
+    /// The answer is larger than the request allows.
+    #[error("answer larger than {0} bytes")]
+    TooLarge(usize),
+}
+
+/// An upstream's answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Status code.
+    pub status: StatusCode,
+    /// Body (bounded).
+    pub body: Bytes,
+}
+
+/// Every upstream of the edge and the client that reaches them.
+pub struct Upstreams {
+    list: Vec<std::sync::Arc<Upstream>>,
+    client: reqwest::Client,
+    token: Option<String>,
+}
+
+impl Upstreams {
+    /// Upstreams from their URLs (`http://` or `https://`, no path).
+    pub fn new(urls: &[String], token: Option<String>) -> anyhow::Result<Upstreams> {
+        let mut list = Vec::new();
+        for (index, u) in urls.iter().enumerate() {
+            let url = parse_upstream(u)?;
+            list.push(std::sync::Arc::new(Upstream {
+                url,
+                index,
+                health: Mutex::new(Health::default()),
+            }));
+        }
+        anyhow::ensure!(!list.is_empty(), "an edge needs at least one upstream");
+        crate::storage::install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot build the upstream client: {e}"))?;
+        Ok(Upstreams {
+            list,
+            client,
+            token,
+        })
+    }
+
+    /// Every upstream, in command-line order.
+    pub fn all(&self) -> &[std::sync::Arc<Upstream>] {
+        &self.list
+    }
+
+    /// The upstreams for `key` (a channel or locator name): healthy ones by
+    /// rendezvous score, then the ones backing off in the same order.
+    pub fn ordered(&self, key: &str) -> Vec<std::sync::Arc<Upstream>> {
+        let mut v: Vec<_> = self
+            .list
+            .iter()
+            .map(|u| {
+                (
+                    u.is_down(),
+                    std::cmp::Reverse(score(&u.url, key)),
+                    u.clone(),
+                )
+            })
+            .collect();
+        v.sort_by_key(|a| (a.0, a.1));
+        v.into_iter().map(|(_, _, u)| u).collect()
+    }
+
+    /// `GET {upstream}{path}`, with the tier token, within `timeout`, reading
+    /// at most `max_len` bytes of body.
+    pub async fn get(
+        &self,
+        up: &Upstream,
+        path: &str,
+        timeout: Duration,
+        max_len: usize,
+    ) -> Result<Answer, UpstreamError> {
+        let work = async {
+            let mut req = self.client.get(format!("{}{path}", up.url));
+            if let Some(t) = &self.token {
+                req = req.bearer_auth(t);
+            }
+            let mut resp = req
+                .send()
+                .await
+                .map_err(|e| UpstreamError::Transport(error_chain(&e)))?;
+            let status = resp.status();
+            if resp.content_length().is_some_and(|n| n > max_len as u64) {
+                return Err(UpstreamError::TooLarge(max_len));
+            }
+            let mut body = BytesMut::new();
+            while let Some(chunk) = resp
+                .chunk()
+                .await
+                .map_err(|e| UpstreamError::Transport(error_chain(&e)))?
+            {
+                if body.len() + chunk.len() > max_len {
+                    return Err(UpstreamError::TooLarge(max_len));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(Answer {
+                status,
+                body: body.freeze(),
+            })
+        };
+        let answer = tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| UpstreamError::Transport(format!("no answer within {timeout:?}")))?;
+        let m = crate::metrics::metrics();
+        let label = crate::metrics::UpstreamLabels {
+            upstream: up.index.to_string(),
+        };
+        m.edge_upstream_requests.get_or_create(&label).inc();
+        if let Ok(a) = &answer {
+            m.edge_upstream_bytes
+                .get_or_create(&label)
+                .inc_by(a.body.len() as u64);
+            if a.status == StatusCode::UNAUTHORIZED {
+                tracing::error!(
+                    upstream = %up.url,
+                    "upstream refused the tier token (401): set the same --tier-token on this edge as on the ingest node"
+                );
+            }
+        }
+        answer
+    }
+}
+
+/// The rendezvous score of `url` for `key`.
+fn score(url: &str, key: &str) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(url.as_bytes());
+    h.update(&[0]);
+    h.update(key.as_bytes());
+    h.digest()
+}
+
+/// An error with its sources, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+/// Checks an `--upstream` URL and returns its base (scheme and authority).
+pub fn parse_upstream(u: &str) -> anyhow::Result<String> {
+    let uri: http::Uri = u
+        .parse()
+        .map_err(|e| anyhow::anyhow!("bad upstream {u:?}: {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some("quic") => anyhow::bail!(
+            "upstream {u:?}: quic:// upstreams are not supported by this build yet; use http:// or https://"
+        ),
+        _ => anyhow::bail!("upstream {u:?}: the scheme must be http:// or https://"),
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| anyhow::anyhow!("upstream {u:?} has no host"))?;
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        anyhow::bail!("upstream {u:?}: give only scheme, host and port (no path)");
+    }
+    Ok(format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or("http"),
+        authority
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_urls() {
+        assert_eq!(
+            parse_upstream("http://127.0.0.1:8080").ok().as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(
+            parse_upstream("https://shield.example:443/")
+                .ok()
+                .as_deref(),
+            Some("https://shield.example:443")
+        );
+        assert!(parse_upstream("ftp://x").is_err());
+        assert!(parse_upstream("http://x/path").is_err());
+        assert!(parse_upstream("quic://x:1").is_err());
+        assert!(parse_upstream("nonsense").is_err());
+    }
+
+    #[test]
+    fn rendezvous_is_stable_and_spreads() {
+        let urls: Vec<String> = (0..4).map(|i| format!("http://10.0.0.{i}:80")).collect();
+        let ups = Upstreams::new(&urls, None).expect("valid");
+        let first = |k: &str| ups.ordered(k)[0].url.clone();
+        // The same key always goes to the same upstream...
+        assert_eq!(first("ch1"), first("ch1"));
+        // ...and keys spread over the upstreams.
+        let picked: std::collections::HashSet<String> =
+            (0..64).map(|i| first(&format!("ch{i}"))).collect();
+        assert!(picked.len() >= 3, "{picked:?}");
+        // A failing upstream goes last, the others keep their order.
+        let order: Vec<String> = ups.ordered("ch1").iter().map(|u| u.url.clone()).collect();
+        ups.ordered("ch1")[0].failed("test");
+        let after: Vec<String> = ups.ordered("ch1").iter().map(|u| u.url.clone()).collect();
+        assert_eq!(after[3], order[0]);
+        assert_eq!(after[..3], order[1..]);
+    }
+}

@@ -1,0 +1,144 @@
+//! What packagers see at an edge: the merged timeline, with payloads from
+//! the edge's fragment cache. A payload not at hand is recorded as a miss;
+//! delivery has the edge fetch the misses (single flight) and runs the
+//! packager again, as it does with stored assets on an ingest node.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use sluice_sdk::plugin::{
+    Fragment as FragmentInfo, PresentationInfo, PresentationState, SampleEntry, TrackInfo, View,
+};
+
+use super::follow::{Entry, State};
+use super::{EdgeCore, FragKey};
+use crate::storage::Fragment;
+
+/// A point-in-time view of a followed presentation.
+pub struct EdgeView {
+    state: State,
+    core: Arc<EdgeCore>,
+    resident: Mutex<HashMap<(u32, u64), Arc<Fragment>>>,
+    misses: Mutex<Vec<(u32, u64)>>,
+}
+
+impl EdgeView {
+    pub(super) fn new(state: State, core: Arc<EdgeCore>) -> Self {
+        EdgeView {
+            state,
+            core,
+            resident: Mutex::new(HashMap::new()),
+            misses: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Changes whenever what the view lists changes.
+    pub fn generation(&self) -> u64 {
+        self.state.generation
+    }
+
+    /// Stable for one recording (see [`State::identity`]).
+    pub fn identity(&self) -> u64 {
+        self.state.identity
+    }
+
+    /// Whether the presentation is still growing.
+    pub fn is_live(&self) -> bool {
+        self.state.info.state == PresentationState::Live
+    }
+
+    fn entry(&self, track: u32, start: u64) -> Option<Entry> {
+        let i = self.state.tracks.iter().position(|t| t.id == track)?;
+        let list = &self.state.lists[i];
+        let pos = list.binary_search_by_key(&start, |e| e.info.start).ok()?;
+        list.get(pos).copied()
+    }
+
+    fn fragment(&self, track: u32, start: u64) -> Option<Arc<Fragment>> {
+        let e = self.entry(track, start)?;
+        let mut resident = self.resident.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = resident.get(&(track, start)) {
+            return Some(f.clone());
+        }
+        let key = FragKey {
+            channel: self.state.channel.clone(),
+            track,
+            start,
+            sum: e.sum,
+        };
+        match self.core.frags.get(&key) {
+            Some(f) => {
+                resident.insert((track, start), f.clone());
+                Some(f)
+            }
+            None => {
+                self.misses
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((track, start));
+                None
+            }
+        }
+    }
+
+    /// Payload bytes by reference, when at hand.
+    pub fn data(&self, track: u32, start: u64, offset: u32, length: u32) -> Option<Bytes> {
+        self.fragment(track, start)?.payload(offset, length)
+    }
+
+    /// The fragments asked for that were not at hand (cleared).
+    pub fn take_misses(&self) -> Vec<(u32, u64)> {
+        let mut m = std::mem::take(&mut *self.misses.lock().unwrap_or_else(|e| e.into_inner()));
+        m.sort_unstable();
+        m.dedup();
+        m
+    }
+
+    /// Fetches `misses` (concurrently, each through the edge's single
+    /// flight) and keeps them at hand.
+    pub async fn fetch(&self, misses: Vec<(u32, u64)>) -> Result<(), String> {
+        let jobs = misses.into_iter().filter_map(|(track, start)| {
+            let e = self.entry(track, start)?;
+            let core = self.core.clone();
+            let channel = self.state.channel.clone();
+            Some(async move { (track, start, core.fragment(&channel, track, e).await) })
+        });
+        for (track, start, result) in futures_util::future::join_all(jobs).await {
+            let f = result?;
+            self.resident
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert((track, start), f);
+        }
+        Ok(())
+    }
+}
+
+impl View for EdgeView {
+    fn info(&self) -> PresentationInfo {
+        self.state.info.clone()
+    }
+
+    fn tracks(&self) -> Vec<TrackInfo> {
+        self.state.tracks.clone()
+    }
+
+    fn fragments(&self, track: u32, from: u64, limit: u32) -> Vec<FragmentInfo> {
+        let Some(i) = self.state.tracks.iter().position(|t| t.id == track) else {
+            return Vec::new();
+        };
+        let list = &self.state.lists[i];
+        let first = list.partition_point(|e| e.info.start < from);
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        list[first..].iter().take(limit).map(|e| e.info).collect()
+    }
+
+    fn samples(&self, track: u32, start: u64) -> Option<Vec<SampleEntry>> {
+        self.fragment(track, start).map(|f| f.samples.clone())
+    }
+
+    fn sample_data(&self, track: u32, start: u64, offset: u32, length: u32) -> Option<Vec<u8>> {
+        self.data(track, start, offset, length).map(|b| b.to_vec())
+    }
+}

@@ -1,0 +1,324 @@
+//! Edge mode (`--upstream`): an edge serves the delivery URLs of its
+//! upstream byte for byte, fetches each fragment once however many formats
+//! and viewers ask, follows live presentations, collapses concurrent
+//! requests (directly and through an nginx shield), keeps serving what it
+//! holds when the upstream is gone, and recovers when it returns.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use sluice_tests::faultproxy::{FaultProxy, Mode};
+use sluice_tests::shield::Shield;
+use sluice_tests::{
+    Sluice, assert_same_bytes, every_url, ffprobe_frames, hls_urls, http_get, push_file,
+    record_clip, running_channel, start_recording, stop_program, wait_for,
+};
+
+const TOKEN: &str = "edge-t0ken";
+const AUTH: (&str, &str) = ("Authorization", "Bearer edge-t0ken");
+
+/// A counter of `s`'s `/metrics` (0 when absent).
+fn metric(s: &Sluice, name_and_labels: &str) -> anyhow::Result<u64> {
+    let r = http_get(s.admin, "/metrics", &[])?;
+    let needle = format!("{name_and_labels} ");
+    Ok(r.text()
+        .lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0))
+}
+
+fn fragment_requests(s: &Sluice) -> anyhow::Result<u64> {
+    metric(s, "sluice_tier_requests_total{kind=\"fragment\"}")
+}
+
+/// The distinct fragment names (track, start, checksum) of timeline
+/// documents at `paths` of `s`.
+fn fragment_names(s: &Sluice, paths: &[&str]) -> anyhow::Result<BTreeSet<String>> {
+    let mut names = BTreeSet::new();
+    for p in paths {
+        let r = http_get(s.http, p, &[AUTH])?;
+        anyhow::ensure!(r.status == 200, "{p}: {}", r.text());
+        let doc: serde_json::Value = serde_json::from_slice(&r.body)?;
+        for t in doc["tracks"].as_array().into_iter().flatten() {
+            for f in t["fragments"].as_array().into_iter().flatten() {
+                names.insert(format!("{}/{}.{}", t["id"], f[0], f[6]));
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// An ingest node with the token, holding the ended 8 s asset `show`
+/// (locator `show`) of channel `ch1`.
+fn recorded_node() -> anyhow::Result<Sluice> {
+    let s = Sluice::start("", &["--tier-token", TOKEN])?;
+    record_clip(&s, 8)?;
+    stop_program(&s, "ch1", "show")?;
+    Ok(s)
+}
+
+fn edge_of(upstreams: &[String], config: &str) -> anyhow::Result<Sluice> {
+    let mut args = vec!["--tier-token", TOKEN];
+    for u in upstreams {
+        args.extend(["--upstream", u.as_str()]);
+    }
+    Sluice::start(config, &args)
+}
+
+/// `n` concurrent GETs of `path` from `addr`: every status and body.
+fn burst(addr: std::net::SocketAddr, path: &str, n: usize) -> anyhow::Result<Vec<(u16, Vec<u8>)>> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|_| scope.spawn(|| http_get(addr, path, &[])))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                let r = h
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("request panicked"))??;
+                Ok((r.status, r.body))
+            })
+            .collect()
+    })
+}
+
+#[test]
+fn an_edge_serves_the_same_bytes_and_fetches_each_fragment_once() -> anyhow::Result<()> {
+    let s = recorded_node()?;
+    let edge = edge_of(&[format!("http://{}", s.http)], "")?;
+
+    let mut urls = every_url(s.http, "/show/show.ism")?;
+    urls.extend(hls_urls(
+        s.http,
+        "/preview/ch1/preview.isml",
+        "m3u8-cmaf",
+        true,
+    )?);
+    assert!(urls.len() > 30, "{} URLs", urls.len());
+    let before = fragment_requests(&s)?;
+    // The edge first: everything it answers comes from upstream.
+    assert_same_bytes(&[edge.http, s.http], &urls)?;
+    // Every format of the asset and of the preview, one upstream copy of
+    // each fragment.
+    let names = fragment_names(
+        &s,
+        &[
+            "/_tier/v1/assets/show/timeline",
+            "/_tier/v1/channels/ch1/timeline",
+        ],
+    )?;
+    assert_eq!(fragment_requests(&s)? - before, names.len() as u64);
+
+    // What an edge does not have.
+    assert_eq!(
+        http_get(edge.http, "/nope/nope.ism/Manifest", &[])?.status,
+        404
+    );
+    assert_eq!(
+        http_get(edge.http, "/preview/nope/preview.isml/Manifest", &[])?.status,
+        404
+    );
+    assert_eq!(
+        http_get(edge.http, "/show/other.ism/Manifest", &[])?.status,
+        404
+    );
+    assert_eq!(
+        http_get(edge.http, "/ingest/ch1/k/x.ismv/Streams(main)", &[])?.status,
+        404
+    );
+    assert_eq!(http_get(edge.http, "/_tier/v1/health", &[])?.status, 404);
+    assert_eq!(http_get(edge.admin, "/api/v1/channels", &[])?.status, 404);
+    assert!(metric(&edge, "sluice_edge_upstream_requests_total{upstream=\"0\"}")? > 0);
+
+    // A wrong or missing token: 401 from the ingest node, a 502 that no
+    // cache keeps at the edge, and one clear line in the edge's log.
+    let r = http_get(
+        s.http,
+        "/_tier/v1/locators/show",
+        &[("Authorization", "Bearer nope")],
+    )?;
+    assert_eq!(r.status, 401);
+    for token in [Some("nope"), None] {
+        let mut args = vec!["--upstream".to_owned(), format!("http://{}", s.http)];
+        if let Some(t) = token {
+            args.extend(["--tier-token".to_owned(), t.to_owned()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let bad = Sluice::start("", &args)?;
+        let r = http_get(bad.http, "/show/show.ism/Manifest", &[])?;
+        assert_eq!(r.status, 502, "{}", r.text());
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        assert!(
+            bad.log().contains("refused the tier token (401)"),
+            "{}",
+            bad.log()
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn a_live_edge_follows_the_timeline_and_ffmpeg_plays_it() -> anyhow::Result<()> {
+    let s = Sluice::start("", &["--tier-token", TOKEN])?;
+    let edge = edge_of(&[format!("http://{}", s.http)], "")?;
+    let ch = running_channel(&s, "ch1")?;
+    start_recording(&s, "ch1", "show", "PT5M")?;
+    let rtmp = format!("{}/main", ch["ingest"]["rtmp"].as_str().unwrap_or_default());
+    let work = sluice_tests::tempdir::TempDir::new("sluice-edge-live")?;
+    let source = sluice_tests::encode_source(work.path(), 12, "source.flv")?;
+    let playlist = "/show/show.ism/m3u8-cmaf/t1/index.m3u8";
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let push = scope.spawn(|| push_file(&source, &rtmp, true));
+        // The edge's live playlist grows while the encoder pushes.
+        let mut seen = BTreeSet::new();
+        wait_for(Duration::from_secs(60), || {
+            let r = http_get(edge.http, playlist, &[]).ok()?;
+            (r.status == 200).then(|| seen.insert(r.text().matches("#EXTINF").count()));
+            (seen.len() >= 3).then_some(())
+        })?;
+        let url = edge.url("/show/show.ism/Manifest(format=m3u8-cmaf)");
+        let (frames, err) = ffprobe_frames(
+            &url,
+            &["-live_start_index", "0", "-m3u8_hold_counters", "2"],
+        )?;
+        let video = frames.iter().filter(|f| f.media_type == "video").count();
+        assert!(
+            video >= 200,
+            "{video} video frames from the live edge: {err}"
+        );
+        let (ok, err) = push
+            .join()
+            .map_err(|_| anyhow::anyhow!("push panicked"))??;
+        anyhow::ensure!(ok, "{err}");
+        Ok(())
+    })?;
+    // The edge followed with blocking requests, not polling.
+    assert!(metric(&s, "sluice_tier_requests_total{kind=\"blocking\"}")? > 0);
+    Ok(())
+}
+
+#[test]
+fn concurrent_viewers_cost_one_shield_request_per_object() -> anyhow::Result<()> {
+    let s = recorded_node()?;
+    let shield = Shield::start(s.http)?;
+    let edge = edge_of(&[format!("http://{}", shield.addr)], "")?;
+    let cmaf = hls_urls(s.http, "/show/show.ism", "m3u8-cmaf", true)?;
+    let aapl = hls_urls(s.http, "/show/show.ism", "m3u8-aapl", true)?;
+    let first = |urls: &BTreeSet<String>, ext: &str| {
+        urls.iter()
+            .find(|u| u.ends_with(ext))
+            .cloned()
+            .unwrap_or_default()
+    };
+    // Cold objects, 200 viewers each at once: the MPD, an fMP4 segment and
+    // a TS segment (the same fragments as the fMP4 one: no new fetch).
+    for path in [
+        "/show/show.ism/Manifest(format=mpd-time-csf)".to_owned(),
+        first(&cmaf, ".m4s"),
+        first(&aapl, ".ts"),
+    ] {
+        let answers = burst(edge.http, &path, 200)?;
+        assert!(
+            answers.iter().all(|a| a == &answers[0] && a.0 == 200),
+            "{path}: answers differ or failed"
+        );
+    }
+    let mut per_uri: HashMap<String, usize> = HashMap::new();
+    for uri in shield.upstream_requests() {
+        *per_uri.entry(uri).or_default() += 1;
+    }
+    assert!(!per_uri.is_empty());
+    for (uri, n) in &per_uri {
+        assert_eq!(
+            *n, 1,
+            "{uri} reached the ingest node {n} times: {per_uri:?}"
+        );
+    }
+    assert!(
+        per_uri.keys().any(|u| u.contains("/f/")),
+        "no fragment went through the shield: {per_uri:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_slow_upstream_is_fetched_once_and_cached_for_followers_that_gave_up() -> anyhow::Result<()> {
+    let s = recorded_node()?;
+    let proxy = FaultProxy::start(s.http)?;
+    let edge = edge_of(
+        &[format!("http://{}", proxy.addr)],
+        "[edge]\nfollower_wait_ms = 300\n",
+    )?;
+    let cmaf = hls_urls(edge.http, "/show/show.ism", "m3u8-cmaf", true)?;
+    let segment = cmaf
+        .iter()
+        .find(|u| u.ends_with(".m4s"))
+        .cloned()
+        .unwrap_or_default();
+    let before = fragment_requests(&s)?;
+    // The upstream now answers in 1.5 s, the followers wait 0.3 s: every
+    // viewer gets a 5xx no cache keeps...
+    proxy.set(Mode::Delay(Duration::from_millis(1500)));
+    let answers = burst(edge.http, &segment, 20)?;
+    assert!(
+        answers.iter().all(|a| a.0 >= 500),
+        "{:?}",
+        answers.iter().map(|a| a.0).collect::<Vec<_>>()
+    );
+    // ...and the one fetch goes on and is cached: a later request gets
+    // the segment without another upstream fetch.
+    let r = wait_for(Duration::from_secs(20), || {
+        let r = http_get(edge.http, &segment, &[]).ok()?;
+        (r.status == 200).then_some(r)
+    })?;
+    assert_eq!(r.body, http_get(s.http, &segment, &[])?.body);
+    let fetched = fragment_requests(&s)? - before;
+    // One fragment per track of the segment (video: one).
+    assert_eq!(fetched, 1, "{fetched} upstream fetches");
+    Ok(())
+}
+
+#[test]
+fn an_edge_serves_what_it_holds_while_the_upstream_is_gone_and_recovers() -> anyhow::Result<()> {
+    let s = recorded_node()?;
+    let proxy = FaultProxy::start(s.http)?;
+    let edge = edge_of(&[format!("http://{}", proxy.addr)], "")?;
+    let playlist = "/show/show.ism/m3u8-cmaf/t1/index.m3u8";
+    let r = http_get(edge.http, playlist, &[])?;
+    assert_eq!(r.status, 200);
+    let segments: Vec<String> = r
+        .text()
+        .lines()
+        .filter(|l| l.ends_with(".m4s"))
+        .map(|l| format!("/show/show.ism/m3u8-cmaf/t1/{l}"))
+        .collect();
+    assert!(segments.len() >= 3, "{}", r.text());
+    let held = http_get(edge.http, &segments[0], &[])?;
+    assert_eq!(held.status, 200);
+
+    for mode in [Mode::Refuse, Mode::Blackhole] {
+        proxy.set(mode);
+        // What the edge holds plays on.
+        for path in [playlist, segments[0].as_str()] {
+            let r = http_get(edge.http, path, &[])?;
+            assert_eq!(r.status, 200, "{mode:?} {path}");
+        }
+        assert_eq!(http_get(edge.http, &segments[0], &[])?.body, held.body);
+        // What it does not hold fails, and no cache keeps the failure.
+        let r = http_get(edge.http, &segments[1], &[])?;
+        assert!(r.status >= 500, "{mode:?}: {}", r.status);
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+    }
+    // The upstream returns: within seconds the edge serves the rest.
+    proxy.set(Mode::Pass);
+    for path in &segments[1..] {
+        let r = wait_for(Duration::from_secs(15), || {
+            let r = http_get(edge.http, path, &[]).ok()?;
+            (r.status == 200).then_some(r)
+        })?;
+        assert_eq!(r.body, http_get(s.http, path, &[])?.body, "{path}");
+    }
+    Ok(())
+}
