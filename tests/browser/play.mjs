@@ -4,6 +4,10 @@
 //   node tests/browser/play.mjs --player hls|dash|shaka|mss --url URL
 //        [--advance SECONDS] [--seek-back] [--timeout SECONDS]
 //
+// The report lists `stalls` (ms from each 'waiting' after playback
+// started to the next 'playing') and `maxStallMs` (the longest, counting
+// one still open at the end).
+//
 // hls = hls.js, dash = dash.js, shaka = shaka-player, mss = dash.js with
 // its Smooth Streaming module. The page and the player libraries are served
 // from this directory by a server on 127.0.0.1 (port 0); any request to
@@ -51,12 +55,23 @@ const LIBS = {
 function page(player, url) {
   const scripts = LIBS[player].map((l) => `<script src="/lib/${l}"></script>`).join('\n');
   return `<!doctype html><html><head><meta charset="utf-8">${scripts}</head>
-<body><video id="v" muted autoplay playsinline width="320"></video>
+<body><video id="v" muted playsinline width="320"></video>
 <script>
 const report = { errors: [], warnings: [] };
 window.report = report;
 const video = document.getElementById('v');
 const url = ${JSON.stringify(url)};
+// Stalls after playback started: 'waiting' to the next 'playing', in ms.
+report.stalls = [];
+let playing = false;
+let stallStart = null;
+video.addEventListener('waiting', () => { if (playing && stallStart === null) stallStart = performance.now(); });
+video.addEventListener('playing', () => {
+  playing = true;
+  if (stallStart !== null) report.stalls.push(Math.round(performance.now() - stallStart));
+  stallStart = null;
+});
+window.openStall = () => (stallStart === null ? 0 : Math.round(performance.now() - stallStart));
 video.addEventListener('error', () => {
   const e = video.error;
   report.errors.push('media element error ' + (e ? e.code + ' ' + e.message : ''));
@@ -91,7 +106,10 @@ async function start() {
     });
     try { await p.load(url); } catch (e) { report.errors.push('shaka load ' + e.code + ' ' + e.message); }
   }
-  video.play().catch(() => {});
+  // dash.js starts playback itself (autoStart): it must see the element's
+  // 'play' event, or it never schedules a manifest refresh (it starts
+  // "paused") and a live stream stalls at the edge it first saw.
+  if (player !== 'dash' && player !== 'mss') video.play().catch(() => {});
 }
 start().catch((e) => report.errors.push('start ' + e));
 </script></body></html>`;
@@ -158,6 +176,7 @@ async function main() {
       for (let i = 0; i < v.buffered.length; i++) buffered.push([v.buffered.start(i), v.buffered.end(i)]);
       return {
         t: v.currentTime, seekable: s, buffered, readyState: v.readyState,
+        stalls: window.report.stalls, openStall: window.openStall(),
         errors: window.report.errors, warnings: window.report.warnings,
       };
     });
@@ -195,6 +214,7 @@ async function main() {
       result.before = s.t;
       ok = after.t < s.t - 1 && (await until(to + 2));
     }
+    result.maxStallMs = Math.max(0, result.openStall || 0, ...(result.stalls || []));
     result.ok = ok && result.refused.length === 0;
   } finally {
     await browser.close();

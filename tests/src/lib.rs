@@ -671,6 +671,17 @@ pub enum Player {
 /// player or media error and no request off loopback, and, with
 /// `seek_back`, a seek to the start of the seekable range played on.
 pub fn play_in_browser(player: Player, url: &str, seek_back: bool) -> Result<serde_json::Value> {
+    let extra: &[&str] = if seek_back { &["--seek-back"] } else { &[] };
+    play_in_browser_with(player, url, extra)
+}
+
+/// [`play_in_browser`] with more `play.mjs` arguments (`--advance 30`,
+/// `--timeout 120`, ...).
+pub fn play_in_browser_with(
+    player: Player,
+    url: &str,
+    extra: &[&str],
+) -> Result<serde_json::Value> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
     anyhow::ensure!(
         dir.join("node_modules/playwright-core").is_dir()
@@ -685,10 +696,8 @@ pub fn play_in_browser(player: Player, url: &str, seek_back: bool) -> Result<ser
     };
     let mut cmd = Command::new("node");
     cmd.arg(dir.join("play.mjs"))
-        .args(["--player", name, "--url", url]);
-    if seek_back {
-        cmd.arg("--seek-back");
-    }
+        .args(["--player", name, "--url", url])
+        .args(extra);
     let (ok, out, err) = run(&mut cmd)?;
     let report: serde_json::Value =
         serde_json::from_str(out.trim()).with_context(|| format!("player output: {out}\n{err}"))?;
@@ -784,8 +793,14 @@ pub fn assert_same_bytes(
             );
             anyhow::ensure!(
                 other.body == first.body,
-                "{url} differs between {} and {addr}",
-                addrs[0]
+                "{url} differs between {} and {addr} from byte {}",
+                addrs[0],
+                first
+                    .body
+                    .iter()
+                    .zip(&other.body)
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(first.body.len().min(other.body.len()))
             );
             anyhow::ensure!(
                 other.header("etag") == first.header("etag"),

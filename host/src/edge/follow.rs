@@ -148,97 +148,122 @@ impl Followed {
             .is_some_and(|s| s.info.state == PresentationState::Ended)
     }
 
-    /// Merges a timeline document from upstream `up`; returns the entries
-    /// it added (track id, entry).
-    fn merge(&self, doc: Doc, up: usize) -> Result<Vec<(u32, Entry)>, String> {
+    /// Merges timeline documents from upstream `up`; returns the entries
+    /// they added (track id, entry).
+    ///
+    /// An asset that ended is frozen. With `replace` (an ended asset read
+    /// whole, every page), the documents' listing replaces what is held
+    /// and the asset ends; without, an "ended" document only adds what it
+    /// lists, so the end shows only once the whole listing is in.
+    fn merge(&self, docs: &[Doc], up: usize, replace: bool) -> Result<Vec<(u32, Entry)>, String> {
         let bit = 1u64
             .checked_shl(u32::try_from(up).unwrap_or(64))
             .unwrap_or(0);
-        let info = doc.info()?;
-        let mut tracks = Vec::with_capacity(doc.tracks.len());
-        for t in &doc.tracks {
-            tracks.push(parse_track(t)?);
+        let asset = !matches!(self.key, PresKey::Channel(_));
+        let mut parsed = Vec::with_capacity(docs.len());
+        for doc in docs {
+            let info = doc.info()?;
+            let mut tracks = Vec::with_capacity(doc.tracks.len());
+            for t in &doc.tracks {
+                tracks.push(parse_track(t)?);
+            }
+            parsed.push((doc, info, tracks));
         }
+        let Some((first_doc, first_info, first_tracks)) = parsed.first() else {
+            return Ok(Vec::new());
+        };
         let mut guard = self.state.write().unwrap_or_else(|e| e.into_inner());
         let state = guard.get_or_insert_with(|| {
             let mut h = xxhash_rust::xxh3::Xxh3::new();
-            h.update(doc.channel.as_bytes());
-            h.update(&info.epoch_ms.unwrap_or(0).to_le_bytes());
-            for (t, _, _) in &tracks {
+            h.update(first_doc.channel.as_bytes());
+            h.update(&first_info.epoch_ms.unwrap_or(0).to_le_bytes());
+            for (t, _, _) in first_tracks {
                 h.update(crate::archive::track_json(t).to_string().as_bytes());
             }
+            let mut info = first_info.clone();
+            info.state = PresentationState::Live;
             State {
-                channel: doc.channel.clone(),
-                info: info.clone(),
+                channel: first_doc.channel.clone(),
+                info,
                 tracks: Vec::new(),
                 lists: Vec::new(),
                 generation: 0,
                 identity: h.digest(),
             }
         });
-        if doc.channel != state.channel {
-            return Err(format!(
-                "upstream names channel {:?}, another upstream {:?}",
-                doc.channel, state.channel
-            ));
+        if asset && state.info.state == PresentationState::Ended {
+            return Ok(Vec::new());
         }
         let mut changed = false;
-        if state.info != info {
-            // An ended presentation stays ended (a lagging upstream may
-            // still call it live).
-            let ended = state.info.state == PresentationState::Ended;
-            state.info = info;
-            if ended && !matches!(self.key, PresKey::Channel(_)) {
-                state.info.state = PresentationState::Ended;
+        if replace {
+            for list in &mut state.lists {
+                if !list.is_empty() {
+                    *list = Arc::new(Vec::new());
+                    changed = true;
+                }
             }
-            changed = true;
         }
         let mut added = Vec::new();
-        for (track, first, fragments) in tracks {
-            let i = match state.tracks.iter().position(|t| t.id == track.id) {
-                Some(i) => i,
-                None => {
-                    if state.tracks.len() >= MAX_TRACKS {
-                        return Err(format!("more than {MAX_TRACKS} tracks"));
-                    }
-                    state.tracks.push(track.clone());
-                    state.lists.push(Arc::new(Vec::new()));
-                    changed = true;
-                    state.tracks.len() - 1
-                }
-            };
-            let list = Arc::make_mut(&mut state.lists[i]);
-            for (info, sum) in fragments {
-                let end = info.start.saturating_add(info.duration);
-                let pos = list.partition_point(|e| e.info.start < info.start);
-                if let Some(e) = list.get_mut(pos)
-                    && e.info.start == info.start
-                {
-                    e.from |= bit;
-                    continue;
-                }
-                let fits_before = pos == 0 || {
-                    let p = &list[pos - 1].info;
-                    p.start.saturating_add(p.duration) <= info.start
-                };
-                let fits_after = list.get(pos).is_none_or(|n| end <= n.info.start);
-                if !(fits_before && fits_after) {
-                    continue;
-                }
-                let e = Entry {
-                    info,
-                    sum,
-                    from: bit,
-                };
-                list.insert(pos, e);
-                added.push((track.id, e));
+        for (doc, mut info, tracks) in parsed {
+            if doc.channel != state.channel {
+                return Err(format!(
+                    "upstream names channel {:?}, another upstream {:?}",
+                    doc.channel, state.channel
+                ));
+            }
+            if asset && !replace {
+                info.state = PresentationState::Live;
+            }
+            if state.info != info {
+                state.info = info;
                 changed = true;
             }
-            if let Some(first) = first {
-                let cut = list.partition_point(|e| e.info.start < first);
-                if cut > 0 {
-                    list.drain(..cut);
+            for (track, first, fragments) in tracks {
+                let i = match state.tracks.iter().position(|t| t.id == track.id) {
+                    Some(i) => i,
+                    None => {
+                        if state.tracks.len() >= MAX_TRACKS {
+                            return Err(format!("more than {MAX_TRACKS} tracks"));
+                        }
+                        state.tracks.push(track.clone());
+                        state.lists.push(Arc::new(Vec::new()));
+                        changed = true;
+                        state.tracks.len() - 1
+                    }
+                };
+                let list = Arc::make_mut(&mut state.lists[i]);
+                for (info, sum) in fragments {
+                    let end = info.start.saturating_add(info.duration);
+                    let pos = list.partition_point(|e| e.info.start < info.start);
+                    if let Some(e) = list.get_mut(pos)
+                        && e.info.start == info.start
+                    {
+                        e.from |= bit;
+                        continue;
+                    }
+                    let fits_before = pos == 0 || {
+                        let p = &list[pos - 1].info;
+                        p.start.saturating_add(p.duration) <= info.start
+                    };
+                    let fits_after = list.get(pos).is_none_or(|n| end <= n.info.start);
+                    if !(fits_before && fits_after) {
+                        continue;
+                    }
+                    let e = Entry {
+                        info,
+                        sum,
+                        from: bit,
+                    };
+                    list.insert(pos, e);
+                    added.push((track.id, e));
                     changed = true;
+                }
+                if let Some(first) = first {
+                    let cut = list.partition_point(|e| e.info.start < first);
+                    if cut > 0 {
+                        list.drain(..cut);
+                        changed = true;
+                    }
                 }
             }
         }
@@ -357,14 +382,23 @@ pub async fn follow(core: Arc<EdgeCore>, pres: Arc<Followed>, up: usize) {
         return;
     };
     let base = timeline_path(&pres.key);
+    let asset = matches!(pres.key, PresKey::Asset(_));
     let fetch_timeout = Duration::from_millis(core.config.fetch_timeout_ms);
     let idle_ms = i64::try_from(core.config.idle_s.saturating_mul(1000)).unwrap_or(i64::MAX);
     let mut shutdown = core.shutdown.clone();
     // This upstream's cut, once its timeline was read whole.
     let mut cut: Option<i64> = None;
     let mut from: i64 = 0;
+    // Once an asset ended, it is read whole once more (every page), and
+    // that listing replaces what was merged while it was live: a live
+    // listing may hold a last fragment the finished asset leaves out.
+    let mut final_pages: Option<Vec<Doc>> = None;
     loop {
-        if pres.stopped() || pres.idle_ms() > idle_ms || *shutdown.borrow() {
+        if pres.stopped()
+            || pres.idle_ms() > idle_ms
+            || *shutdown.borrow()
+            || (asset && pres.ended())
+        {
             break;
         }
         if let Some(until) = upstream.down_until() {
@@ -388,14 +422,17 @@ pub async fn follow(core: Arc<EdgeCore>, pres: Arc<Followed>, up: usize) {
             a = core.upstreams.get(&upstream, &path, timeout, MAX_DOCUMENT) => a,
             _ = shutdown.changed() => break,
         };
+        let failed = |e: String| {
+            upstream.failed(&e);
+            pres.ready.send_modify(|r| {
+                r.failed |= 1 << up.min(63);
+                r.error = e;
+            });
+        };
         let answer = match answer {
             Ok(a) => a,
             Err(e) => {
-                upstream.failed(&e.to_string());
-                pres.ready.send_modify(|r| {
-                    r.failed |= 1 << up.min(63);
-                    r.error = format!("{}: {e}", upstream.url);
-                });
+                failed(format!("{}: {e}", upstream.url));
                 continue;
             }
         };
@@ -409,42 +446,70 @@ pub async fn follow(core: Arc<EdgeCore>, pres: Arc<Followed>, up: usize) {
             404 => {
                 upstream.succeeded();
                 pres.ready.send_modify(|r| r.missing |= 1 << up.min(63));
-                cut = None;
-                from = 0;
+                (cut, from, final_pages) = (None, 0, None);
                 sleep_or_stop(&mut shutdown, Duration::from_millis(1000)).await;
                 continue;
             }
             status => {
-                let e = format!("{}: status {status}", upstream.url);
-                upstream.failed(&e);
-                pres.ready.send_modify(|r| {
-                    r.failed |= 1 << up.min(63);
-                    r.error = e;
-                });
+                failed(format!("{}: status {status}", upstream.url));
                 continue;
             }
         }
-        let merged = Doc::parse(&answer.body).and_then(|doc| {
-            let next = doc.next;
-            let doc_cut = doc.cut_ms;
-            let added = pres.merge(doc, up)?;
-            Ok((next, doc_cut, added))
-        });
-        let (next, doc_cut, added) = match merged {
-            Ok(m) => m,
+        let doc = match Doc::parse(&answer.body) {
+            Ok(d) => d,
             Err(e) => {
-                let e = format!("{}: {e}", upstream.url);
-                upstream.failed(&e);
-                pres.ready.send_modify(|r| {
-                    r.failed |= 1 << up.min(63);
-                    r.error = e;
-                });
-                cut = None;
-                from = 0;
+                failed(format!("{}: {e}", upstream.url));
+                (cut, from, final_pages) = (None, 0, None);
                 continue;
             }
         };
         upstream.succeeded();
+        let (next, doc_cut, ended) = (doc.next, doc.cut_ms, doc.info.state == "ended");
+        if asset && ended && final_pages.is_none() {
+            if cut.is_some() || from != 0 {
+                // Ended since the last answer: read it whole from the start.
+                (cut, from, final_pages) = (None, 0, Some(Vec::new()));
+                continue;
+            }
+            // The first page of a read is already the final read's.
+            final_pages = Some(Vec::new());
+        }
+        // The final read of an ended asset: collect every page, then
+        // replace at once (or, if a page was stale, read again shortly).
+        if let Some(pages) = final_pages.as_mut() {
+            pages.push(doc);
+            if let Some(n) = next.filter(|n| *n > from) {
+                from = n;
+                continue;
+            }
+            let pages = final_pages.take().unwrap_or_default();
+            if pages.iter().all(|d| d.info.state == "ended") {
+                match pres.merge(&pages, up, true) {
+                    Ok(_) => {
+                        tracing::debug!(upstream = %upstream.url, %path, pages = pages.len(), "ended asset read whole");
+                        pres.ready.send_modify(|r| {
+                            r.synced = true;
+                            r.failed &= !(1 << up.min(63));
+                        });
+                        break;
+                    }
+                    Err(e) => failed(format!("{}: {e}", upstream.url)),
+                }
+            } else {
+                sleep_or_stop(&mut shutdown, Duration::from_millis(1000)).await;
+            }
+            (cut, from, final_pages) = (None, 0, Some(Vec::new()));
+            continue;
+        }
+        let added = match pres.merge(std::slice::from_ref(&doc), up, false) {
+            Ok(a) => a,
+            Err(e) => {
+                failed(format!("{}: {e}", upstream.url));
+                (cut, from) = (None, 0);
+                continue;
+            }
+        };
+        tracing::debug!(upstream = %upstream.url, %path, ended, added = added.len(), "timeline merged");
         match (cut, next) {
             // More pages of the first read.
             (None, Some(n)) if n > from => {
@@ -468,11 +533,7 @@ pub async fn follow(core: Arc<EdgeCore>, pres: Arc<Followed>, up: usize) {
                 prefetch(&core, &pres, &added);
             }
         }
-        if pres.ended() {
-            if matches!(pres.key, PresKey::Asset(_)) {
-                // Complete: nothing will change.
-                break;
-            }
+        if ended {
             // A channel whose encoders stopped may start again.
             sleep_or_stop(&mut shutdown, Duration::from_millis(fragment_ms)).await;
         }
@@ -546,13 +607,19 @@ mod tests {
         let f = Followed::new(PresKey::Channel("ch1".into()));
         let a = "00000000000000aa";
         let b = "00000000000000bb";
-        let added = f.merge(doc(0, &[(0, a), (2000, a)]), 0).expect("merges");
+        let added = f
+            .merge(&[doc(0, &[(0, a), (2000, a)])], 0, false)
+            .expect("merges");
         assert_eq!(added.len(), 2);
         // The second upstream has the same two (other bytes for one: the
         // first listed wins) and one more; a fragment overlapping a listed
         // one is dropped.
         let added = f
-            .merge(doc(0, &[(0, b), (2000, a), (3000, b), (4000, b)]), 1)
+            .merge(
+                &[doc(0, &[(0, b), (2000, a), (3000, b), (4000, b)])],
+                1,
+                false,
+            )
             .expect("merges");
         assert_eq!(
             added.iter().map(|(_, e)| e.info.start).collect::<Vec<_>>(),
@@ -568,13 +635,38 @@ mod tests {
         assert_eq!(list[0].from, 0b11);
         assert_eq!(list[2].from, 0b10);
         // A window start trims.
-        f.merge(doc(2000, &[]), 0).expect("merges");
+        f.merge(&[doc(2000, &[])], 0, false).expect("merges");
         let s = f.state().expect("state");
         assert_eq!(
             s.lists[0].iter().map(|e| e.info.start).collect::<Vec<_>>(),
             [2000, 4000]
         );
         assert!(s.generation >= 3);
+        // A replacing listing of an ended presentation drops the rest; a
+        // live listing after that is stale and changes nothing.
+        let f = Followed::new(PresKey::Asset("show".into()));
+        f.merge(&[doc(0, &[(0, a), (2000, a)])], 0, false)
+            .expect("merges");
+        let ended = || {
+            let mut d = doc(0, &[(2000, a)]);
+            d.info.state = "ended".into();
+            d
+        };
+        // An ended document alone does not end it: the end shows once the
+        // whole listing is in.
+        f.merge(&[ended()], 1, false).expect("merges");
+        let live = f.state().expect("state");
+        assert_eq!(live.info.state, PresentationState::Live);
+        assert_eq!(live.lists[0].len(), 2);
+        f.merge(&[ended()], 1, true).expect("merges");
+        f.merge(&[doc(0, &[(0, a), (4000, a)])], 0, false)
+            .expect("merges");
+        let s = f.state().expect("state");
+        assert_eq!(
+            s.lists[0].iter().map(|e| e.info.start).collect::<Vec<_>>(),
+            [2000]
+        );
+        assert_eq!(s.info.state, PresentationState::Ended);
     }
 
     #[test]
@@ -583,10 +675,6 @@ mod tests {
         assert!(Doc::parse(br#"{"v":2,"channel":"a","info":{"state":"live","fragment_ms":1,"epoch_ms":null,"window_ms":0},"tracks":[],"cut_ms":null,"next":null}"#).is_err());
         assert!(Doc::parse(br#"{"v":1,"channel":"../x","info":{"state":"live","fragment_ms":1,"epoch_ms":null,"window_ms":0},"tracks":[],"cut_ms":null,"next":null}"#).is_err());
         let f = Followed::new(PresKey::Channel("ch1".into()));
-        let mut bad = doc(0, &[(0, "xyz")]);
-        assert!(
-            f.merge(std::mem::replace(&mut bad, doc(0, &[])), 0)
-                .is_err()
-        );
+        assert!(f.merge(&[doc(0, &[(0, "xyz")])], 0, false).is_err());
     }
 }
