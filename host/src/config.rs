@@ -26,7 +26,11 @@ pub struct Config {
     /// HTTPS delivery and fMP4 ingest listener, serving the same as `http`
     /// over TLS (HTTP/2 and HTTP/1.1 by ALPN; default none: off).
     pub https: Option<SocketAddr>,
-    /// PEM certificate chain for `https`, end entity first; needs `tls_key`.
+    /// QUIC listener (UDP): HTTP/3 delivery, with the certificate of
+    /// `https` (`tls_cert`/`tls_key` or the self-signed one); delivery
+    /// responses over TCP then carry `Alt-Svc` (default none: off).
+    pub quic: Option<SocketAddr>,
+    /// PEM certificate chain for `https` and `quic`, end entity first; needs `tls_key`.
     /// Default none: a self-signed certificate made once in
     /// `{data_dir}/tls/cert.pem`.
     pub tls_cert: Option<PathBuf>,
@@ -64,6 +68,7 @@ impl Default for Config {
             rtmp: SocketAddr::from(([0, 0, 0, 0], 1935)),
             admin: SocketAddr::from(([127, 0, 0, 1], 8081)),
             https: None,
+            quic: None,
             tls_cert: None,
             tls_key: None,
             log_format: LogFormat::Text,

@@ -116,6 +116,11 @@ impl Body {
     pub fn text(s: impl Into<String>) -> Self {
         Body::from_parts([Bytes::from(s.into())])
     }
+
+    /// The chunks, in order: the shared `Bytes`, not copies.
+    pub(crate) fn into_chunks(self) -> impl Iterator<Item = Bytes> {
+        self.parts.into_iter()
+    }
 }
 
 impl hyper::body::Body for Body {

@@ -59,7 +59,11 @@ struct ServeArgs {
     /// HTTPS listener serving what --http serves, over TLS (default none).
     #[arg(long, env = "SLUICE_HTTPS")]
     https: Option<SocketAddr>,
-    /// PEM certificate chain for --https (default: self-signed, made once
+    /// QUIC (UDP) listener serving delivery over HTTP/3, with the --https
+    /// certificate (default none).
+    #[arg(long, env = "SLUICE_QUIC")]
+    quic: Option<SocketAddr>,
+    /// PEM certificate chain for --https and --quic (default: self-signed, made once
     /// in {data-dir}/tls/).
     #[arg(long, env = "SLUICE_TLS_CERT")]
     tls_cert: Option<PathBuf>,
@@ -136,6 +140,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(v) = args.https {
         config.https = Some(v);
     }
+    if let Some(v) = args.quic {
+        config.quic = Some(v);
+    }
     if let Some(v) = args.tls_cert {
         config.tls_cert = Some(v);
     }
@@ -182,6 +189,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
         if let Some(https) = server.https {
             announce(config.log_format, &format!("listening https={https}"));
+        }
+        if let (Some(quic), Some((cert_sha256, spki_sha256))) = (server.quic, &server.tls) {
+            announce(
+                config.log_format,
+                &format!(
+                    "listening quic={quic} cert-sha256={cert_sha256} spki-sha256={spki_sha256}"
+                ),
+            );
         }
         if config.demo {
             let host = if server.http.ip().is_unspecified() {

@@ -35,8 +35,10 @@ pub struct Server {
     pub admin: SocketAddr,
     /// Bound HTTPS address, when `https` is set.
     pub https: Option<SocketAddr>,
-    /// With `https`: the certificate's SHA-256 (hex) and its SPKI's
-    /// SHA-256 (base64).
+    /// Bound QUIC (HTTP/3) address, when `quic` is set.
+    pub quic: Option<SocketAddr>,
+    /// With `https` or `quic`: the certificate's SHA-256 (hex) and its
+    /// SPKI's SHA-256 (base64).
     pub tls: Option<(String, String)>,
     /// Programs, assets and what they stored (none on an edge).
     archive: Option<Arc<Archive>>,
@@ -124,9 +126,10 @@ impl Server {
             }
             None => None,
         };
+        let quic = config.quic.map(crate::quic::bind).transpose()?;
         // Read (or made) once every port is known to be free, so a failed
         // start-up says only why it failed.
-        let tls = match config.https {
+        let tls = match config.https.or(config.quic) {
             Some(_) => Some(crate::tls::load_or_create(
                 config.tls_cert.as_deref(),
                 config.tls_key.as_deref(),
@@ -161,20 +164,37 @@ impl Server {
             channels.clone(),
             config.ingest.clone(),
         ));
+        let tier = Arc::new(crate::tier::Tier::new(
+            channels.clone(),
+            archive.clone(),
+            config.tier_token.clone(),
+        ));
+        // --quic: HTTP/3 delivery on UDP (crate::quic), with the https
+        // certificate; the TCP listeners advertise it with Alt-Svc.
+        let mut quic_addr = None;
+        if let (Some(socket), Some(material)) = (quic, &tls) {
+            quic_addr = Some(socket.local_addr()?);
+            let endpoint = crate::quic::endpoint(socket, material)?;
+            let services = crate::quic::Services {
+                delivery: delivery.clone(),
+                tier: tier.clone(),
+            };
+            tasks.spawn(crate::quic::serve(
+                endpoint,
+                Arc::new(services),
+                shutdown_rx.clone(),
+            ));
+        }
         let front: Arc<dyn Handler> = Arc::new(Front {
             delivery,
             ingest: Some(ingest.clone()),
-            tier: Some(Arc::new(crate::tier::Tier::new(
-                channels.clone(),
-                archive.clone(),
-                config.tier_token.clone(),
-            ))),
+            tier: Some(tier),
+            alt_svc: quic_addr.map(|a| crate::quic::alt_svc(a.port())),
         });
         tasks.spawn(serve_http(http, None, front.clone(), shutdown_rx.clone()));
         let mut https_addr = None;
-        let mut tls_hashes = None;
-        if let (Some((listener, addr)), Some(material)) = (https, tls) {
-            let server_config = crate::tls::server_config(&material, &[b"h2", b"http/1.1"])?;
+        if let (Some((listener, addr)), Some(material)) = (https, &tls) {
+            let server_config = crate::tls::server_config(material, &[b"h2", b"http/1.1"])?;
             tracing::info!(
                 https = %addr,
                 cert_sha256 = %material.cert_sha256_hex,
@@ -189,7 +209,6 @@ impl Server {
                 shutdown_rx.clone(),
             ));
             https_addr = Some(addr);
-            tls_hashes = Some((material.cert_sha256_hex, material.spki_sha256_b64));
         }
         tasks.spawn(serve_rtmp(rtmp, ingest, shutdown_rx.clone()));
         if config.demo
@@ -202,7 +221,10 @@ impl Server {
             rtmp: Some(rtmp_addr),
             admin: admin_addr,
             https: https_addr,
-            tls: tls_hashes,
+            quic: quic_addr,
+            tls: tls
+                .as_ref()
+                .map(|m| (m.cert_sha256_hex.clone(), m.spki_sha256_b64.clone())),
             archive: Some(archive),
             shutdown,
             tasks,
@@ -250,6 +272,7 @@ impl Server {
             delivery,
             ingest: None,
             tier: None,
+            alt_svc: None,
         });
         let mut tasks = JoinSet::new();
         tasks.spawn(serve_http(
@@ -273,6 +296,7 @@ impl Server {
             rtmp: None,
             admin: admin_addr,
             https: https_addr,
+            quic: None,
             tls: tls_hashes,
             archive: None,
             shutdown,
@@ -351,12 +375,38 @@ pub trait Handler: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>>;
 }
 
+/// What a request path on the delivery listeners (http, https, quic) is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// `/ingest/…`: HTTP ingest (TCP listeners only).
+    Ingest,
+    /// `/_tier/…`: the upstream interface.
+    Tier,
+    /// Everything else: delivery.
+    Delivery,
+}
+
+impl Route {
+    /// The route of `path`.
+    pub(crate) fn of(path: &str) -> Route {
+        if path.starts_with("/ingest/") {
+            Route::Ingest
+        } else if path.starts_with("/_tier/") {
+            Route::Tier
+        } else {
+            Route::Delivery
+        }
+    }
+}
+
 /// The http and https listeners: delivery, HTTP ingest under `/ingest/`
 /// and the upstream interface under `/_tier/` (neither on an edge).
 struct Front {
     delivery: Arc<Delivery>,
     ingest: Option<Arc<IngestContext>>,
     tier: Option<Arc<crate::tier::Tier>>,
+    /// With `quic`: `Alt-Svc` for delivery responses.
+    alt_svc: Option<http::HeaderValue>,
 }
 
 impl Handler for Front {
@@ -366,22 +416,26 @@ impl Handler for Front {
         peer: SocketAddr,
     ) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>> {
         Box::pin(async move {
-            let path = req.uri().path();
-            if path.starts_with("/ingest/") {
-                return match &self.ingest {
+            match Route::of(req.uri().path()) {
+                Route::Ingest => match &self.ingest {
                     Some(ingest) => http_ingest(ingest, req, peer).await,
                     None => edge_refusal("an edge takes no ingest\n"),
-                };
-            }
-            if path.starts_with("/_tier/") {
-                return match &self.tier {
+                },
+                Route::Tier => match &self.tier {
                     Some(tier) => tier.handle(req.uri(), req.headers()).await,
                     None => edge_refusal("an edge serves no upstream interface\n"),
-                };
+                },
+                Route::Delivery => {
+                    let mut resp = self
+                        .delivery
+                        .handle(req.method(), req.uri(), req.headers(), peer)
+                        .await;
+                    if let Some(v) = &self.alt_svc {
+                        resp.headers_mut().insert(http::header::ALT_SVC, v.clone());
+                    }
+                    resp
+                }
             }
-            self.delivery
-                .handle(req.method(), req.uri(), req.headers(), peer)
-                .await
         })
     }
 }

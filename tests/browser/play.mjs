@@ -3,6 +3,7 @@
 //
 //   node tests/browser/play.mjs --player hls|dash|shaka|mss --url URL
 //        [--advance SECONDS] [--seek-back] [--timeout SECONDS]
+//        [--chromium-arg ARG]... [--protocols]
 //
 // The report lists `stalls` (ms from each 'waiting' after playback
 // started to the next 'playing') and `maxStallMs` (the longest, counting
@@ -15,6 +16,12 @@
 // when `currentTime` advanced by --advance seconds (default 5) with no
 // fatal player error and no media element error, and, with --seek-back,
 // when a seek back to the start of the seekable range played on too.
+//
+// --chromium-arg (repeatable) adds a Chromium command-line switch (e.g.
+// --origin-to-force-quic-on=HOST:PORT). --protocols records, through the
+// DevTools protocol (Network.responseReceived), the protocol of every
+// response from the media URL's origin and reports the counts as
+// `protocols: {"h3": n, ...}`.
 
 import http from 'node:http';
 import fs from 'node:fs';
@@ -25,7 +32,7 @@ import { chromium } from 'playwright-core';
 const here = path.dirname(fileURLToPath(import.meta.url));
 
 function args() {
-  const out = { advance: 5, seekBack: false, timeout: 90 };
+  const out = { advance: 5, seekBack: false, timeout: 90, chromiumArgs: [], protocols: false };
   const a = process.argv.slice(2);
   for (let i = 0; i < a.length; i++) {
     switch (a[i]) {
@@ -34,6 +41,8 @@ function args() {
       case '--advance': out.advance = Number(a[++i]); break;
       case '--seek-back': out.seekBack = true; break;
       case '--timeout': out.timeout = Number(a[++i]); break;
+      case '--chromium-arg': out.chromiumArgs.push(a[++i]); break;
+      case '--protocols': out.protocols = true; break;
       default: throw new Error(`unknown argument ${a[i]}`);
     }
   }
@@ -143,7 +152,8 @@ async function main() {
   const origin = `http://127.0.0.1:${server.address().port}/`;
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--autoplay-policy=no-user-gesture-required', '--mute-audio'],
+    args: ['--no-sandbox', '--autoplay-policy=no-user-gesture-required', '--mute-audio',
+      ...opt.chromiumArgs],
   });
   const result = { ok: false, player: opt.player, url: opt.url, refused: [] };
   const deadline = Date.now() + opt.timeout * 1000;
@@ -159,6 +169,20 @@ async function main() {
       return route.abort();
     });
     const pg = await context.newPage();
+    if (opt.protocols) {
+      // Counted per protocol Chromium reports (h3, h2, http/1.1, ...).
+      const mediaOrigin = new URL(opt.url).origin;
+      result.protocols = {};
+      const cdp = await context.newCDPSession(pg);
+      cdp.on('Network.responseReceived', (e) => {
+        let origin = null;
+        try { origin = new URL(e.response.url).origin; } catch { return; }
+        if (origin !== mediaOrigin) return;
+        const p = e.response.protocol || 'unknown';
+        result.protocols[p] = (result.protocols[p] || 0) + 1;
+      });
+      await cdp.send('Network.enable');
+    }
     // Responses that failed, kept for the report (the last 10).
     pg.on('response', (r) => {
       if (r.status() >= 400) {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 pub mod faultproxy;
+pub mod h3client;
 pub mod objstore;
 pub mod shield;
 
@@ -50,6 +51,14 @@ pub struct Sluice {
     pub admin: SocketAddr,
     /// HTTPS address, when started with `--https` (its line follows admin's).
     pub https: Option<SocketAddr>,
+    /// QUIC (HTTP/3) address, when started with `--quic`.
+    pub quic: Option<SocketAddr>,
+    /// With `--quic`: the certificate's SHA-256 (hex) from its listening line.
+    pub quic_cert_sha256: Option<String>,
+    /// With `--quic`: the SHA-256 (base64) of the certificate's public key
+    /// from its listening line (`spki-sha256=`), as Chromium's
+    /// `--ignore-certificate-errors-spki-list` takes it.
+    pub quic_spki_sha256: Option<String>,
     /// Lines printed on stdout after the listening lines (e.g. the preview URL).
     pub stdout: mpsc::Receiver<String>,
     /// The data directory.
@@ -155,14 +164,17 @@ impl Sluice {
             }
         });
         let (mut http, mut rtmp, mut admin, mut https) = (None, None, None, None);
+        let (mut quic, mut quic_cert_sha256, mut quic_spki_sha256) = (None, None, None);
         let wants_https = args.contains(&"--https");
         // An edge opens no RTMP listener.
         let edge = args.contains(&"--upstream");
+        let wants_quic = args.contains(&"--quic");
         let deadline = Instant::now() + Duration::from_secs(120);
         while http.is_none()
             || (rtmp.is_none() && !edge)
             || admin.is_none()
             || (wants_https && https.is_none())
+            || (wants_quic && quic.is_none())
         {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
@@ -181,6 +193,18 @@ impl Sluice {
                 admin = Some(a.parse()?);
             } else if let Some(a) = line.strip_prefix("listening https=") {
                 https = Some(a.parse()?);
+            } else if let Some(rest) = line.strip_prefix("listening quic=") {
+                // `listening quic=ADDR cert-sha256=HEX [spki-sha256=B64]`
+                let mut fields = rest.split_whitespace();
+                let addr = fields.next().context("quic address")?;
+                for field in fields {
+                    match field.split_once('=') {
+                        Some(("cert-sha256", v)) => quic_cert_sha256 = Some(v.to_owned()),
+                        Some(("spki-sha256", v)) => quic_spki_sha256 = Some(v.to_owned()),
+                        _ => {}
+                    }
+                }
+                quic = Some(addr.parse()?);
             }
         }
         Ok(Sluice {
@@ -189,6 +213,9 @@ impl Sluice {
             rtmp: rtmp.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0))),
             admin: admin.context("admin")?,
             https,
+            quic,
+            quic_cert_sha256,
+            quic_spki_sha256,
             stdout: rx,
             data_dir: data_dir.to_path_buf(),
             _owned_dir: None,
