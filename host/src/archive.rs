@@ -928,6 +928,34 @@ impl Archive {
         Ok(None)
     }
 
+    /// How long (ms from now) the fragment of `channel` spanning
+    /// `start_ms..end_ms` stays listed by some asset, the newest fragment of
+    /// its track ending at `newest_end_ms`: the longest of the running
+    /// programs' archive windows that reach it. `None` when a stopped asset
+    /// keeps it (for as long as the asset lives), `Some(0)` when none
+    /// reaches it.
+    pub fn fragment_lifetime_ms(
+        &self,
+        channel: &str,
+        start_ms: i64,
+        end_ms: i64,
+        newest_end_ms: i64,
+    ) -> Option<i64> {
+        let assets = self.assets.read().unwrap_or_else(|e| e.into_inner());
+        let mut longest = 0i64;
+        for r in assets.values().filter(|a| a.channel == channel) {
+            if !r.covers(start_ms, end_ms, newest_end_ms) {
+                continue;
+            }
+            if !r.live() {
+                return None;
+            }
+            let window = i64::try_from(r.window_ms).unwrap_or(i64::MAX);
+            longest = longest.max(end_ms.saturating_add(window) - newest_end_ms);
+        }
+        Some(longest.max(0))
+    }
+
     /// The storage backend.
     pub fn objects(&self) -> &Arc<AssetStore> {
         &self.objects

@@ -381,13 +381,47 @@ impl Tier {
         };
         let head = crate::storage::encode_head(&f);
         let len = head.len() + f.data.len();
-        http::Response::builder()
+        let mut resp = http::Response::builder()
             .header(header::CONTENT_TYPE, "application/vnd.sluice.slf1")
             .header(header::CACHE_CONTROL, "public, max-age=31536000, immutable")
             .header(header::ETAG, format!("\"{sum:016x}\""))
             .header(header::CONTENT_LENGTH, len)
             .body(Body::from_parts([head, f.data.clone()]))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Some(expires) = self.expires(channel, track, &f) {
+            resp.headers_mut().insert(header::EXPIRES, expires);
+        }
+        resp
+    }
+
+    /// `Expires` of a fragment object: when it leaves the last window that
+    /// lists it (the channel's live window, running programs' archive
+    /// windows); none while a stopped asset keeps it. Caches keep the
+    /// object by its `max-age`; this tells them (and edges) when nobody
+    /// will ask for it any more.
+    fn expires(
+        &self,
+        channel: &str,
+        track: u32,
+        f: &crate::storage::Fragment,
+    ) -> Option<HeaderValue> {
+        let ch = self.channels.get(channel)?;
+        let snapshot = ch.snapshot();
+        let timescale = snapshot.tracks().iter().find(|t| t.id == track)?.timescale;
+        let newest = snapshot.last(track)?;
+        let newest_end = ticks_to_ms(newest.start + newest.duration, timescale);
+        let (start, end) = (
+            ticks_to_ms(f.start, timescale),
+            ticks_to_ms(f.start + f.duration, timescale),
+        );
+        let window = i64::try_from(ch.window_ms).unwrap_or(i64::MAX);
+        let hot = end.saturating_add(window) - newest_end;
+        let archived = self
+            .archive
+            .fragment_lifetime_ms(channel, start, end, newest_end)?;
+        let at = crate::channel::now_ms() + hot.max(archived).max(0);
+        let t = chrono::DateTime::from_timestamp_millis(at)?;
+        HeaderValue::from_str(&t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()).ok()
     }
 }
 

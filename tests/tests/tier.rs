@@ -108,6 +108,8 @@ fn upstream_interface_serves_what_an_edge_needs() -> anyhow::Result<()> {
             Some("public, max-age=31536000, immutable")
         );
         assert_eq!(r.header("etag"), Some(format!("\"{sum}\"").as_str()));
+        // A stopped asset keeps it: no end of life to announce.
+        assert_eq!(r.header("expires"), None);
         let f = sluice::storage::decode_fragment(Bytes::from(r.body.clone()))?;
         assert_eq!(
             (f.start, f.samples.len() as u64, f.data.len() as u64),
@@ -166,6 +168,24 @@ fn blocking_timeline_requests_wait_for_media_or_give_up() -> anyhow::Result<()> 
             for f in t["fragments"].as_array().into_iter().flatten() {
                 let end = (f[0].as_i64().unwrap_or(0) + f[1].as_i64().unwrap_or(0)) * 1000 / ts;
                 assert!(end > cut, "listed fragment ends at {end} ≤ {cut}");
+                // A live fragment expires when it leaves the channel's
+                // window (120 s, no program): after now, within 120 s.
+                let path = format!(
+                    "/_tier/v1/channels/live/f/{}/{}.{}.slf",
+                    t["id"],
+                    f[0],
+                    f[6].as_str().unwrap_or_default()
+                );
+                let (status, _, r) = get(&s, &path)?;
+                assert_eq!(status, 200, "{path}");
+                let expires = r.header("expires").unwrap_or_default();
+                let at = chrono::DateTime::parse_from_rfc2822(expires)
+                    .map_err(|e| anyhow::anyhow!("Expires {expires:?}: {e}"))?;
+                let left = at.timestamp() - chrono::Utc::now().timestamp();
+                assert!(
+                    (0..=121).contains(&left),
+                    "Expires {expires} is {left} s away"
+                );
             }
         }
         let (ok, err) = push
