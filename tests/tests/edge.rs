@@ -322,3 +322,100 @@ fn an_edge_serves_what_it_holds_while_the_upstream_is_gone_and_recovers() -> any
     }
     Ok(())
 }
+
+/// Resident memory of process `pid`, bytes.
+fn rss(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/{pid}/status"))
+}
+
+#[test]
+fn an_edge_stays_within_its_cache_caps() -> anyhow::Result<()> {
+    // 40 s at 16 Mbit/s: about 80 MB of fragments, served twice over (HLS
+    // fMP4 and TS), through an edge whose caches hold 8 + 8 MiB. (With
+    // 512 + 512 MiB the same run grows the edge by about 135 MiB.)
+    let work = sluice_tests::tempdir::TempDir::new("sluice-edge-memory")?;
+    let source = work.path().join("heavy.flv");
+    let (ok, _, err) = sluice_tests::run(
+        std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+            .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=25"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+            .args(["-t", "40", "-c:v", "libx264", "-preset", "ultrafast"])
+            .args(["-g", "50", "-keyint_min", "50", "-sc_threshold", "0"])
+            .args([
+                "-b:v", "16M", "-minrate", "16M", "-maxrate", "16M", "-bufsize", "4M",
+            ])
+            .args(["-x264-params", "nal-hrd=cbr:force-cfr=1"])
+            .args(["-c:a", "aac", "-b:a", "64k"])
+            .arg(&source),
+    )?;
+    anyhow::ensure!(ok, "{err}");
+    // Pushed as fast as the node reads: far above the default ingest
+    // bitrate limit.
+    let s = Sluice::start(
+        "[ingest]\nmax_bitrate_kbps = 100000000\n",
+        &["--tier-token", TOKEN],
+    )?;
+    let ch = running_channel(&s, "ch1")?;
+    start_recording(&s, "ch1", "show", "PT5M")?;
+    let rtmp = format!("{}/main", ch["ingest"]["rtmp"].as_str().unwrap_or_default());
+    let (ok, err) = push_file(&source, &rtmp, false)?;
+    anyhow::ensure!(ok, "{err}");
+    sluice_tests::wait_recorded(&s, "show", 36_000)?;
+    stop_program(&s, "ch1", "show")?;
+
+    let edge = edge_of(
+        &[format!("http://{}", s.http)],
+        "[edge]\ncache_mib = 8\n[delivery]\ncache_mib = 8\n",
+    )?;
+    let urls: Vec<String> = every_url(edge.http, "/show/show.ism")?
+        .into_iter()
+        .collect();
+    let segments: Vec<&String> = urls
+        .iter()
+        .filter(|u| u.ends_with(".m4s") || u.ends_with(".ts"))
+        .collect();
+    assert!(segments.len() >= 40, "{} segments", segments.len());
+    // Warm: the manifests and a few segments of each flavour.
+    for u in urls
+        .iter()
+        .filter(|u| !segments.contains(u))
+        .chain(segments.iter().take(3).copied())
+    {
+        assert_eq!(http_get(edge.http, u, &[])?.status, 200, "{u}");
+    }
+    let warm = rss(edge.pid())?;
+    let mut served = 0u64;
+    for u in &segments {
+        let r = http_get(edge.http, u, &[])?;
+        assert_eq!(r.status, 200, "{u}");
+        served += r.body.len() as u64;
+    }
+    let after = rss(edge.pid())?;
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    eprintln!(
+        "served {:.0} MiB; RSS {:.1} MiB warm, {:.1} MiB after",
+        mib(served),
+        mib(warm),
+        mib(after)
+    );
+    assert!(served > 100 << 20, "only {:.0} MiB served", mib(served));
+    // The caps (8 + 8 MiB) plus the documented overhead (README, "Edge
+    // mode": up to 48 MiB for allocator slack, timelines and plugin
+    // instances).
+    let bound = (8 + 8 + 48) << 20;
+    assert!(
+        after.saturating_sub(warm) <= bound,
+        "RSS grew {:.1} MiB (bound {:.0} MiB) serving {:.0} MiB",
+        mib(after.saturating_sub(warm)),
+        mib(bound),
+        mib(served)
+    );
+    Ok(())
+}
