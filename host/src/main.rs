@@ -96,6 +96,7 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
+    fix_mmap_threshold();
     let cli = Cli::parse();
     match cli.command {
         Command::Plugin {
@@ -221,6 +222,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// glibc raises its mmap threshold to the size of the largest block freed
+/// (up to 32 MiB): fragments and segments of a few MiB then come from the
+/// heap, whose freed holes it seldom returns, and an edge's resident memory
+/// drifts far above its cache caps (measured: +40 MiB serving 466 MiB
+/// through 16 MiB of caches). A fixed 128 KiB threshold keeps large media
+/// buffers in their own mappings, returned to the system when freed.
+fn fix_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it runs first in
+    // main, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
 }
 
 /// Prints a start-up line on stdout: plain text, or a JSON log object.

@@ -336,9 +336,8 @@ fn rss(pid: u32) -> anyhow::Result<u64> {
 
 #[test]
 fn an_edge_stays_within_its_cache_caps() -> anyhow::Result<()> {
-    // 40 s at 16 Mbit/s: about 80 MB of fragments, served twice over (HLS
-    // fMP4 and TS), through an edge whose caches hold 8 + 8 MiB. (With
-    // 512 + 512 MiB the same run grows the edge by about 135 MiB.)
+    // 40 s at 16 Mbit/s: about 80 MB of fragments, served as HLS fMP4 and
+    // TS, three times over, through an edge whose caches hold 8 + 8 MiB.
     let work = sluice_tests::tempdir::TempDir::new("sluice-edge-memory")?;
     let source = work.path().join("heavy.flv");
     let (ok, _, err) = sluice_tests::run(
@@ -382,38 +381,40 @@ fn an_edge_stays_within_its_cache_caps() -> anyhow::Result<()> {
         .filter(|u| u.ends_with(".m4s") || u.ends_with(".ts"))
         .collect();
     assert!(segments.len() >= 40, "{} segments", segments.len());
-    // Warm: the manifests and a few segments of each flavour.
-    for u in urls
-        .iter()
-        .filter(|u| !segments.contains(u))
-        .chain(segments.iter().take(3).copied())
-    {
+    // Before any segment: the manifests of every format.
+    for u in urls.iter().filter(|u| !segments.contains(u)) {
         assert_eq!(http_get(edge.http, u, &[])?.status, 200, "{u}");
     }
-    let warm = rss(edge.pid())?;
+    let start = rss(edge.pid())?;
+    // A long run: every segment of both HLS flavours, three times over
+    // (each pass evicts and fetches everything again).
     let mut served = 0u64;
-    for u in &segments {
-        let r = http_get(edge.http, u, &[])?;
-        assert_eq!(r.status, 200, "{u}");
-        served += r.body.len() as u64;
+    let mut peak = start;
+    for _ in 0..3 {
+        for u in &segments {
+            let r = http_get(edge.http, u, &[])?;
+            assert_eq!(r.status, 200, "{u}");
+            served += r.body.len() as u64;
+        }
+        peak = peak.max(rss(edge.pid())?);
     }
-    let after = rss(edge.pid())?;
     let mib = |b: u64| b as f64 / (1 << 20) as f64;
     eprintln!(
-        "served {:.0} MiB; RSS {:.1} MiB warm, {:.1} MiB after",
+        "served {:.0} MiB; RSS {:.1} MiB before, {:.1} MiB at the highest",
         mib(served),
-        mib(warm),
-        mib(after)
+        mib(start),
+        mib(peak)
     );
-    assert!(served > 100 << 20, "only {:.0} MiB served", mib(served));
+    assert!(served > 300 << 20, "only {:.0} MiB served", mib(served));
     // The caps (8 + 8 MiB) plus the documented overhead (README, "Edge
-    // mode": up to 48 MiB for allocator slack, timelines and plugin
-    // instances).
-    let bound = (8 + 8 + 48) << 20;
+    // mode": 128 MiB for plugin instance slots, which keep up to 8 MiB
+    // resident each, and allocator slack; measured 74-94 MiB here). With
+    // 512 + 512 MiB caps the same run grows by 164 MiB.
+    let bound = (8 + 8 + 128) << 20;
     assert!(
-        after.saturating_sub(warm) <= bound,
+        peak.saturating_sub(start) <= bound,
         "RSS grew {:.1} MiB (bound {:.0} MiB) serving {:.0} MiB",
-        mib(after.saturating_sub(warm)),
+        mib(peak.saturating_sub(start)),
         mib(bound),
         mib(served)
     );

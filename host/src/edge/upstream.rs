@@ -186,10 +186,13 @@ impl Upstreams {
                 .await
                 .map_err(|e| UpstreamError::Transport(error_chain(&e)))?;
             let status = resp.status();
-            if resp.content_length().is_some_and(|n| n > max_len as u64) {
+            let expected = resp.content_length().unwrap_or(0);
+            if expected > max_len as u64 {
                 return Err(UpstreamError::TooLarge(max_len));
             }
-            let mut body = BytesMut::new();
+            // Sized once when the length is known: a grown buffer keeps its
+            // slack for as long as the cached fragment lives.
+            let mut body = BytesMut::with_capacity(usize::try_from(expected).unwrap_or(0));
             while let Some(chunk) = resp
                 .chunk()
                 .await
