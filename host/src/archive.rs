@@ -884,7 +884,7 @@ impl Archive {
             incarnation: range.incarnation,
             objects: self.objects.clone(),
             resident: Mutex::default(),
-            misses: Mutex::default(),
+            misses: Misses::default(),
         };
         Some((view, range.manifest_name))
     }
@@ -1132,6 +1132,29 @@ struct ViewTrack {
     end: usize,
 }
 
+/// Fragments a packager asked for that were not at hand (the views that
+/// read payloads on demand record them; delivery reads them and refills).
+#[derive(Debug, Default)]
+pub struct Misses(std::sync::Mutex<Vec<(u32, u64)>>);
+
+impl Misses {
+    /// Records that `(track, start)` was not at hand.
+    pub fn push(&self, track: u32, start: u64) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((track, start));
+    }
+
+    /// The recorded misses, sorted and without repeats (cleared).
+    pub fn take(&self) -> Vec<(u32, u64)> {
+        let mut m = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        m.sort_unstable();
+        m.dedup();
+        m
+    }
+}
+
 /// What packagers see of an asset: its stored index over the range, with
 /// payloads from the channel's hot timeline, the fragments not yet written,
 /// or fragments read back from storage. A payload not at hand is recorded
@@ -1146,7 +1169,7 @@ pub struct AssetView {
     incarnation: u64,
     objects: Arc<AssetStore>,
     resident: Mutex<HashMap<(u32, u64), Arc<Fragment>>>,
-    misses: Mutex<Vec<(u32, u64)>>,
+    misses: Misses,
 }
 
 impl AssetView {
@@ -1219,10 +1242,7 @@ impl AssetView {
 
     /// The payloads asked for that were not at hand (cleared).
     pub fn take_misses(&self) -> Vec<(u32, u64)> {
-        let mut m = std::mem::take(&mut *self.misses.lock().unwrap_or_else(|e| e.into_inner()));
-        m.sort_unstable();
-        m.dedup();
-        m
+        self.misses.take()
     }
 
     fn fragment(&self, track: u32, start: u64) -> Option<Arc<Fragment>> {
@@ -1248,10 +1268,7 @@ impl AssetView {
         {
             return Some(f.clone());
         }
-        self.misses
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((track, start));
+        self.misses.push(track, start);
         None
     }
 

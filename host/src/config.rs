@@ -57,7 +57,7 @@ pub struct Config {
     /// Channels defined in the config file.
     pub channels: Vec<ChannelConfig>,
     /// Edge mode: upstreams and the edge's caches (`--upstream`).
-    pub edge: crate::edge::EdgeConfig,
+    pub edge: EdgeConfig,
 }
 
 impl Default for Config {
@@ -80,7 +80,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             storage: crate::storage::StorageConfig::default(),
             channels: Vec::new(),
-            edge: crate::edge::EdgeConfig::default(),
+            edge: EdgeConfig::default(),
         }
     }
 }
@@ -139,7 +139,7 @@ impl Config {
                 );
             }
             for u in &self.edge.upstreams {
-                crate::edge::upstream::parse_upstream(u)?;
+                parse_upstream(u)?;
             }
             if self.edge.upstreams.len() > 64 {
                 anyhow::bail!("at most 64 upstreams");
@@ -227,6 +227,63 @@ impl Default for DeliveryConfig {
             host_names: Vec::new(),
         }
     }
+}
+
+/// Edge settings (`[edge]`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeConfig {
+    /// Upstreams: `http://HOST:PORT` or `https://HOST:PORT` of ingest
+    /// nodes, shields or other edges (default none: this node ingests).
+    pub upstreams: Vec<String>,
+    /// Fragment cache size, MiB (default 512).
+    pub cache_mib: u64,
+    /// Longest a request waits on a fetch another request started, ms
+    /// (default 3000); the fetch goes on and is cached.
+    pub follower_wait_ms: u64,
+    /// Longest one upstream request may take, ms (default 10000; blocking
+    /// timeline requests get three fragment durations more).
+    pub fetch_timeout_ms: u64,
+    /// A presentation nobody asked for in this many seconds is no longer
+    /// followed (default 60).
+    pub idle_s: u64,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        EdgeConfig {
+            upstreams: Vec::new(),
+            cache_mib: 512,
+            follower_wait_ms: 3000,
+            fetch_timeout_ms: 10_000,
+            idle_s: 60,
+        }
+    }
+}
+
+/// Checks an `--upstream` URL and returns its base (scheme and authority).
+pub fn parse_upstream(u: &str) -> anyhow::Result<String> {
+    let uri: http::Uri = u
+        .parse()
+        .map_err(|e| anyhow::anyhow!("bad upstream {u:?}: {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some("quic") => anyhow::bail!(
+            "upstream {u:?}: quic:// upstreams are not supported by this build yet; use http:// or https://"
+        ),
+        _ => anyhow::bail!("upstream {u:?}: the scheme must be http:// or https://"),
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| anyhow::anyhow!("upstream {u:?} has no host"))?;
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        anyhow::bail!("upstream {u:?}: give only scheme, host and port (no path)");
+    }
+    Ok(format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or("http"),
+        authority
+    ))
 }
 
 /// A channel defined in the config file.

@@ -193,6 +193,30 @@ struct Failure {
     message: String,
 }
 
+/// What a request path on the delivery listeners (http, https, quic) is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// `/ingest/…`: HTTP ingest (TCP listeners only).
+    Ingest,
+    /// `/_tier/…`: the upstream interface.
+    Tier,
+    /// Everything else: delivery.
+    Delivery,
+}
+
+impl Route {
+    /// The route of `path`.
+    pub(crate) fn of(path: &str) -> Route {
+        if path.starts_with("/ingest/") {
+            Route::Ingest
+        } else if path.starts_with("/_tier/") {
+            Route::Tier
+        } else {
+            Route::Delivery
+        }
+    }
+}
+
 /// Where presentations come from.
 pub enum Origin {
     /// This node's channels and archive.

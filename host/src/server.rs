@@ -19,7 +19,7 @@ use crate::api::Api;
 use crate::archive::Archive;
 use crate::channel::{Channel, Channels};
 use crate::config::{ChannelConfig, Config};
-use crate::delivery::{Body, Delivery, Origin};
+use crate::delivery::{Body, Delivery, Origin, Route};
 use crate::ingest::{IngestContext, http_ingest, serve_rtmp};
 use crate::plugins::PluginHost;
 use crate::storage::AssetStore;
@@ -373,30 +373,6 @@ pub trait Handler: Send + Sync + 'static {
         req: http::Request<hyper::body::Incoming>,
         peer: SocketAddr,
     ) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>>;
-}
-
-/// What a request path on the delivery listeners (http, https, quic) is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Route {
-    /// `/ingest/…`: HTTP ingest (TCP listeners only).
-    Ingest,
-    /// `/_tier/…`: the upstream interface.
-    Tier,
-    /// Everything else: delivery.
-    Delivery,
-}
-
-impl Route {
-    /// The route of `path`.
-    pub(crate) fn of(path: &str) -> Route {
-        if path.starts_with("/ingest/") {
-            Route::Ingest
-        } else if path.starts_with("/_tier/") {
-            Route::Tier
-        } else {
-            Route::Delivery
-        }
-    }
 }
 
 /// The http and https listeners: delivery, HTTP ingest under `/ingest/`

@@ -837,3 +837,39 @@ pub fn assert_same_bytes(
     }
     Ok(())
 }
+
+/// A counter of the `/metrics` on `admin`, by its name and labels as
+/// printed (`sluice_tier_requests_total{kind="fragment"}`); 0 when absent.
+pub fn metric(admin: SocketAddr, name_and_labels: &str) -> Result<u64> {
+    let r = http_get(admin, "/metrics", &[])?;
+    let needle = format!("{name_and_labels} ");
+    Ok(r.text()
+        .lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0))
+}
+
+/// `n` concurrent GETs of `path` from `addr` with `headers`: every status
+/// and body.
+pub fn burst(
+    addr: SocketAddr,
+    path: &str,
+    n: usize,
+    headers: &[(&str, &str)],
+) -> Result<Vec<(u16, Vec<u8>)>> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|_| scope.spawn(|| http_get(addr, path, headers)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                let r = h
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("request panicked"))??;
+                Ok((r.status, r.body))
+            })
+            .collect()
+    })
+}

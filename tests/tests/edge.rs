@@ -10,26 +10,15 @@ use std::time::Duration;
 use sluice_tests::faultproxy::{FaultProxy, Mode};
 use sluice_tests::shield::Shield;
 use sluice_tests::{
-    Sluice, assert_same_bytes, every_url, ffprobe_frames, hls_urls, http_get, push_file,
-    record_clip, running_channel, start_recording, stop_program, wait_for,
+    Sluice, assert_same_bytes, burst, every_url, ffprobe_frames, hls_urls, http_get, metric,
+    push_file, record_clip, running_channel, start_recording, stop_program, wait_for,
 };
 
 const TOKEN: &str = "edge-t0ken";
 const AUTH: (&str, &str) = ("Authorization", "Bearer edge-t0ken");
 
-/// A counter of `s`'s `/metrics` (0 when absent).
-fn metric(s: &Sluice, name_and_labels: &str) -> anyhow::Result<u64> {
-    let r = http_get(s.admin, "/metrics", &[])?;
-    let needle = format!("{name_and_labels} ");
-    Ok(r.text()
-        .lines()
-        .find_map(|l| l.strip_prefix(&needle))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0))
-}
-
 fn fragment_requests(s: &Sluice) -> anyhow::Result<u64> {
-    metric(s, "sluice_tier_requests_total{kind=\"fragment\"}")
+    metric(s.admin, "sluice_tier_requests_total{kind=\"fragment\"}")
 }
 
 /// The distinct fragment names (track, start, checksum) of timeline
@@ -64,24 +53,6 @@ fn edge_of(upstreams: &[String], config: &str) -> anyhow::Result<Sluice> {
         args.extend(["--upstream", u.as_str()]);
     }
     Sluice::start(config, &args)
-}
-
-/// `n` concurrent GETs of `path` from `addr`: every status and body.
-fn burst(addr: std::net::SocketAddr, path: &str, n: usize) -> anyhow::Result<Vec<(u16, Vec<u8>)>> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..n)
-            .map(|_| scope.spawn(|| http_get(addr, path, &[])))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                let r = h
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("request panicked"))??;
-                Ok((r.status, r.body))
-            })
-            .collect()
-    })
 }
 
 #[test]
@@ -130,7 +101,12 @@ fn an_edge_serves_the_same_bytes_and_fetches_each_fragment_once() -> anyhow::Res
     );
     assert_eq!(http_get(edge.http, "/_tier/v1/health", &[])?.status, 404);
     assert_eq!(http_get(edge.admin, "/api/v1/channels", &[])?.status, 404);
-    assert!(metric(&edge, "sluice_edge_upstream_requests_total{upstream=\"0\"}")? > 0);
+    assert!(
+        metric(
+            edge.admin,
+            "sluice_edge_upstream_requests_total{upstream=\"0\"}"
+        )? > 0
+    );
 
     // A wrong or missing token: 401 from the ingest node, a 502 that no
     // cache keeps at the edge, and one clear line in the edge's log.
@@ -195,7 +171,7 @@ fn a_live_edge_follows_the_timeline_and_ffmpeg_plays_it() -> anyhow::Result<()> 
         Ok(())
     })?;
     // The edge followed with blocking requests, not polling.
-    assert!(metric(&s, "sluice_tier_requests_total{kind=\"blocking\"}")? > 0);
+    assert!(metric(s.admin, "sluice_tier_requests_total{kind=\"blocking\"}")? > 0);
     Ok(())
 }
 
@@ -219,7 +195,7 @@ fn concurrent_viewers_cost_one_shield_request_per_object() -> anyhow::Result<()>
         first(&cmaf, ".m4s"),
         first(&aapl, ".ts"),
     ] {
-        let answers = burst(edge.http, &path, 200)?;
+        let answers = burst(edge.http, &path, 200, &[])?;
         assert!(
             answers.iter().all(|a| a == &answers[0] && a.0 == 200),
             "{path}: answers differ or failed"
@@ -261,7 +237,7 @@ fn a_slow_upstream_is_fetched_once_and_cached_for_followers_that_gave_up() -> an
     // The upstream now answers in 1.5 s, the followers wait 0.3 s: every
     // viewer gets a 5xx no cache keeps...
     proxy.set(Mode::Delay(Duration::from_millis(1500)));
-    let answers = burst(edge.http, &segment, 20)?;
+    let answers = burst(edge.http, &segment, 20, &[])?;
     assert!(
         answers.iter().all(|a| a.0 >= 500),
         "{:?}",

@@ -7,39 +7,18 @@ use std::time::Duration;
 
 use sluice_tests::shield::Shield;
 use sluice_tests::{
-    Sluice, encode_source, http_get, push_file, record_clip, running_channel, stop_program,
-    wait_for,
+    Sluice, burst, encode_source, http_get, metric, push_file, record_clip, running_channel,
+    stop_program, wait_for,
 };
 
 const AUTH: (&str, &str) = ("Authorization", "Bearer t0ken-t0ken");
 
 /// `sluice_tier_requests_total{kind}` on the ingest node.
 fn tier_requests(s: &Sluice, kind: &str) -> anyhow::Result<u64> {
-    let r = http_get(s.admin, "/metrics", &[])?;
-    let needle = format!("sluice_tier_requests_total{{kind=\"{kind}\"}} ");
-    Ok(r.text()
-        .lines()
-        .find_map(|l| l.strip_prefix(&needle))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0))
-}
-
-/// `n` concurrent GETs of `path` through the shield: every status and body.
-fn burst(shield: &Shield, path: &str, n: usize) -> anyhow::Result<Vec<(u16, Vec<u8>)>> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..n)
-            .map(|_| scope.spawn(|| http_get(shield.addr, path, &[AUTH])))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                let r = h
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("request panicked"))??;
-                Ok((r.status, r.body))
-            })
-            .collect()
-    })
+    metric(
+        s.admin,
+        &format!("sluice_tier_requests_total{{kind=\"{kind}\"}}"),
+    )
 }
 
 fn all_same(answers: &[(u16, Vec<u8>)]) -> bool {
@@ -61,7 +40,7 @@ fn a_shield_collapses_concurrent_requests_into_one() -> anyhow::Result<()> {
 
     // 200 at once for the cold timeline, then for a cold fragment.
     let before = tier_requests(&s, "timeline")?;
-    let answers = burst(&shield, "/_tier/v1/assets/show/timeline", 200)?;
+    let answers = burst(shield.addr, "/_tier/v1/assets/show/timeline", 200, &[AUTH])?;
     assert!(all_same(&answers), "timeline answers differ");
     assert_eq!(
         tier_requests(&s, "timeline")? - before,
@@ -79,7 +58,7 @@ fn a_shield_collapses_concurrent_requests_into_one() -> anyhow::Result<()> {
         f[6].as_str().unwrap_or_default()
     );
     let before = tier_requests(&s, "fragment")?;
-    let answers = burst(&shield, &path, 200)?;
+    let answers = burst(shield.addr, &path, 200, &[AUTH])?;
     assert!(all_same(&answers), "fragment answers differ");
     assert_eq!(tier_requests(&s, "fragment")? - before, 1);
 
@@ -101,9 +80,10 @@ fn a_shield_collapses_concurrent_requests_into_one() -> anyhow::Result<()> {
         })?;
         let before = tier_requests(&s, "blocking")?;
         let answers = burst(
-            &shield,
+            shield.addr,
             &format!("/_tier/v1/channels/live/timeline?after={cut}"),
             100,
+            &[AUTH],
         )?;
         assert!(all_same(&answers), "blocking answers differ");
         assert_eq!(tier_requests(&s, "blocking")? - before, 1);

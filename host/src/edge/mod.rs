@@ -26,13 +26,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::watch;
 
 use self::flight::{Flights, Joined};
 use self::follow::{Entry, Followed};
 use self::upstream::Upstreams;
 pub use self::view::EdgeView;
+pub use crate::config::EdgeConfig;
 use crate::storage::Fragment;
 
 /// Largest fragment object read from an upstream.
@@ -42,38 +43,6 @@ const MAX_OBJECT: usize = 256 << 20;
 /// is used while no upstream answers.
 const LOCATOR_TTL: Duration = Duration::from_secs(2);
 const LOCATOR_STALE: Duration = Duration::from_secs(300);
-
-/// Edge settings (`[edge]`).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EdgeConfig {
-    /// Upstreams: `http://HOST:PORT` or `https://HOST:PORT` of ingest
-    /// nodes, shields or other edges (default none: this node ingests).
-    pub upstreams: Vec<String>,
-    /// Fragment cache size, MiB (default 512).
-    pub cache_mib: u64,
-    /// Longest a request waits on a fetch another request started, ms
-    /// (default 3000); the fetch goes on and is cached.
-    pub follower_wait_ms: u64,
-    /// Longest one upstream request may take, ms (default 10000; blocking
-    /// timeline requests get three fragment durations more).
-    pub fetch_timeout_ms: u64,
-    /// A presentation nobody asked for in this many seconds is no longer
-    /// followed (default 60).
-    pub idle_s: u64,
-}
-
-impl Default for EdgeConfig {
-    fn default() -> Self {
-        EdgeConfig {
-            upstreams: Vec::new(),
-            cache_mib: 512,
-            follower_wait_ms: 3000,
-            fetch_timeout_ms: 10_000,
-            idle_s: 60,
-        }
-    }
-}
 
 /// A followed presentation: a channel's preview or an asset.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

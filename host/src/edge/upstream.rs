@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 
+use crate::config::parse_upstream;
+
 /// Longest back-off of a failing upstream.
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
@@ -250,31 +252,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     s
-}
-
-/// Checks an `--upstream` URL and returns its base (scheme and authority).
-pub fn parse_upstream(u: &str) -> anyhow::Result<String> {
-    let uri: http::Uri = u
-        .parse()
-        .map_err(|e| anyhow::anyhow!("bad upstream {u:?}: {e}"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        Some("quic") => anyhow::bail!(
-            "upstream {u:?}: quic:// upstreams are not supported by this build yet; use http:// or https://"
-        ),
-        _ => anyhow::bail!("upstream {u:?}: the scheme must be http:// or https://"),
-    }
-    let authority = uri
-        .authority()
-        .ok_or_else(|| anyhow::anyhow!("upstream {u:?} has no host"))?;
-    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-        anyhow::bail!("upstream {u:?}: give only scheme, host and port (no path)");
-    }
-    Ok(format!(
-        "{}://{}",
-        uri.scheme_str().unwrap_or("http"),
-        authority
-    ))
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use sluice_sdk::plugin::{
 
 use super::follow::{Entry, State};
 use super::{EdgeCore, FragKey};
+use crate::archive::Misses;
 use crate::storage::Fragment;
 
 /// A point-in-time view of a followed presentation.
@@ -20,7 +21,7 @@ pub struct EdgeView {
     state: State,
     core: Arc<EdgeCore>,
     resident: Mutex<HashMap<(u32, u64), Arc<Fragment>>>,
-    misses: Mutex<Vec<(u32, u64)>>,
+    misses: Misses,
 }
 
 impl EdgeView {
@@ -29,7 +30,7 @@ impl EdgeView {
             state,
             core,
             resident: Mutex::new(HashMap::new()),
-            misses: Mutex::new(Vec::new()),
+            misses: Misses::default(),
         }
     }
 
@@ -73,10 +74,7 @@ impl EdgeView {
                 Some(f)
             }
             None => {
-                self.misses
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((track, start));
+                self.misses.push(track, start);
                 None
             }
         }
@@ -89,10 +87,7 @@ impl EdgeView {
 
     /// The fragments asked for that were not at hand (cleared).
     pub fn take_misses(&self) -> Vec<(u32, u64)> {
-        let mut m = std::mem::take(&mut *self.misses.lock().unwrap_or_else(|e| e.into_inner()));
-        m.sort_unstable();
-        m.dedup();
-        m
+        self.misses.take()
     }
 
     /// Fetches `misses` (concurrently, each through the edge's single

@@ -21,7 +21,7 @@ use tracing::Instrument as _;
 
 use super::Services;
 use crate::delivery::Body;
-use crate::server::Route;
+use crate::delivery::Route;
 
 /// Largest request header section accepted (the decoded size, as
 /// `SETTINGS_MAX_FIELD_SECTION_SIZE` counts it); h3 refuses a larger one
