@@ -234,7 +234,8 @@ impl Default for DeliveryConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct EdgeConfig {
     /// Upstreams: `http://HOST:PORT` or `https://HOST:PORT` of ingest
-    /// nodes, shields or other edges (default none: this node ingests).
+    /// nodes or shields, or `quic://HOST:PORT?cert-sha256=HEX` of ingest
+    /// nodes' `--quic` listeners (default none: this node ingests).
     pub upstreams: Vec<String>,
     /// Fragment cache size, MiB (default 512).
     pub cache_mib: u64,
@@ -261,29 +262,72 @@ impl Default for EdgeConfig {
     }
 }
 
-/// Checks an `--upstream` URL and returns its base (scheme and authority).
-pub fn parse_upstream(u: &str) -> anyhow::Result<String> {
+/// A checked `--upstream` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamUrl {
+    /// Scheme and authority (`http://host:port`, `quic://host:port`).
+    pub base: String,
+    /// `host:port`.
+    pub authority: String,
+    /// `quic://`: the pinned SHA-256 of the certificate's DER.
+    pub cert_sha256: Option<[u8; 32]>,
+}
+
+/// Checks an `--upstream` URL: `http://HOST:PORT`, `https://HOST:PORT` or
+/// `quic://HOST:PORT?cert-sha256=HEX`.
+pub fn parse_upstream(u: &str) -> anyhow::Result<UpstreamUrl> {
     let uri: http::Uri = u
         .parse()
         .map_err(|e| anyhow::anyhow!("bad upstream {u:?}: {e}"))?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        Some("quic") => anyhow::bail!(
-            "upstream {u:?}: quic:// upstreams are not supported by this build yet; use http:// or https://"
-        ),
-        _ => anyhow::bail!("upstream {u:?}: the scheme must be http:// or https://"),
-    }
+    let quic = match uri.scheme_str() {
+        Some("http" | "https") => false,
+        Some("quic") => true,
+        _ => anyhow::bail!("upstream {u:?}: the scheme must be http://, https:// or quic://"),
+    };
     let authority = uri
         .authority()
         .ok_or_else(|| anyhow::anyhow!("upstream {u:?} has no host"))?;
-    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+    if !matches!(uri.path(), "" | "/") {
         anyhow::bail!("upstream {u:?}: give only scheme, host and port (no path)");
     }
-    Ok(format!(
-        "{}://{}",
-        uri.scheme_str().unwrap_or("http"),
-        authority
-    ))
+    let cert_sha256 = match (quic, uri.query()) {
+        (false, None) => None,
+        (false, Some(_)) => {
+            anyhow::bail!("upstream {u:?}: give only scheme, host and port (no query)")
+        }
+        (true, query) => {
+            let hex = query
+                .and_then(|q| q.strip_prefix("cert-sha256="))
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "upstream {u:?}: a quic:// upstream needs ?cert-sha256=HEX (the SHA-256 of the ingest node's certificate, printed as `listening quic=ADDR cert-sha256=HEX`)"
+                    )
+                })?;
+            Some(parse_sha256(hex).ok_or_else(|| {
+                anyhow::anyhow!("upstream {u:?}: cert-sha256 must be 64 hex digits")
+            })?)
+        }
+    };
+    if quic && authority.port_u16().is_none() {
+        anyhow::bail!("upstream {u:?}: a quic:// upstream needs a port");
+    }
+    Ok(UpstreamUrl {
+        base: format!("{}://{}", uri.scheme_str().unwrap_or("http"), authority),
+        authority: authority.as_str().to_owned(),
+        cert_sha256,
+    })
+}
+
+/// 64 hex digits as 32 bytes.
+fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// A channel defined in the config file.

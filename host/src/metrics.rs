@@ -77,6 +77,14 @@ pub struct Metrics {
     pub edge_upstream_failures: Family<UpstreamLabels, Counter>,
     /// Edge: requests that joined a fetch already in flight.
     pub edge_coalesced: Counter,
+    /// Edge: fragments an upstream pushed over QUIC, checked and cached.
+    pub edge_pushed: Family<UpstreamLabels, Counter>,
+    /// QUIC tier: fragments pushed to subscribed edges (all of it
+    /// acknowledged), per channel.
+    pub tier_quic_pushed: Family<ChannelLabels, Counter>,
+    /// QUIC tier: fragments not pushed or reset because the subscriber was
+    /// behind, per channel.
+    pub tier_quic_skipped: Family<ChannelLabels, Counter>,
 }
 
 /// Labels naming an edge's upstream.
@@ -113,6 +121,9 @@ pub fn metrics() -> &'static Metrics {
             edge_upstream_bytes: Family::default(),
             edge_upstream_failures: Family::default(),
             edge_coalesced: Counter::default(),
+            edge_pushed: Family::default(),
+            tier_quic_pushed: Family::default(),
+            tier_quic_skipped: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -134,6 +145,21 @@ pub fn metrics() -> &'static Metrics {
             "edge_coalesced",
             "Edge: requests that joined an upstream fetch already in flight",
             m.edge_coalesced.clone(),
+        );
+        registry.register(
+            "edge_pushed_fragments",
+            "Edge: fragments an upstream pushed over QUIC, checked and cached",
+            m.edge_pushed.clone(),
+        );
+        registry.register(
+            "tier_quic_fragments_pushed",
+            "QUIC tier: fragments pushed to subscribed edges and acknowledged",
+            m.tier_quic_pushed.clone(),
+        );
+        registry.register(
+            "tier_quic_fragments_skipped",
+            "QUIC tier: fragments skipped (not pushed, or reset) for subscribers that fell behind",
+            m.tier_quic_skipped.clone(),
         );
         registry.register(
             "tier_requests",

@@ -173,14 +173,29 @@ impl Tier {
         }
     }
 
+    /// Whether `given` is the tier token (anything is, without one).
+    pub fn token_ok(&self, given: Option<&str>) -> bool {
+        match &self.token {
+            None => true,
+            Some(token) => {
+                given.is_some_and(|g| crate::api::constant_time_eq(g.as_bytes(), token.as_bytes()))
+            }
+        }
+    }
+
+    /// The live channel `name`, for QUIC tier subscriptions.
+    pub fn channel(&self, name: &str) -> Option<Arc<Channel>> {
+        self.channels.get(name)
+    }
+
     /// Answers one request below `/_tier/`.
     pub async fn handle(&self, uri: &http::Uri, headers: &HeaderMap) -> http::Response<Body> {
-        if let Some(token) = &self.token {
+        {
             let given = headers
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "));
-            if given.is_none_or(|g| !crate::api::constant_time_eq(g.as_bytes(), token.as_bytes())) {
+            if !self.token_ok(given) {
                 let mut r = text(
                     StatusCode::UNAUTHORIZED,
                     "missing or wrong tier token\n",

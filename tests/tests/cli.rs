@@ -43,7 +43,7 @@ fn bad_config_busy_port_and_bad_data_dir_fail_with_one_line() -> anyhow::Result<
     );
     let (_, err) = serve_fails(&["--upstream", "ftp://127.0.0.1:1"])?;
     assert!(
-        err.contains("the scheme must be http:// or https://"),
+        err.contains("the scheme must be http://, https:// or quic://"),
         "{err}"
     );
     let (_, err) = serve_fails(&["--upstream", "http://127.0.0.1:1/some/path"])?;

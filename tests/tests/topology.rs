@@ -1,11 +1,13 @@
 //! The edge tier end to end: two ingest nodes, each fed by its own ffmpeg
 //! pushing the same file in real time and configured alike through the
 //! API; an nginx shield (`examples/deploy/shield.conf`) in front of each;
-//! an edge pulling through both shields. hls.js and dash.js play the
-//! locator from the edge while one ingest node is killed with `kill -9`:
-//! playback goes on with no error and no stall longer than one fragment.
-//! After the program stops, every manifest and segment the edge serves is
-//! byte-identical to the surviving node's.
+//! an edge pulling through both shields, and a second edge pulling over
+//! QUIC (`quic://…?cert-sha256=…`, fragments pushed as they are cut)
+//! directly from both ingest nodes. hls.js and dash.js play the locator
+//! from the first edge, and hls.js from the QUIC edge, while one ingest
+//! node is killed with `kill -9`: playback goes on with no error and no
+//! stall longer than one fragment. After the program stops, every manifest
+//! and segment both edges serve is byte-identical to the surviving node's.
 
 use std::time::Duration;
 
@@ -31,9 +33,10 @@ fn cut_ms(s: &Sluice) -> Option<i64> {
 fn edge_viewers_play_through_the_loss_of_an_ingest_node() -> anyhow::Result<()> {
     let work = sluice_tests::tempdir::TempDir::new("sluice-topology")?;
     let source = encode_source(work.path(), 60, "source.flv")?;
+    let ingest_args = ["--tier-token", TOKEN, "--quic", "127.0.0.1:0"];
     let nodes = [
-        Sluice::start("", &["--tier-token", TOKEN])?,
-        Sluice::start("", &["--tier-token", TOKEN])?,
+        Sluice::start("", &ingest_args)?,
+        Sluice::start("", &ingest_args)?,
     ];
     // One epoch for both, a little after the pushes start (never before
     // media exists: DASH players compute availability from it).
@@ -65,6 +68,17 @@ fn edge_viewers_play_through_the_loss_of_an_ingest_node() -> anyhow::Result<()> 
             &upstreams[1],
         ],
     )?;
+    let mut quic_args = vec!["--tier-token".to_owned(), TOKEN.to_owned()];
+    for s in &nodes {
+        let addr = s.quic.ok_or_else(|| anyhow::anyhow!("no quic listener"))?;
+        let sha = s.quic_cert_sha256.clone().unwrap_or_default();
+        quic_args.extend([
+            "--upstream".to_owned(),
+            format!("quic://{addr}?cert-sha256={sha}"),
+        ]);
+    }
+    let quic_args: Vec<&str> = quic_args.iter().map(String::as_str).collect();
+    let quic_edge = Sluice::start("", &quic_args)?;
     let [victim, survivor] = &nodes;
 
     std::thread::scope(|scope| -> anyhow::Result<()> {
@@ -76,22 +90,25 @@ fn edge_viewers_play_through_the_loss_of_an_ingest_node() -> anyhow::Result<()> 
                 scope.spawn(move || push_file(&source, &url, true))
             })
             .collect();
-        // A few fragments at the edge before the players start.
-        wait_for(Duration::from_secs(60), || {
-            let r = http_get(edge.http, "/show/show.ism/m3u8-cmaf/t1/index.m3u8", &[]).ok()?;
-            (r.text().matches("#EXTINF").count() >= 3).then_some(())
-        })?;
+        // A few fragments at both edges before the players start.
+        for e in [&edge, &quic_edge] {
+            wait_for(Duration::from_secs(60), || {
+                let r = http_get(e.http, "/show/show.ism/m3u8-cmaf/t1/index.m3u8", &[]).ok()?;
+                (r.text().matches("#EXTINF").count() >= 3).then_some(())
+            })?;
+        }
         let started = wait_for(Duration::from_secs(10), || cut_ms(survivor))?;
         let players: Vec<_> = [
-            (Player::HlsJs, "Manifest(format=m3u8-cmaf)"),
-            (Player::DashJs, "Manifest(format=mpd-time-cmaf)"),
+            (&edge, Player::HlsJs, "Manifest(format=m3u8-cmaf)"),
+            (&edge, Player::DashJs, "Manifest(format=mpd-time-cmaf)"),
+            (&quic_edge, Player::HlsJs, "Manifest(format=m3u8-cmaf)"),
         ]
         .into_iter()
-        .map(|(player, manifest)| {
-            let url = edge.url(&format!("/show/show.ism/{manifest}"));
+        .map(|(e, player, manifest)| {
+            let url = e.url(&format!("/show/show.ism/{manifest}"));
             scope.spawn(move || {
                 play_in_browser_with(player, &url, &["--advance", "30", "--timeout", "120"])
-                    .map(|r| (player, r))
+                    .map(|r| (player, url, r))
             })
         })
         .collect();
@@ -104,12 +121,17 @@ fn edge_viewers_play_through_the_loss_of_an_ingest_node() -> anyhow::Result<()> 
             .status()?;
         anyhow::ensure!(status.success());
         for p in players {
-            let (player, report) = p.join().map_err(|_| anyhow::anyhow!("player panicked"))??;
-            eprintln!("{player:?}: {report}");
+            let (player, url, report) =
+                p.join().map_err(|_| anyhow::anyhow!("player panicked"))??;
+            eprintln!("{player:?} {url}: {report}");
             let stall = report["maxStallMs"].as_u64().unwrap_or(u64::MAX);
+            if stall > FRAGMENT_MS {
+                eprintln!("edge log:\n{}", edge.log());
+                eprintln!("quic edge log:\n{}", quic_edge.log());
+            }
             assert!(
                 stall <= FRAGMENT_MS,
-                "{player:?} stalled {stall} ms: {report}"
+                "{player:?} {url} stalled {stall} ms: {report}"
             );
         }
         // The push to the dead node fails; the other completes.
@@ -122,16 +144,29 @@ fn edge_viewers_play_through_the_loss_of_an_ingest_node() -> anyhow::Result<()> 
     })?;
 
     stop_program(survivor, "ch1", "show")?;
-    // The edge sees the program end, then serves what the survivor serves.
-    wait_for(Duration::from_secs(30), || {
-        let r = http_get(edge.http, "/show/show.ism/m3u8-cmaf/t1/index.m3u8", &[]).ok()?;
-        r.text().contains("#EXT-X-ENDLIST").then_some(())
-    })?;
+    // The edges see the program end, then serve what the survivor serves.
+    for e in [&edge, &quic_edge] {
+        wait_for(Duration::from_secs(30), || {
+            let r = http_get(e.http, "/show/show.ism/m3u8-cmaf/t1/index.m3u8", &[]).ok()?;
+            r.text().contains("#EXT-X-ENDLIST").then_some(())
+        })?;
+    }
     let urls = every_url(survivor.http, "/show/show.ism")?;
     assert!(urls.len() > 50, "{} URLs", urls.len());
-    if let Err(e) = assert_same_bytes(&[edge.http, survivor.http], &urls) {
-        eprintln!("edge log:\n{}", edge.log());
-        return Err(e);
+    for e in [&edge, &quic_edge] {
+        if let Err(err) = assert_same_bytes(&[e.http, survivor.http], &urls) {
+            eprintln!("edge log:\n{}", e.log());
+            return Err(err);
+        }
     }
+    eprintln!(
+        "quic edge: {} fragments pushed to it",
+        sluice_tests::http_get(quic_edge.admin, "/metrics", &[])?
+            .text()
+            .lines()
+            .filter_map(|l| l.strip_prefix("sluice_edge_pushed_fragments_total"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     Ok(())
 }

@@ -393,6 +393,8 @@ pub async fn follow(core: Arc<EdgeCore>, pres: Arc<Followed>, up: usize) {
     // that listing replaces what was merged while it was live: a live
     // listing may hold a last fragment the finished asset leaves out.
     let mut final_pages: Option<Vec<Doc>> = None;
+    // A quic:// upstream pushes the channel's new fragments while held.
+    let mut subscription = None;
     loop {
         if pres.stopped()
             || pres.idle_ms() > idle_ms
@@ -525,6 +527,9 @@ pub async fn follow(core: Arc<EdgeCore>, pres: Arc<Followed>, up: usize) {
                 });
                 // Before viewers ask: the newest fragment of each track.
                 prefetch_newest(&core, &pres);
+                if let (None, Some(s)) = (&subscription, pres.state()) {
+                    subscription = core.upstreams.subscribe(up, &s.channel, shutdown.clone());
+                }
             }
             (Some(_), _) => {
                 if let Some(c) = doc_cut {

@@ -19,6 +19,7 @@
 
 pub mod flight;
 pub mod follow;
+pub mod quic;
 pub mod upstream;
 pub mod view;
 
@@ -150,6 +151,10 @@ impl EdgeCore {
         let mut order = self.upstreams.ordered(&key.channel);
         // Those that listed it first (stable: rendezvous order within).
         order.sort_by_key(|u| listed_by & (1u64 << u.index.min(63)) == 0);
+        // A subscription pushing it: no request.
+        if let Some(f) = self.upstreams.pushed(&key).await {
+            return Ok(f);
+        }
         let timeout = Duration::from_millis(self.config.fetch_timeout_ms);
         let mut last = format!("no upstream has {path}");
         for up in order {
@@ -220,6 +225,7 @@ impl Edge {
                 u32::try_from(bytes).unwrap_or(u32::MAX)
             })
             .build();
+        upstreams.deliver_pushes_to(frags.clone());
         let edge = Arc::new(Edge {
             core: Arc::new(EdgeCore {
                 upstreams,

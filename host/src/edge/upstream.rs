@@ -1,5 +1,7 @@
 //! The upstreams of an edge: ordering by rendezvous hashing, health with
-//! jittered back-off, and bounded HTTP requests to the upstream interface.
+//! jittered back-off, and bounded requests to the upstream interface: over
+//! HTTP (reqwest) for `http://` and `https://`, over the QUIC tier protocol
+//! ([`super::quic`]) for `quic://HOST:PORT?cert-sha256=HEX`.
 //!
 //! ```text
 //!  ordered(key):  healthy upstreams by score xxh3(url, key) descending,
@@ -9,13 +11,15 @@
 //!                 a probe of /_tier/v1/health ends it early
 //! ```
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 
+use super::quic::{Pushes, QuicUpstream, Subscription, Subscriptions};
 use crate::config::parse_upstream;
+use crate::storage::Fragment;
 
 /// Longest back-off of a failing upstream.
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
@@ -26,11 +30,14 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// One upstream: an ingest node, a shield in front of one, or another edge.
 #[derive(Debug)]
 pub struct Upstream {
-    /// Base URL without a trailing slash (`http://host:port`).
+    /// Base URL without a trailing slash (`http://host:port`,
+    /// `quic://host:port`).
     pub url: String,
     /// Position on the command line (a bounded metric label).
     pub index: usize,
     health: Mutex<Health>,
+    /// The QUIC transport of a `quic://` upstream (else HTTP).
+    quic: Option<Arc<QuicUpstream>>,
 }
 
 #[derive(Debug, Default)]
@@ -111,23 +118,38 @@ pub struct Answer {
     pub body: Bytes,
 }
 
-/// Every upstream of the edge and the client that reaches them.
+/// Every upstream of the edge and the clients that reach them.
 pub struct Upstreams {
     list: Vec<std::sync::Arc<Upstream>>,
     client: reqwest::Client,
     token: Option<String>,
+    pushes: Arc<Pushes>,
+    subscriptions: Subscriptions,
 }
 
 impl Upstreams {
-    /// Upstreams from their URLs (`http://` or `https://`, no path).
+    /// Upstreams from their URLs (`http://`, `https://` or
+    /// `quic://…?cert-sha256=HEX`, no path).
     pub fn new(urls: &[String], token: Option<String>) -> anyhow::Result<Upstreams> {
         let mut list = Vec::new();
+        let pushes = Arc::new(Pushes::default());
         for (index, u) in urls.iter().enumerate() {
-            let url = parse_upstream(u)?;
+            let parsed = parse_upstream(u)?;
+            let quic = match parsed.cert_sha256 {
+                Some(pin) => Some(Arc::new(QuicUpstream::new(
+                    parsed.base.clone(),
+                    index,
+                    &parsed.authority,
+                    pin,
+                    pushes.clone(),
+                )?)),
+                None => None,
+            };
             list.push(std::sync::Arc::new(Upstream {
-                url,
+                url: parsed.base,
                 index,
                 health: Mutex::new(Health::default()),
+                quic,
             }));
         }
         anyhow::ensure!(!list.is_empty(), "an edge needs at least one upstream");
@@ -143,7 +165,44 @@ impl Upstreams {
             list,
             client,
             token,
+            pushes,
+            subscriptions: Subscriptions::default(),
         })
+    }
+
+    /// Fragments `quic://` upstreams push go into `frags`.
+    pub fn deliver_pushes_to(&self, frags: moka::sync::Cache<super::FragKey, Arc<Fragment>>) {
+        self.pushes.deliver_to(frags);
+    }
+
+    /// With a `quic://` upstream at position `up`: its subscription to
+    /// `channel` (new fragments pushed as they are cut), held until the
+    /// last holder drops it. `None` for other upstreams.
+    pub fn subscribe(
+        &self,
+        up: usize,
+        channel: &str,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Option<Arc<Subscription>> {
+        let quic = self.list.get(up)?.quic.as_ref()?;
+        Some(
+            self.subscriptions
+                .hold(quic, channel, self.token.clone(), shutdown),
+        )
+    }
+
+    /// `key`, if a subscription is to push it and does so soon (briefly
+    /// awaited); `None`: fetch it.
+    pub async fn pushed(&self, key: &super::FragKey) -> Option<Arc<Fragment>> {
+        let expected = self
+            .list
+            .iter()
+            .filter_map(|u| u.quic.as_ref())
+            .any(|q| q.expects(key));
+        if !expected {
+            return None;
+        }
+        self.pushes.wait(key).await
     }
 
     /// Every upstream, in command-line order.
@@ -179,6 +238,9 @@ impl Upstreams {
         max_len: usize,
     ) -> Result<Answer, UpstreamError> {
         let work = async {
+            if let Some(quic) = &up.quic {
+                return quic.get(path, self.token.as_deref(), max_len).await;
+            }
             let mut req = self.client.get(format!("{}{path}", up.url));
             if let Some(t) = &self.token {
                 req = req.bearer_auth(t);
@@ -260,20 +322,32 @@ mod tests {
 
     #[test]
     fn upstream_urls() {
+        let base = |u: &str| parse_upstream(u).ok().map(|p| p.base);
         assert_eq!(
-            parse_upstream("http://127.0.0.1:8080").ok().as_deref(),
+            base("http://127.0.0.1:8080").as_deref(),
             Some("http://127.0.0.1:8080")
         );
         assert_eq!(
-            parse_upstream("https://shield.example:443/")
-                .ok()
-                .as_deref(),
+            base("https://shield.example:443/").as_deref(),
             Some("https://shield.example:443")
         );
         assert!(parse_upstream("ftp://x").is_err());
         assert!(parse_upstream("http://x/path").is_err());
-        assert!(parse_upstream("quic://x:1").is_err());
+        assert!(parse_upstream("http://x:1?cert-sha256=00").is_err());
         assert!(parse_upstream("nonsense").is_err());
+        // quic:// needs a port and the pin, and nothing else.
+        let pin = "ab".repeat(32);
+        let q = parse_upstream(&format!("quic://127.0.0.1:4433?cert-sha256={pin}"))
+            .expect("valid quic upstream");
+        assert_eq!(q.base, "quic://127.0.0.1:4433");
+        assert_eq!(q.authority, "127.0.0.1:4433");
+        assert_eq!(q.cert_sha256, Some([0xab; 32]));
+        let e = parse_upstream("quic://x:1").expect_err("no pin");
+        assert!(e.to_string().contains("needs ?cert-sha256="), "{e}");
+        assert!(parse_upstream(&format!("quic://x?cert-sha256={pin}")).is_err());
+        assert!(parse_upstream("quic://x:1?cert-sha256=abc").is_err());
+        assert!(parse_upstream(&format!("quic://x:1?cert-sha256={pin}&y=1")).is_err());
+        assert!(parse_upstream(&format!("quic://x:1/p?cert-sha256={pin}")).is_err());
     }
 
     #[test]

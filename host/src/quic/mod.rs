@@ -7,6 +7,8 @@
 //!           match ALPN:
 //!             "h3" ─▶ http3: a task per request stream
 //!                      GET/HEAD/OPTIONS ─▶ Route::of(path): delivery | tier (ingest: 405)
+//!             "sluice-tier/1" ─▶ tier: edges' requests (Tier::handle) and
+//!                      subscriptions (a pushed stream per fragment cut)
 //! ```
 //!
 //! On shutdown the endpoint stops taking connections, each connection sends
@@ -14,6 +16,7 @@
 //! endpoint closes.
 
 pub mod http3;
+pub mod tier;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -32,9 +35,8 @@ use crate::tls::TlsMaterial;
 pub const ALPN_H3: &[u8] = b"h3";
 
 /// The ALPN protocols the QUIC listener offers, in preference order. Each
-/// has an arm in the dispatch of [`serve`]'s connections; the edge tier's
-/// protocol goes beside `h3`.
-pub const ALPN: &[&[u8]] = &[ALPN_H3];
+/// has an arm in the dispatch of [`serve`]'s connections.
+pub const ALPN: &[&[u8]] = &[ALPN_H3, tier::ALPN_TIER];
 
 /// A connection with no packet for this long is closed. Players fetch a
 /// segment every fragment (≤ 20 s); 30 s keeps a paused player's connection
@@ -181,6 +183,7 @@ async fn connection(
         .and_then(|d| d.protocol);
     match alpn.as_deref() {
         Some(ALPN_H3) => http3::serve_connection(conn, &services, shutdown).await,
+        Some(tier::ALPN_TIER) => tier::serve_connection(conn, &services, shutdown).await,
         // rustls refuses a handshake offering none of `ALPN`: not reached.
         other => {
             tracing::debug!(alpn = ?other, "quic connection without a known ALPN");
