@@ -12,26 +12,15 @@ use std::time::Duration;
 use anyhow::Context as _;
 use sluice_tests::h3client::PinnedCert;
 use sluice_tests::{
-    Sluice, assert_same_bytes, every_url, ffprobe_frames, hls_urls, http_get, push_file,
+    Sluice, assert_same_bytes, every_url, ffprobe_frames, hls_urls, http_get, metric, push_file,
     record_clip, running_channel, serve_fails, start_recording, stop_program, wait_for,
 };
 
 const TOKEN: &str = "quic-t0ken";
 const AUTH: (&str, &str) = ("Authorization", "Bearer quic-t0ken");
 
-/// A counter of `s`'s `/metrics` (0 when absent).
-fn metric(s: &Sluice, name_and_labels: &str) -> anyhow::Result<u64> {
-    let r = http_get(s.admin, "/metrics", &[])?;
-    let needle = format!("{name_and_labels} ");
-    Ok(r.text()
-        .lines()
-        .find_map(|l| l.strip_prefix(&needle))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0))
-}
-
 fn fragment_requests(s: &Sluice) -> anyhow::Result<u64> {
-    metric(s, "sluice_tier_requests_total{kind=\"fragment\"}")
+    metric(s.admin, "sluice_tier_requests_total{kind=\"fragment\"}")
 }
 
 /// The distinct fragment names of timeline documents at `paths` of `s`.
@@ -96,7 +85,7 @@ fn a_quic_edge_serves_the_same_bytes_and_fetches_each_fragment_once() -> anyhow:
     )?);
     assert!(urls.len() > 30, "{} URLs", urls.len());
     let before = fragment_requests(&s)?;
-    let upstream_before = metric(&s, "sluice_tier_requests_total{kind=\"timeline\"}")?;
+    let upstream_before = metric(s.admin, "sluice_tier_requests_total{kind=\"timeline\"}")?;
     // The edge first: everything it answers comes over QUIC.
     if let Err(e) = assert_same_bytes(&[edge.http, s.http], &urls) {
         eprintln!("edge log:\n{}", edge.log());
@@ -111,8 +100,13 @@ fn a_quic_edge_serves_the_same_bytes_and_fetches_each_fragment_once() -> anyhow:
     )?;
     // Each fragment once, through the same Tier::handle as HTTP requests.
     assert_eq!(fragment_requests(&s)? - before, names.len() as u64);
-    assert!(metric(&s, "sluice_tier_requests_total{kind=\"timeline\"}")? > upstream_before);
-    assert!(metric(&edge, "sluice_edge_upstream_requests_total{upstream=\"0\"}")? > 0);
+    assert!(metric(s.admin, "sluice_tier_requests_total{kind=\"timeline\"}")? > upstream_before);
+    assert!(
+        metric(
+            edge.admin,
+            "sluice_edge_upstream_requests_total{upstream=\"0\"}"
+        )? > 0
+    );
 
     // A quic:// upstream without its pin is refused at start-up.
     let (_, line) = serve_fails(&["--upstream", "quic://127.0.0.1:4433"])?;
@@ -175,10 +169,13 @@ fn a_live_quic_edge_gets_new_fragments_pushed_and_ffmpeg_plays_it() -> anyhow::R
         Ok(())
     })?;
     let pushed = metric(
-        &s,
+        s.admin,
         "sluice_tier_quic_fragments_pushed_total{channel=\"ch1\"}",
     )?;
-    let received = metric(&edge, "sluice_edge_pushed_fragments_total{upstream=\"0\"}")?;
+    let received = metric(
+        edge.admin,
+        "sluice_edge_pushed_fragments_total{upstream=\"0\"}",
+    )?;
     let requested = fragment_requests(&s)?;
     let listed = fragment_names(
         &s,
@@ -196,7 +193,7 @@ fn a_live_quic_edge_gets_new_fragments_pushed_and_ffmpeg_plays_it() -> anyhow::R
         "{requested} fragment requests for {listed} fragments"
     );
     // The edge followed with blocking requests over QUIC, too.
-    assert!(metric(&s, "sluice_tier_requests_total{kind=\"blocking\"}")? > 0);
+    assert!(metric(s.admin, "sluice_tier_requests_total{kind=\"blocking\"}")? > 0);
     Ok(())
 }
 
@@ -309,7 +306,7 @@ fn a_stalled_subscriber_is_skipped_and_costs_the_ingest_node_nothing() -> anyhow
         // The stalled subscriber is skipped.
         wait_for(Duration::from_secs(60), || {
             let n = metric(
-                &s,
+                s.admin,
                 "sluice_tier_quic_fragments_skipped_total{channel=\"ch1\"}",
             )
             .ok()?;
@@ -325,7 +322,7 @@ fn a_stalled_subscriber_is_skipped_and_costs_the_ingest_node_nothing() -> anyhow
     assert!(conn.close_reason().is_none(), "{:?}", conn.close_reason());
     let rss_after = rss_kib(s.pid())?;
     let skipped = metric(
-        &s,
+        s.admin,
         "sluice_tier_quic_fragments_skipped_total{channel=\"ch1\"}",
     )?;
     eprintln!("RSS {rss_before} KiB -> {rss_after} KiB, skipped {skipped}");

@@ -17,6 +17,7 @@
 //! tried last. Locator records are kept 2 s, and the last known one is
 //! used for up to 5 minutes while no upstream answers.
 
+pub mod answer;
 pub mod flight;
 pub mod follow;
 pub mod quic;

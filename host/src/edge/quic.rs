@@ -29,7 +29,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::sync::watch;
 
 use super::FragKey;
-use super::upstream::{Answer, UpstreamError};
+use super::answer::{Answer, UpstreamError};
 use crate::quic::tier::{
     ALPN_TIER, DUPLICATE, Head, MAX_FRAME, PushHead, Request, encode_frame, read_frame,
 };

@@ -14,9 +14,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http::StatusCode;
 
+pub use super::answer::{Answer, UpstreamError};
 use super::quic::{Pushes, QuicUpstream, Subscription, Subscriptions};
 use crate::config::parse_upstream;
 use crate::storage::Fragment;
@@ -96,26 +97,6 @@ fn jitter(d: Duration) -> Duration {
     let r = getrandom::u64().unwrap_or(0) % 501;
     // 750..=1250 per mille.
     d.saturating_mul(750 + u32::try_from(r).unwrap_or(0)) / 1000
-}
-
-/// Why a request to an upstream failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum UpstreamError {
-    /// Connection, TLS or protocol failure, or a timeout.
-    #[error("{0}")]
-    Transport(String),
-    /// The answer is larger than the request allows.
-    #[error("answer larger than {0} bytes")]
-    TooLarge(usize),
-}
-
-/// An upstream's answer.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    /// Status code.
-    pub status: StatusCode,
-    /// Body (bounded).
-    pub body: Bytes,
 }
 
 /// Every upstream of the edge and the clients that reach them.
