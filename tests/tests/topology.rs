@@ -4,8 +4,7 @@
 //! an edge pulling through both shields, and a second edge pulling over
 //! QUIC (`quic://…?cert-sha256=…`, fragments pushed as they are cut)
 //! directly from both ingest nodes. hls.js and dash.js play the locator
-//! from the first edge, and hls.js from the QUIC edge, while one ingest
-//! node is killed with `kill -9`: playback goes on with no error and no
+//! from both edges while one ingest node is killed with `kill -9`: playback goes on with no error and no
 //! stall longer than one fragment. After the program stops, every manifest
 //! and segment both edges serve is byte-identical to the surviving node's.
 
@@ -102,6 +101,7 @@ fn edge_viewers_play_through_the_loss_of_an_ingest_node() -> anyhow::Result<()> 
             (&edge, Player::HlsJs, "Manifest(format=m3u8-cmaf)"),
             (&edge, Player::DashJs, "Manifest(format=mpd-time-cmaf)"),
             (&quic_edge, Player::HlsJs, "Manifest(format=m3u8-cmaf)"),
+            (&quic_edge, Player::DashJs, "Manifest(format=mpd-time-cmaf)"),
         ]
         .into_iter()
         .map(|(e, player, manifest)| {
