@@ -15,28 +15,10 @@ seconds=${1:-10}
 rounds=${2:-3}
 connections=${3:-32}
 
-missing=()
-for p in ffmpeg nginx wrk curl; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
-fi
-[ -x target/release/sluice ] || cargo build --release --bin sluice
+source bench/lib.sh
 
-work=$(mktemp -d)
-chmod 755 "$work" # nginx workers run as an unprivileged user
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+bench_need ffmpeg nginx wrk curl
+bench_release
 
 # --- Sluice, with a 10 s, 4 Mbit/s stream that has ended --------------------
 s_rtmp=$(free_port); s_http=$(free_port); s_admin=$(free_port)
@@ -68,7 +50,6 @@ curl -sf "$base/$playlist" -o "$work/www/$playlist"
 curl -sf "$base/$segment" -o "$work/www/$segment"
 cat > "$work/nginx.conf" <<EOF
 worker_processes auto;
-daemon on;
 pid $work/nginx.pid;
 error_log $work/nginx-error.log warn;
 events { worker_connections 1024; }
@@ -90,16 +71,12 @@ http {
   }
 }
 EOF
-nginx -c "$work/nginx.conf" -p "$work"
+nginx -c "$work/nginx.conf" -p "$work" -g 'daemon off;' &
+pids+=($!)
 until [ -s "$work/nginx.pid" ]; do sleep 0.1; done
 nbase="http://127.0.0.1:$n_http"
 size=$(stat -c %s "$work/www/$segment")
 cmp <(curl -sf "$base/$segment") <(curl -sf "$nbase/$segment")
-
-# Requests per second of one wrk run.
-rps() {
-  wrk -t2 -c"$connections" -d"${seconds}s" "$1" | awk '/^Requests\/sec/ {print $2}'
-}
 
 results=()
 for r in $(seq 1 "$rounds"); do
@@ -107,8 +84,8 @@ for r in $(seq 1 "$rounds"); do
     path=${!what}
     # Warm Sluice's response cache first (one packaging call per key).
     curl -sf "$base/$path" -o /dev/null
-    s=$(rps "$base/$path")
-    n=$(rps "$nbase/$path")
+    s=$(rps "$seconds" "$connections" "$base/$path")
+    n=$(rps "$seconds" "$connections" "$nbase/$path")
     results+=("$r $what $s $n")
   done
 done

@@ -369,6 +369,10 @@ impl Channel {
         let start = fragment.start;
         let (outcome, added) = self.with_timeline(|tl| {
             let outcome = tl.push(track, fragment, now);
+            if outcome == PushOutcome::Added {
+                // Before blocking upstream requests are woken.
+                tracing::debug!(target: "sluice::timing", channel = %self.name, track, start, "fragment cut");
+            }
             let added = (outcome == PushOutcome::Added && self.archive.get().is_some())
                 .then(|| tl.newest(track))
                 .flatten();

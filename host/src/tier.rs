@@ -117,11 +117,16 @@ fn document<L: Listed>(v: &L, channel: &str, ask: Ask, cut: Option<i64>) -> Valu
                     list
                 }
                 Ask::After(after) => {
-                    // From a few fragments back; keep those ending after.
+                    // From a few fragments back; keep those ending after,
+                    // compared in ticks: an audio fragment ending at
+                    // 2000.3 ms ends after a cut of 2000 (in whole ms it
+                    // would not, and an edge asking after=2000 would
+                    // never see it).
                     let back = after - 3 * i64::from(info.fragment_duration_ms);
+                    let after_ticks = ms_to_ticks(after, ts);
                     v.entries(t.id, ms_to_ticks(back, ts), MAX_PAGE)
                         .into_iter()
-                        .filter(|(f, _)| ticks_to_ms(f.start + f.duration, ts) > after)
+                        .filter(|(f, _)| f.start + f.duration > after_ticks)
                         .collect()
                 }
             };

@@ -93,7 +93,17 @@ fn open_up(dir: &Path) -> Result<()> {
 
 impl Drop for Shield {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGTERM: the master stops its workers (SIGKILL would leave them
+        // running, orphaned); SIGKILL only if it does not exit.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let stopped = crate::wait_for(Duration::from_secs(10), || {
+            self.child.try_wait().ok().flatten().map(|_| ())
+        });
+        if stopped.is_err() {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }

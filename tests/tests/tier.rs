@@ -154,11 +154,36 @@ fn blocking_timeline_requests_wait_for_media_or_give_up() -> anyhow::Result<()> 
     let source = sluice_tests::encode_source(work.path(), 12, "source.flv")?;
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let push = scope.spawn(|| push_file(&source, &rtmp, true));
-        let cut = wait_for(Duration::from_secs(30), || {
+        let (cut, before) = wait_for(Duration::from_secs(30), || {
             let (_, doc, _) = get(&s, "/_tier/v1/channels/live/timeline").ok()?;
-            doc["cut_ms"].as_i64()
+            Some((doc["cut_ms"].as_i64()?, doc))
         })?;
         let (status, doc, r) = get(&s, &format!("/_tier/v1/channels/live/timeline?after={cut}"))?;
+        // Everything that ends after the cut (in the track's own ticks: an
+        // audio fragment may end at 2000.3 ms after a cut of 2000) is in
+        // the answer, so an edge asking after the cut misses nothing.
+        let ends_after = |t: &serde_json::Value, f: &serde_json::Value| {
+            let ts = t["timescale"].as_i64().unwrap_or(1);
+            (f[0].as_i64().unwrap_or(0) + f[1].as_i64().unwrap_or(0)) * 1000 > cut * ts
+        };
+        for t in before["tracks"].as_array().into_iter().flatten() {
+            for f in t["fragments"].as_array().into_iter().flatten() {
+                if ends_after(t, f) {
+                    let listed = doc["tracks"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|u| u["id"] == t["id"])
+                        .flat_map(|u| u["fragments"].as_array().into_iter().flatten())
+                        .any(|g| g[0] == f[0]);
+                    assert!(
+                        listed,
+                        "fragment {f} of track {} ends after {cut} but is not listed: {doc}",
+                        t["id"]
+                    );
+                }
+            }
+        }
         assert_eq!(status, 200, "{doc}");
         assert_eq!(doc["info"]["state"], "live");
         assert_eq!(r.header("cache-control"), Some("public, max-age=1"));
@@ -167,7 +192,10 @@ fn blocking_timeline_requests_wait_for_media_or_give_up() -> anyhow::Result<()> 
             let ts = t["timescale"].as_u64().unwrap_or(1) as i64;
             for f in t["fragments"].as_array().into_iter().flatten() {
                 let end = (f[0].as_i64().unwrap_or(0) + f[1].as_i64().unwrap_or(0)) * 1000 / ts;
-                assert!(end > cut, "listed fragment ends at {end} ≤ {cut}");
+                assert!(
+                    ends_after(t, f),
+                    "listed fragment ends at {end} ms, not after {cut}"
+                );
                 // A live fragment expires when it leaves the channel's
                 // window (120 s, no program): after now, within 120 s.
                 let path = format!(

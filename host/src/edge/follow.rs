@@ -565,8 +565,13 @@ fn prefetch(core: &Arc<EdgeCore>, pres: &Followed, added: &[(u32, Entry)]) {
         let channel = state.channel.clone();
         let (track, e) = (*track, *e);
         tokio::spawn(async move {
-            if let Err(err) = core.fragment(&channel, track, e).await {
-                tracing::debug!(%channel, track, start = e.info.start, error = %err, "prefetch failed");
+            match core.fragment(&channel, track, e).await {
+                Ok(_) => {
+                    tracing::debug!(target: "sluice::timing", %channel, track, start = e.info.start, "fragment servable");
+                }
+                Err(err) => {
+                    tracing::debug!(%channel, track, start = e.info.start, error = %err, "prefetch failed");
+                }
             }
         });
     }
