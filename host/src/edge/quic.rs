@@ -167,7 +167,7 @@ impl Pushes {
         self.receiving.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits for `key` to be pushed: [`PUSH_GRACE`], or longer while its
+    /// Waits for `key` to be pushed: `PUSH_GRACE`, or longer while its
     /// push is under way. `None`: it did not come (fetch it).
     pub async fn wait(&self, key: &FragKey) -> Option<Arc<Fragment>> {
         let frags = self.frags.get()?;

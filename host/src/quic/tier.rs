@@ -62,7 +62,7 @@ pub const BAD_FRAME: quinn::VarInt = quinn::VarInt::from_u32(0x101);
 pub const STALE: quinn::VarInt = quinn::VarInt::from_u32(0x102);
 /// Stop code of a push the edge already holds (or did not ask for).
 pub const DUPLICATE: quinn::VarInt = quinn::VarInt::from_u32(0x103);
-/// Connection close code when the node holds [`MAX_CONNECTIONS`] already.
+/// Connection close code when the node holds `MAX_CONNECTIONS` already.
 pub const BUSY: quinn::VarInt = quinn::VarInt::from_u32(0x104);
 /// Connection close code of an edge whose upstream went silent.
 pub const SILENT: quinn::VarInt = quinn::VarInt::from_u32(0x105);
