@@ -319,7 +319,7 @@ pub fn parse_upstream(u: &str) -> anyhow::Result<UpstreamUrl> {
 }
 
 /// 64 hex digits as 32 bytes.
-fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
+pub fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
     if hex.len() != 64 || !hex.is_ascii() {
         return None;
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sluice_tests::h3client::PinnedCert;
+use sluice_tests::h3client::pinned;
 use sluice_tests::{
     Sluice, assert_same_bytes, every_url, ffprobe_frames, hls_urls, http_get, metric, push_file,
     record_clip, running_channel, serve_fails, start_recording, stop_program, wait_for,
@@ -225,7 +225,7 @@ async fn stalled_subscriber(
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(PinnedCert::new(sha)))
+        .with_custom_certificate_verifier(pinned(sha))
         .with_no_client_auth();
     tls.alpn_protocols = vec![b"sluice-tier/1".to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
