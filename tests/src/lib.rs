@@ -873,3 +873,31 @@ pub fn burst(
             .collect()
     })
 }
+
+/// `sluice_tier_requests_total{kind="fragment"}` on `s`: fragment objects
+/// its upstream interface answered (over HTTP and QUIC).
+pub fn fragment_requests(s: &Sluice) -> Result<u64> {
+    metric(s.admin, "sluice_tier_requests_total{kind=\"fragment\"}")
+}
+
+/// The distinct fragment names (`track/start.checksum`) the upstream
+/// interface of `s` lists in the timeline documents at `paths`, fetched
+/// with `headers` (the tier token).
+pub fn fragment_names(
+    s: &Sluice,
+    paths: &[&str],
+    headers: &[(&str, &str)],
+) -> Result<std::collections::BTreeSet<String>> {
+    let mut names = std::collections::BTreeSet::new();
+    for p in paths {
+        let r = http_get(s.http, p, headers)?;
+        anyhow::ensure!(r.status == 200, "{p}: {}", r.text());
+        let doc: serde_json::Value = serde_json::from_slice(&r.body)?;
+        for t in doc["tracks"].as_array().into_iter().flatten() {
+            for f in t["fragments"].as_array().into_iter().flatten() {
+                names.insert(format!("{}/{}.{}", t["id"], f[0], f[6]));
+            }
+        }
+    }
+    Ok(names)
+}

@@ -10,33 +10,13 @@ use std::time::Duration;
 use sluice_tests::faultproxy::{FaultProxy, Mode};
 use sluice_tests::shield::Shield;
 use sluice_tests::{
-    Sluice, assert_same_bytes, burst, every_url, ffprobe_frames, hls_urls, http_get, metric,
-    push_file, record_clip, running_channel, start_recording, stop_program, wait_for,
+    Sluice, assert_same_bytes, burst, every_url, ffprobe_frames, fragment_names, fragment_requests,
+    hls_urls, http_get, metric, push_file, record_clip, running_channel, start_recording,
+    stop_program, wait_for,
 };
 
 const TOKEN: &str = "edge-t0ken";
 const AUTH: (&str, &str) = ("Authorization", "Bearer edge-t0ken");
-
-fn fragment_requests(s: &Sluice) -> anyhow::Result<u64> {
-    metric(s.admin, "sluice_tier_requests_total{kind=\"fragment\"}")
-}
-
-/// The distinct fragment names (track, start, checksum) of timeline
-/// documents at `paths` of `s`.
-fn fragment_names(s: &Sluice, paths: &[&str]) -> anyhow::Result<BTreeSet<String>> {
-    let mut names = BTreeSet::new();
-    for p in paths {
-        let r = http_get(s.http, p, &[AUTH])?;
-        anyhow::ensure!(r.status == 200, "{p}: {}", r.text());
-        let doc: serde_json::Value = serde_json::from_slice(&r.body)?;
-        for t in doc["tracks"].as_array().into_iter().flatten() {
-            for f in t["fragments"].as_array().into_iter().flatten() {
-                names.insert(format!("{}/{}.{}", t["id"], f[0], f[6]));
-            }
-        }
-    }
-    Ok(names)
-}
 
 /// An ingest node with the token, holding the ended 8 s asset `show`
 /// (locator `show`) of channel `ch1`.
@@ -79,6 +59,7 @@ fn an_edge_serves_the_same_bytes_and_fetches_each_fragment_once() -> anyhow::Res
             "/_tier/v1/assets/show/timeline",
             "/_tier/v1/channels/ch1/timeline",
         ],
+        &[AUTH],
     )?;
     assert_eq!(fragment_requests(&s)? - before, names.len() as u64);
 

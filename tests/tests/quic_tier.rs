@@ -12,32 +12,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 use sluice_tests::h3client::pinned;
 use sluice_tests::{
-    Sluice, assert_same_bytes, every_url, ffprobe_frames, hls_urls, http_get, metric, push_file,
-    record_clip, running_channel, serve_fails, start_recording, stop_program, wait_for,
+    Sluice, assert_same_bytes, every_url, ffprobe_frames, fragment_names, fragment_requests,
+    hls_urls, http_get, metric, push_file, record_clip, running_channel, serve_fails,
+    start_recording, stop_program, wait_for,
 };
 
 const TOKEN: &str = "quic-t0ken";
 const AUTH: (&str, &str) = ("Authorization", "Bearer quic-t0ken");
-
-fn fragment_requests(s: &Sluice) -> anyhow::Result<u64> {
-    metric(s.admin, "sluice_tier_requests_total{kind=\"fragment\"}")
-}
-
-/// The distinct fragment names of timeline documents at `paths` of `s`.
-fn fragment_names(s: &Sluice, paths: &[&str]) -> anyhow::Result<BTreeSet<String>> {
-    let mut names = BTreeSet::new();
-    for p in paths {
-        let r = http_get(s.http, p, &[AUTH])?;
-        anyhow::ensure!(r.status == 200, "{p}: {}", r.text());
-        let doc: serde_json::Value = serde_json::from_slice(&r.body)?;
-        for t in doc["tracks"].as_array().into_iter().flatten() {
-            for f in t["fragments"].as_array().into_iter().flatten() {
-                names.insert(format!("{}/{}.{}", t["id"], f[0], f[6]));
-            }
-        }
-    }
-    Ok(names)
-}
 
 /// An ingest node with `--quic` and the token.
 fn quic_node() -> anyhow::Result<Sluice> {
@@ -97,6 +78,7 @@ fn a_quic_edge_serves_the_same_bytes_and_fetches_each_fragment_once() -> anyhow:
             "/_tier/v1/assets/show/timeline",
             "/_tier/v1/channels/ch1/timeline",
         ],
+        &[AUTH],
     )?;
     // Each fragment once, through the same Tier::handle as HTTP requests.
     assert_eq!(fragment_requests(&s)? - before, names.len() as u64);
@@ -183,6 +165,7 @@ fn a_live_quic_edge_gets_new_fragments_pushed_and_ffmpeg_plays_it() -> anyhow::R
             "/_tier/v1/assets/show/timeline",
             "/_tier/v1/channels/ch1/timeline",
         ],
+        &[AUTH],
     )?
     .len() as u64;
     eprintln!("pushed {pushed}, received {received}, requested {requested}, listed {listed}");
