@@ -901,3 +901,41 @@ pub fn fragment_names(
     }
     Ok(names)
 }
+
+/// Records `seconds` of media pushed in real time into a new program
+/// `show` (locator `show`) of channel `ch1` on `node`, while `edge`
+/// follows it: waits until the edge's live HLS playlist has grown three
+/// times, then decodes the edge's live HLS with ffprobe to the end.
+/// Returns the video frames decoded and ffprobe's stderr.
+pub fn play_live_through_edge(
+    node: &Sluice,
+    edge: &Sluice,
+    seconds: u32,
+) -> Result<(usize, String)> {
+    let ch = running_channel(node, "ch1")?;
+    start_recording(node, "ch1", "show", "PT5M")?;
+    let rtmp = format!("{}/main", ch["ingest"]["rtmp"].as_str().unwrap_or_default());
+    let work = tempdir::TempDir::new("sluice-edge-live")?;
+    let source = encode_source(work.path(), seconds, "source.flv")?;
+    let playlist = "/show/show.ism/m3u8-cmaf/t1/index.m3u8";
+    std::thread::scope(|scope| {
+        let push = scope.spawn(|| push_file(&source, &rtmp, true));
+        let mut seen = std::collections::BTreeSet::new();
+        wait_for(Duration::from_secs(60), || {
+            let r = http_get(edge.http, playlist, &[]).ok()?;
+            (r.status == 200).then(|| seen.insert(r.text().matches("#EXTINF").count()));
+            (seen.len() >= 3).then_some(())
+        })?;
+        let url = edge.url("/show/show.ism/Manifest(format=m3u8-cmaf)");
+        let (frames, err) = ffprobe_frames(
+            &url,
+            &["-live_start_index", "0", "-m3u8_hold_counters", "2"],
+        )?;
+        let video = frames.iter().filter(|f| f.media_type == "video").count();
+        let (ok, push_err) = push
+            .join()
+            .map_err(|_| anyhow::anyhow!("push panicked"))??;
+        anyhow::ensure!(ok, "{push_err}");
+        Ok((video, err))
+    })
+}

@@ -10,9 +10,9 @@ use std::time::Duration;
 use sluice_tests::faultproxy::{FaultProxy, Mode};
 use sluice_tests::shield::Shield;
 use sluice_tests::{
-    Sluice, assert_same_bytes, burst, every_url, ffprobe_frames, fragment_names, fragment_requests,
-    hls_urls, http_get, metric, push_file, record_clip, running_channel, start_recording,
-    stop_program, wait_for,
+    Sluice, assert_same_bytes, burst, every_url, fragment_names, fragment_requests, hls_urls,
+    http_get, metric, play_live_through_edge, push_file, record_clip, running_channel,
+    start_recording, stop_program, wait_for,
 };
 
 const TOKEN: &str = "edge-t0ken";
@@ -120,37 +120,13 @@ fn an_edge_serves_the_same_bytes_and_fetches_each_fragment_once() -> anyhow::Res
 fn a_live_edge_follows_the_timeline_and_ffmpeg_plays_it() -> anyhow::Result<()> {
     let s = Sluice::start("", &["--tier-token", TOKEN])?;
     let edge = edge_of(&[format!("http://{}", s.http)], "")?;
-    let ch = running_channel(&s, "ch1")?;
-    start_recording(&s, "ch1", "show", "PT5M")?;
-    let rtmp = format!("{}/main", ch["ingest"]["rtmp"].as_str().unwrap_or_default());
-    let work = sluice_tests::tempdir::TempDir::new("sluice-edge-live")?;
-    let source = sluice_tests::encode_source(work.path(), 12, "source.flv")?;
-    let playlist = "/show/show.ism/m3u8-cmaf/t1/index.m3u8";
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let push = scope.spawn(|| push_file(&source, &rtmp, true));
-        // The edge's live playlist grows while the encoder pushes.
-        let mut seen = BTreeSet::new();
-        wait_for(Duration::from_secs(60), || {
-            let r = http_get(edge.http, playlist, &[]).ok()?;
-            (r.status == 200).then(|| seen.insert(r.text().matches("#EXTINF").count()));
-            (seen.len() >= 3).then_some(())
-        })?;
-        let url = edge.url("/show/show.ism/Manifest(format=m3u8-cmaf)");
-        let (frames, err) = ffprobe_frames(
-            &url,
-            &["-live_start_index", "0", "-m3u8_hold_counters", "2"],
-        )?;
-        let video = frames.iter().filter(|f| f.media_type == "video").count();
-        assert!(
-            video >= 200,
-            "{video} video frames from the live edge: {err}"
-        );
-        let (ok, err) = push
-            .join()
-            .map_err(|_| anyhow::anyhow!("push panicked"))??;
-        anyhow::ensure!(ok, "{err}");
-        Ok(())
-    })?;
+    // The edge's live playlist grows while the encoder pushes, and
+    // ffprobe decodes the edge's live HLS.
+    let (video, err) = play_live_through_edge(&s, &edge, 12)?;
+    assert!(
+        video >= 200,
+        "{video} video frames from the live edge: {err}"
+    );
     // The edge followed with blocking requests, not polling.
     assert!(metric(s.admin, "sluice_tier_requests_total{kind=\"blocking\"}")? > 0);
     Ok(())

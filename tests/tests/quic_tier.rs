@@ -12,8 +12,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use sluice_tests::h3client::pinned;
 use sluice_tests::{
-    Sluice, assert_same_bytes, every_url, ffprobe_frames, fragment_names, fragment_requests,
-    hls_urls, http_get, metric, push_file, record_clip, running_channel, serve_fails,
+    Sluice, assert_same_bytes, every_url, fragment_names, fragment_requests, hls_urls, http_get,
+    metric, play_live_through_edge, push_file, record_clip, running_channel, serve_fails,
     start_recording, stop_program, wait_for,
 };
 
@@ -120,36 +120,11 @@ fn a_quic_edge_serves_the_same_bytes_and_fetches_each_fragment_once() -> anyhow:
 fn a_live_quic_edge_gets_new_fragments_pushed_and_ffmpeg_plays_it() -> anyhow::Result<()> {
     let s = quic_node()?;
     let edge = edge_of(&quic_url(&s, None)?, Some(TOKEN))?;
-    let ch = running_channel(&s, "ch1")?;
-    start_recording(&s, "ch1", "show", "PT5M")?;
-    let rtmp = format!("{}/main", ch["ingest"]["rtmp"].as_str().unwrap_or_default());
-    let work = sluice_tests::tempdir::TempDir::new("sluice-quic-live")?;
-    let source = sluice_tests::encode_source(work.path(), 16, "source.flv")?;
-    let playlist = "/show/show.ism/m3u8-cmaf/t1/index.m3u8";
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let push = scope.spawn(|| push_file(&source, &rtmp, true));
-        let mut seen = BTreeSet::new();
-        wait_for(Duration::from_secs(60), || {
-            let r = http_get(edge.http, playlist, &[]).ok()?;
-            (r.status == 200).then(|| seen.insert(r.text().matches("#EXTINF").count()));
-            (seen.len() >= 3).then_some(())
-        })?;
-        let url = edge.url("/show/show.ism/Manifest(format=m3u8-cmaf)");
-        let (frames, err) = ffprobe_frames(
-            &url,
-            &["-live_start_index", "0", "-m3u8_hold_counters", "2"],
-        )?;
-        let video = frames.iter().filter(|f| f.media_type == "video").count();
-        assert!(
-            video >= 200,
-            "{video} video frames from the live QUIC edge: {err}"
-        );
-        let (ok, err) = push
-            .join()
-            .map_err(|_| anyhow::anyhow!("push panicked"))??;
-        anyhow::ensure!(ok, "{err}");
-        Ok(())
-    })?;
+    let (video, err) = play_live_through_edge(&s, &edge, 16)?;
+    assert!(
+        video >= 200,
+        "{video} video frames from the live QUIC edge: {err}"
+    );
     let pushed = metric(
         s.admin,
         "sluice_tier_quic_fragments_pushed_total{channel=\"ch1\"}",
