@@ -388,11 +388,7 @@ impl Delivery {
             );
         };
         if manifest != manifest_name {
-            return plain(
-                StatusCode::NOT_FOUND,
-                "no such manifest\n",
-                "public, max-age=5",
-            );
+            return no_manifest();
         }
         let presentation = format!("asset/{}/{:016x}", locator.asset, view.incarnation());
         let mut view = Some(view);
@@ -422,22 +418,14 @@ impl Delivery {
             Ok(None) => return no_locator(),
             Err(e) => {
                 tracing::warn!(locator = id, error = %e, "locator unavailable upstream");
-                return plain(
-                    StatusCode::BAD_GATEWAY,
-                    "upstream unavailable\n",
-                    "no-store",
-                );
+                return upstream_unavailable();
             }
         };
         if let Some(r) = locator_closed(locator.start_ms, locator.expiry_ms) {
             return r;
         }
         if locator.manifest_name.as_deref() != Some(manifest) {
-            return plain(
-                StatusCode::NOT_FOUND,
-                "no such manifest\n",
-                "public, max-age=5",
-            );
+            return no_manifest();
         }
         let key = PresKey::Asset(locator.asset);
         self.serve_edge(edge, key, rest, method, uri, headers).await
@@ -464,11 +452,7 @@ impl Delivery {
                 }
                 Err(e) => {
                     tracing::warn!(?key, error = %e, "presentation unavailable upstream");
-                    return plain(
-                        StatusCode::BAD_GATEWAY,
-                        "upstream unavailable\n",
-                        "no-store",
-                    );
+                    return upstream_unavailable();
                 }
             };
             let presentation = match &key {
@@ -648,6 +632,23 @@ impl Delivery {
         }
         Ok(cached)
     }
+}
+
+fn no_manifest() -> http::Response<Body> {
+    plain(
+        StatusCode::NOT_FOUND,
+        "no such manifest\n",
+        "public, max-age=5",
+    )
+}
+
+/// An edge whose upstreams did not answer: never cached.
+fn upstream_unavailable() -> http::Response<Body> {
+    plain(
+        StatusCode::BAD_GATEWAY,
+        "upstream unavailable\n",
+        "no-store",
+    )
 }
 
 fn no_locator() -> http::Response<Body> {
