@@ -78,28 +78,4 @@ nbase="http://127.0.0.1:$n_http"
 size=$(stat -c %s "$work/www/$segment")
 cmp <(curl -sf "$base/$segment") <(curl -sf "$nbase/$segment")
 
-results=()
-for r in $(seq 1 "$rounds"); do
-  for what in segment playlist; do
-    path=${!what}
-    # Warm Sluice's response cache first (one packaging call per key).
-    curl -sf "$base/$path" -o /dev/null
-    s=$(rps "$seconds" "$connections" "$base/$path")
-    n=$(rps "$seconds" "$connections" "$nbase/$path")
-    results+=("$r $what $s $n")
-  done
-done
-
-printf '%s\n' "${results[@]}" | python3 -c '
-import statistics, sys
-size, seconds, conns = (int(x) for x in sys.argv[1:])
-rows = [l.split() for l in sys.stdin if l.strip()]
-print(f"cached delivery, wrk -t2 -c{conns} -d{seconds}s, segment {size} bytes")
-for r, what, s, n in rows:
-    print(f"round {r} {what:8}: sluice {float(s):10.1f} req/s  nginx {float(n):10.1f} req/s  "
-          f"ratio {float(s) / float(n):.2f}x")
-for what in ("segment", "playlist"):
-    s = statistics.median(float(x[2]) for x in rows if x[1] == what)
-    n = statistics.median(float(x[3]) for x in rows if x[1] == what)
-    print(f"median {what:8}: sluice {s:10.1f} req/s  nginx {n:10.1f} req/s  ratio sluice/nginx {s / n:.2f}x")
-' "$size" "$seconds" "$connections"
+wrk_side_by_side sluice "$base" "$nbase" "cached delivery"

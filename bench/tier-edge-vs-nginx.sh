@@ -54,28 +54,5 @@ for what in segment playlist; do
   echo "nginx cache for the $what: $status"
 done
 
-results=()
-for r in $(seq 1 "$rounds"); do
-  for what in segment playlist; do
-    path=${!what}
-    e=$(rps "$seconds" "$connections" "$edge/$path")
-    n=$(rps "$seconds" "$connections" "$nginx/$path")
-    results+=("$r $what $e $n")
-  done
-done
-
-printf '%s\n' "${results[@]}" | python3 -c '
-import statistics, sys
-size, seconds, conns = (int(x) for x in sys.argv[1:])
-rows = [l.split() for l in sys.stdin if l.strip()]
-print(f"cached delivery of a recorded asset, wrk -t2 -c{conns} -d{seconds}s, segment {size} bytes; "
-      "edge = sluice --upstream the ingest node, nginx = proxy_cache in front of it")
-for r, what, e, n in rows:
-    print(f"round {r} {what:8}: edge {float(e):10.1f} req/s  nginx {float(n):10.1f} req/s  "
-          f"ratio {float(e) / float(n):.2f}x")
-for what in ("segment", "playlist"):
-    e = statistics.median(float(x[2]) for x in rows if x[1] == what)
-    n = statistics.median(float(x[3]) for x in rows if x[1] == what)
-    print(f"median {what:8}: edge {e:10.1f} req/s  nginx {n:10.1f} req/s  "
-          f"ratio edge/nginx {e / n:.2f}x (aim >= 1.0x)")
-' "$size" "$seconds" "$connections"
+wrk_side_by_side edge "$edge" "$nginx" \
+  "cached delivery of a recorded asset; edge = sluice --upstream the ingest node, nginx = proxy_cache in front of it"
