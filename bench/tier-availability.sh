@@ -22,8 +22,11 @@
 # servable. An edge prefetches only while the presentation is live, so the
 # last fragments of a stream (listed once it ended) are fetched on demand
 # and never servable in this sense. A blocking answer comes once every
-# track has media past the edge's cut, so a video fragment also waits for
-# the audio fragment cut at the same boundary.
+# track has media past the edge's cut, so over HTTP a video fragment also
+# waits for the audio fragment cut at the same boundary; over QUIC the
+# pushed fragment is listed as it arrives ("fragment servable" then), and
+# the JSON logs also hold "fragment push" (ingest node: push opened) and
+# "fragment pushed" (edge: object arrived) for a closer look.
 #
 # ffmpeg pushes a synthetic 3 Mbit/s H.264 + AAC stream in real time (-re),
 # one keyframe per fragment: two measurements (video, audio) per fragment

@@ -79,6 +79,9 @@ pub struct Metrics {
     pub edge_coalesced: Counter,
     /// Edge: fragments an upstream pushed over QUIC, checked and cached.
     pub edge_pushed: Family<UpstreamLabels, Counter>,
+    /// Edge: pushed fragments listed as they arrived, ahead of the
+    /// timeline answer.
+    pub edge_pushed_listed: Family<UpstreamLabels, Counter>,
     /// QUIC tier: fragments pushed to subscribed edges (all of it
     /// acknowledged), per channel.
     pub tier_quic_pushed: Family<ChannelLabels, Counter>,
@@ -122,6 +125,7 @@ pub fn metrics() -> &'static Metrics {
             edge_upstream_failures: Family::default(),
             edge_coalesced: Counter::default(),
             edge_pushed: Family::default(),
+            edge_pushed_listed: Family::default(),
             tier_quic_pushed: Family::default(),
             tier_quic_skipped: Family::default(),
             registry: Registry::default(),
@@ -150,6 +154,11 @@ pub fn metrics() -> &'static Metrics {
             "edge_pushed_fragments",
             "Edge: fragments an upstream pushed over QUIC, checked and cached",
             m.edge_pushed.clone(),
+        );
+        registry.register(
+            "edge_pushed_listed",
+            "Edge: pushed fragments listed as they arrived, ahead of the timeline answer",
+            m.edge_pushed_listed.clone(),
         );
         registry.register(
             "tier_quic_fragments_pushed",

@@ -188,7 +188,7 @@ impl Server {
         let front: Arc<dyn Handler> = Arc::new(Front {
             delivery,
             ingest: Some(ingest.clone()),
-            tier: Some(tier),
+            tier,
             alt_svc: quic_addr.map(|a| crate::quic::alt_svc(a.port())),
         });
         tasks.spawn(serve_http(http, None, front.clone(), shutdown_rx.clone()));
@@ -263,6 +263,11 @@ impl Server {
             shutdown_rx.clone(),
         )?;
         tracing::info!(upstreams = ?edge.upstream_urls(), "edge");
+        // Its own upstream interface, so that edges chain.
+        let tier = Arc::new(crate::tier::Tier::edge(
+            edge.clone(),
+            config.tier_token.clone(),
+        ));
         let delivery = Arc::new(Delivery::new(
             plugins,
             Origin::Edge(edge),
@@ -271,7 +276,7 @@ impl Server {
         let front: Arc<dyn Handler> = Arc::new(Front {
             delivery,
             ingest: None,
-            tier: None,
+            tier,
             alt_svc: None,
         });
         let mut tasks = JoinSet::new();
@@ -376,11 +381,12 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 /// The http and https listeners: delivery, HTTP ingest under `/ingest/`
-/// and the upstream interface under `/_tier/` (neither on an edge).
+/// (none on an edge) and the upstream interface under `/_tier/` (an
+/// edge's over what it follows).
 struct Front {
     delivery: Arc<Delivery>,
     ingest: Option<Arc<IngestContext>>,
-    tier: Option<Arc<crate::tier::Tier>>,
+    tier: Arc<crate::tier::Tier>,
     /// With `quic`: `Alt-Svc` for delivery responses.
     alt_svc: Option<http::HeaderValue>,
 }
@@ -397,10 +403,7 @@ impl Handler for Front {
                     Some(ingest) => http_ingest(ingest, req, peer).await,
                     None => edge_refusal("an edge takes no ingest\n"),
                 },
-                Route::Tier => match &self.tier {
-                    Some(tier) => tier.handle(req.uri(), req.headers()).await,
-                    None => edge_refusal("an edge serves no upstream interface\n"),
-                },
+                Route::Tier => self.tier.handle(req.uri(), req.headers()).await,
                 Route::Delivery => {
                     let mut resp = self
                         .delivery

@@ -1,6 +1,7 @@
-//! The upstream interface of ingest nodes (`/_tier/v1/...`): what an edge,
-//! directly or through any HTTP cache acting as shield, needs to serve the
-//! delivery URLs itself.
+//! The upstream interface (`/_tier/v1/...`): what an edge, directly or
+//! through any HTTP cache acting as shield, needs to serve the delivery
+//! URLs itself. Ingest nodes answer it from their channels and assets;
+//! edges answer it from what they follow and cache, so that edges chain.
 //!
 //! ```text
 //! GET /_tier/v1/health                                   {"v":1}                          no-store
@@ -27,10 +28,12 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 use sluice_sdk::plugin::{Fragment as FragmentInfo, PresentationState, View};
+use tokio::sync::watch;
 
 use crate::archive::{Archive, AssetView, ticks_to_ms};
 use crate::channel::{Channel, Channels};
 use crate::delivery::Body;
+use crate::edge::{Edge, EdgeView, PresKey};
 use crate::media::timeline::Snapshot;
 use crate::names::valid_name;
 
@@ -39,10 +42,25 @@ const MAX_PAGE: usize = 2000;
 
 /// The upstream interface.
 pub struct Tier {
-    channels: Arc<Channels>,
-    archive: Arc<Archive>,
+    backend: Backend,
     token: Option<String>,
 }
+
+/// What a node serves its upstream interface from.
+enum Backend {
+    /// An ingest node: its channels, and the assets it recorded.
+    Ingest {
+        channels: Arc<Channels>,
+        archive: Arc<Archive>,
+    },
+    /// An edge: what it follows and caches from its own upstreams, so
+    /// that edges chain (an edge's upstream may be another edge).
+    Edge(Arc<Edge>),
+}
+
+/// A timeline answer in the making: the document, the presentation's
+/// fragment duration, whether it ended, and its cut.
+type Answer = (Value, u32, bool, Option<i64>);
 
 /// What the timeline documents are made from: a channel snapshot or an
 /// asset view.
@@ -57,6 +75,15 @@ impl Listed for Snapshot {
     }
     fn last(&self, track: u32) -> Option<FragmentInfo> {
         Snapshot::last(self, track)
+    }
+}
+
+impl Listed for EdgeView {
+    fn entries(&self, track: u32, from: u64, limit: usize) -> Vec<(FragmentInfo, u64)> {
+        EdgeView::entries(self, track, from, limit)
+    }
+    fn last(&self, track: u32) -> Option<FragmentInfo> {
+        EdgeView::last(self, track)
     }
 }
 
@@ -172,8 +199,18 @@ impl Tier {
     /// The upstream interface over this node's channels and assets.
     pub fn new(channels: Arc<Channels>, archive: Arc<Archive>, token: Option<String>) -> Self {
         Tier {
-            channels,
-            archive,
+            backend: Backend::Ingest { channels, archive },
+            token,
+        }
+    }
+
+    /// The upstream interface of an edge, over what it follows: another
+    /// edge (or a shield in front of this one) pulls from it as from an
+    /// ingest node. Fragments come from its cache or, once, from its own
+    /// upstreams.
+    pub fn edge(edge: Arc<Edge>, token: Option<String>) -> Self {
+        Tier {
+            backend: Backend::Edge(edge),
             token,
         }
     }
@@ -188,9 +225,13 @@ impl Tier {
         }
     }
 
-    /// The live channel `name`, for QUIC tier subscriptions.
+    /// The live channel `name`, for QUIC tier subscriptions (an ingest
+    /// node's only: an edge cuts nothing to push).
     pub fn channel(&self, name: &str) -> Option<Arc<Channel>> {
-        self.channels.get(name)
+        match &self.backend {
+            Backend::Ingest { channels, .. } => channels.get(name),
+            Backend::Edge(_) => None,
+        }
     }
 
     /// Answers one request below `/_tier/`.
@@ -237,7 +278,7 @@ impl Tier {
             .inc();
         match parts.as_slice() {
             ["health"] => json_response(&json!({"v": 1}), "no-store"),
-            ["locators", id] if valid_name(id) => self.locator(id),
+            ["locators", id] if valid_name(id) => self.locator(id).await,
             ["assets", asset, "timeline"] if valid_name(asset) => {
                 self.timeline(Source::Asset(asset), ask).await
             }
@@ -245,134 +286,102 @@ impl Tier {
                 self.timeline(Source::Channel(ch), ask).await
             }
             ["channels", ch, "f", track, name] if valid_name(ch) => {
-                self.fragment(ch, track, name).await
+                match parse_fragment_name(track, name) {
+                    Some((track, start, sum)) => self.fragment(ch, track, start, sum).await,
+                    None => text(
+                        StatusCode::NOT_FOUND,
+                        "bad fragment name\n",
+                        "public, max-age=60",
+                    ),
+                }
             }
             _ => text(StatusCode::NOT_FOUND, "not found\n", "public, max-age=60"),
         }
     }
 
-    fn locator(&self, id: &str) -> http::Response<Body> {
-        let Some(l) = self.archive.locator(id) else {
-            return text(
+    async fn locator(&self, id: &str) -> http::Response<Body> {
+        let record = match &self.backend {
+            Backend::Ingest { archive, .. } => archive.locator(id).map(|l| {
+                json!({
+                    "id": l.id,
+                    "asset": l.asset,
+                    "manifest_name": archive.manifest_name(&l.asset),
+                    "start_ms": l.start_ms,
+                    "expiry_ms": l.expiry_ms,
+                })
+            }),
+            Backend::Edge(edge) => match edge.locator(id).await {
+                Ok(l) => l.map(|l| {
+                    json!({
+                        "id": id,
+                        "asset": l.asset,
+                        "manifest_name": l.manifest_name,
+                        "start_ms": l.start_ms,
+                        "expiry_ms": l.expiry_ms,
+                    })
+                }),
+                Err(e) => return upstream_unavailable(&e),
+            },
+        };
+        match record {
+            Some(r) => json_response(&r, "public, max-age=2"),
+            None => text(
                 StatusCode::NOT_FOUND,
                 "no such locator\n",
                 "public, max-age=2",
-            );
-        };
-        json_response(
-            &json!({
-                "id": l.id,
-                "asset": l.asset,
-                "manifest_name": self.archive.manifest_name(&l.asset),
-                "start_ms": l.start_ms,
-                "expiry_ms": l.expiry_ms,
-            }),
-            "public, max-age=2",
-        )
+            ),
+        }
     }
 
     async fn timeline(&self, source: Source<'_>, ask: Ask) -> http::Response<Body> {
+        let (channels, archive) = match &self.backend {
+            Backend::Ingest { channels, archive } => (channels, archive),
+            Backend::Edge(edge) => return edge_timeline(edge, source, ask).await,
+        };
         let channel = match source {
-            Source::Channel(ch) => self.channels.get(ch),
-            Source::Asset(a) => self
-                .archive
-                .asset_channel(a)
-                .and_then(|c| self.channels.get(&c)),
+            Source::Channel(ch) => channels.get(ch),
+            Source::Asset(a) => archive.asset_channel(a).and_then(|c| channels.get(&c)),
         };
-        let mut changes = channel.as_ref().map(|c| c.changes());
-        // Blocking requests are held at most three fragments.
-        let mut deadline = None;
-        loop {
-            let doc = match self.document(source, channel.as_deref(), ask) {
-                Some(d) => d,
-                None => {
-                    return text(
-                        StatusCode::NOT_FOUND,
-                        "not found (yet)\n",
-                        "public, max-age=2",
-                    );
-                }
-            };
-            let (doc, fragment_ms, ended, cut) = doc;
-            let ready = match ask {
-                Ask::Page { .. } => true,
-                Ask::After(after) => ended || cut.is_some_and(|c| c > after),
-            };
-            let max_age = if ended {
-                30
-            } else {
-                (fragment_ms / 2000).max(1)
-            };
-            if ready {
-                return json_response(&doc, &format!("public, max-age={max_age}"));
-            }
-            let deadline = *deadline.get_or_insert_with(|| {
-                tokio::time::Instant::now() + Duration::from_millis(3 * u64::from(fragment_ms))
-            });
-            let Some(rx) = changes.as_mut() else {
-                return unavailable();
-            };
-            match tokio::time::timeout_at(deadline, rx.changed()).await {
-                Ok(Ok(())) => continue,
-                _ => return unavailable(),
-            }
-        }
-    }
-
-    /// The document, its fragment duration, whether it ended, and its cut.
-    fn document(
-        &self,
-        source: Source<'_>,
-        channel: Option<&Channel>,
-        ask: Ask,
-    ) -> Option<(Value, u32, bool, Option<i64>)> {
-        fn out<L: Listed>(v: &L, channel: &str, ask: Ask) -> (Value, u32, bool, Option<i64>) {
-            let info = v.info();
-            let cut = cut_ms(v);
-            (
-                document(v, channel, ask, cut),
-                info.fragment_duration_ms,
-                info.state == PresentationState::Ended,
-                cut,
-            )
-        }
-        match source {
-            Source::Channel(ch) => Some(out(&channel?.snapshot(), ch, ask)),
+        let changes = channel.as_ref().map(|c| c.changes());
+        hold(ask, changes, || match source {
+            Source::Channel(ch) => Some(answer(&channel.as_deref()?.snapshot(), ch, ask)),
             Source::Asset(a) => {
-                let (view, _) = self.archive.view(a, &self.channels)?;
-                Some(out(&view, view.channel(), ask))
+                let (view, _) = archive.view(a, channels)?;
+                Some(answer(&view, view.channel(), ask))
             }
-        }
+        })
+        .await
     }
 
-    async fn fragment(&self, channel: &str, track: &str, name: &str) -> http::Response<Body> {
-        let parsed = (|| {
-            let track: u32 = digits(track)?.parse().ok()?;
-            let name = name.strip_suffix(".slf")?;
-            let (start, sum) = name.split_once('.')?;
-            let start: u64 = digits(start)?.parse().ok()?;
-            (sum.len() == 16).then_some(())?;
-            let sum = u64::from_str_radix(sum, 16).ok()?;
-            Some((track, start, sum))
-        })();
-        let Some((track, start, sum)) = parsed else {
-            return text(
-                StatusCode::NOT_FOUND,
-                "bad fragment name\n",
-                "public, max-age=60",
-            );
+    async fn fragment(
+        &self,
+        channel: &str,
+        track: u32,
+        start: u64,
+        sum: u64,
+    ) -> http::Response<Body> {
+        let (channels, archive) = match &self.backend {
+            Backend::Ingest { channels, archive } => (channels, archive),
+            Backend::Edge(edge) => {
+                return match edge.find_fragment(channel, track, start, sum).await {
+                    Ok(Some(f)) => object_response(&f, sum),
+                    // Every upstream that answered lacks it: it may still
+                    // appear (a lagging upstream), so not for long.
+                    Ok(None) => text(
+                        StatusCode::NOT_FOUND,
+                        "no such fragment\n",
+                        "public, max-age=1",
+                    ),
+                    Err(e) => upstream_unavailable(&e),
+                };
+            }
         };
-        let hot = self
-            .channels
+        let hot = channels
             .get(channel)
             .and_then(|c| c.snapshot().fragment_named(track, start, sum).cloned());
         let fragment = match hot {
             Some(f) => Some(f),
-            None => match self
-                .archive
-                .fragment_named(channel, track, start, sum)
-                .await
-            {
+            None => match archive.fragment_named(channel, track, start, sum).await {
                 Ok(f) => f,
                 Err(e) => {
                     tracing::warn!(channel, track, start, error = %e, "tier fragment unreadable");
@@ -387,8 +396,7 @@ impl Tier {
         let Some(f) = fragment else {
             // Ahead of this node (a lagging redundant node) it may still
             // appear: a short lifetime; anything else never will.
-            let ahead = self
-                .channels
+            let ahead = channels
                 .get(channel)
                 .and_then(|c| c.snapshot().last(track))
                 .is_none_or(|last| start >= last.start + last.duration);
@@ -399,50 +407,159 @@ impl Tier {
             };
             return text(StatusCode::NOT_FOUND, "no such fragment\n", cache);
         };
-        let head = crate::storage::encode_head(&f);
-        let len = head.len() + f.data.len();
-        let mut resp = http::Response::builder()
-            .header(header::CONTENT_TYPE, "application/vnd.sluice.slf1")
-            .header(header::CACHE_CONTROL, "public, max-age=31536000, immutable")
-            .header(header::ETAG, format!("\"{sum:016x}\""))
-            .header(header::CONTENT_LENGTH, len)
-            .body(Body::from_parts([head, f.data.clone()]))
-            .unwrap_or_default();
-        if let Some(expires) = self.expires(channel, track, &f) {
+        let mut resp = object_response(&f, sum);
+        if let Some(expires) = expires(channels, archive, channel, track, &f) {
             resp.headers_mut().insert(header::EXPIRES, expires);
         }
         resp
     }
+}
 
-    /// `Expires` of a fragment object: when it leaves the last window that
-    /// lists it (the channel's live window, running programs' archive
-    /// windows); none while a stopped asset keeps it. Caches keep the
-    /// object by its `max-age`; this tells them (and edges) when nobody
-    /// will ask for it any more.
-    fn expires(
-        &self,
-        channel: &str,
-        track: u32,
-        f: &crate::storage::Fragment,
-    ) -> Option<HeaderValue> {
-        let ch = self.channels.get(channel)?;
-        let snapshot = ch.snapshot();
-        let timescale = snapshot.tracks().iter().find(|t| t.id == track)?.timescale;
-        let newest = snapshot.last(track)?;
-        let newest_end = ticks_to_ms(newest.start + newest.duration, timescale);
-        let (start, end) = (
-            ticks_to_ms(f.start, timescale),
-            ticks_to_ms(f.start + f.duration, timescale),
-        );
-        let window = i64::try_from(ch.window_ms).unwrap_or(i64::MAX);
-        let hot = end.saturating_add(window) - newest_end;
-        let archived = self
-            .archive
-            .fragment_lifetime_ms(channel, start, end, newest_end)?;
-        let at = crate::channel::now_ms() + hot.max(archived).max(0);
-        let t = chrono::DateTime::from_timestamp_millis(at)?;
-        HeaderValue::from_str(&t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()).ok()
+/// A fragment object answer (SLF1, immutable, its checksum as ETag).
+fn object_response(f: &crate::storage::Fragment, sum: u64) -> http::Response<Body> {
+    let head = crate::storage::encode_head(f);
+    let len = head.len() + f.data.len();
+    http::Response::builder()
+        .header(header::CONTENT_TYPE, "application/vnd.sluice.slf1")
+        .header(header::CACHE_CONTROL, "public, max-age=31536000, immutable")
+        .header(header::ETAG, format!("\"{sum:016x}\""))
+        .header(header::CONTENT_LENGTH, len)
+        .body(Body::from_parts([head, f.data.clone()]))
+        .unwrap_or_default()
+}
+
+/// `Expires` of a fragment object: when it leaves the last window that
+/// lists it (the channel's live window, running programs' archive
+/// windows); none while a stopped asset keeps it. Caches keep the
+/// object by its `max-age`; this tells them (and edges) when nobody
+/// will ask for it any more.
+fn expires(
+    channels: &Channels,
+    archive: &Archive,
+    channel: &str,
+    track: u32,
+    f: &crate::storage::Fragment,
+) -> Option<HeaderValue> {
+    let ch = channels.get(channel)?;
+    let snapshot = ch.snapshot();
+    let timescale = snapshot.tracks().iter().find(|t| t.id == track)?.timescale;
+    let newest = snapshot.last(track)?;
+    let newest_end = ticks_to_ms(newest.start + newest.duration, timescale);
+    let (start, end) = (
+        ticks_to_ms(f.start, timescale),
+        ticks_to_ms(f.start + f.duration, timescale),
+    );
+    let window = i64::try_from(ch.window_ms).unwrap_or(i64::MAX);
+    let hot = end.saturating_add(window) - newest_end;
+    let archived = archive.fragment_lifetime_ms(channel, start, end, newest_end)?;
+    let at = crate::channel::now_ms() + hot.max(archived).max(0);
+    let t = chrono::DateTime::from_timestamp_millis(at)?;
+    HeaderValue::from_str(&t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()).ok()
+}
+
+/// The answer for `ask` from `v` (recorded from `channel`).
+fn answer<L: Listed>(v: &L, channel: &str, ask: Ask) -> Answer {
+    let info = v.info();
+    let cut = cut_ms(v);
+    (
+        document(v, channel, ask, cut),
+        info.fragment_duration_ms,
+        info.state == PresentationState::Ended,
+        cut,
+    )
+}
+
+/// Answers a timeline request with `document` (`None`: 404): a page at
+/// once; a blocking request once the presentation ended or its cut passed
+/// the asked time, waking on `changes`, held at most three fragments
+/// (then 503 `no-store`).
+async fn hold(
+    ask: Ask,
+    mut changes: Option<watch::Receiver<u64>>,
+    mut document: impl FnMut() -> Option<Answer>,
+) -> http::Response<Body> {
+    let mut deadline = None;
+    loop {
+        let Some((doc, fragment_ms, ended, cut)) = document() else {
+            return text(
+                StatusCode::NOT_FOUND,
+                "not found (yet)\n",
+                "public, max-age=2",
+            );
+        };
+        let ready = match ask {
+            Ask::Page { .. } => true,
+            Ask::After(after) => ended || cut.is_some_and(|c| c > after),
+        };
+        let max_age = if ended {
+            30
+        } else {
+            (fragment_ms / 2000).max(1)
+        };
+        if ready {
+            return json_response(&doc, &format!("public, max-age={max_age}"));
+        }
+        let deadline = *deadline.get_or_insert_with(|| {
+            tokio::time::Instant::now() + Duration::from_millis(3 * u64::from(fragment_ms))
+        });
+        let Some(rx) = changes.as_mut() else {
+            return unavailable();
+        };
+        match tokio::time::timeout_at(deadline, rx.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => return unavailable(),
+        }
     }
+}
+
+/// A timeline request at an edge: from the presentation it follows
+/// (following it from now on), waking on its merges.
+async fn edge_timeline(edge: &Edge, source: Source<'_>, ask: Ask) -> http::Response<Body> {
+    let key = match source {
+        Source::Channel(ch) => PresKey::Channel(ch.to_owned()),
+        Source::Asset(a) => PresKey::Asset(a.to_owned()),
+    };
+    match edge.view(key.clone()).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return text(
+                StatusCode::NOT_FOUND,
+                "not found (yet)\n",
+                "public, max-age=2",
+            );
+        }
+        Err(e) => return upstream_unavailable(&e),
+    }
+    let changes = edge.watch(&key).map(|p| p.changed.subscribe());
+    hold(ask, changes, || {
+        let view = edge.snapshot(&key)?;
+        Some(answer(&view, view.channel(), ask))
+    })
+    .await
+}
+
+/// An edge whose own upstreams failed: 503, never cached.
+fn upstream_unavailable(error: &str) -> http::Response<Body> {
+    tracing::debug!(error, "tier request: upstream unavailable");
+    let mut r = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "upstream unavailable\n",
+        "no-store",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+/// `{track}` and `{start}.{sum:016x}.slf` of a fragment object's path.
+fn parse_fragment_name(track: &str, name: &str) -> Option<(u32, u64, u64)> {
+    let track: u32 = digits(track)?.parse().ok()?;
+    let name = name.strip_suffix(".slf")?;
+    let (start, sum) = name.split_once('.')?;
+    let start: u64 = digits(start)?.parse().ok()?;
+    (sum.len() == 16).then_some(())?;
+    let sum = u64::from_str_radix(sum, 16).ok()?;
+    Some((track, start, sum))
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -80,7 +80,12 @@ fn an_edge_serves_the_same_bytes_and_fetches_each_fragment_once() -> anyhow::Res
         http_get(edge.http, "/ingest/ch1/k/x.ismv/Streams(main)", &[])?.status,
         404
     );
-    assert_eq!(http_get(edge.http, "/_tier/v1/health", &[])?.status, 404);
+    // Its own upstream interface wants the token too.
+    assert_eq!(http_get(edge.http, "/_tier/v1/health", &[])?.status, 401);
+    assert_eq!(
+        http_get(edge.http, "/_tier/v1/health", &[AUTH])?.status,
+        200
+    );
     assert_eq!(http_get(edge.admin, "/api/v1/channels", &[])?.status, 404);
     assert!(
         metric(
@@ -113,6 +118,84 @@ fn an_edge_serves_the_same_bytes_and_fetches_each_fragment_once() -> anyhow::Res
             bad.log()
         );
     }
+    Ok(())
+}
+
+#[test]
+fn edges_chain_with_the_same_bytes_and_one_upstream_copy() -> anyhow::Result<()> {
+    let s = recorded_node()?;
+    let near = edge_of(&[format!("http://{}", s.http)], "")?;
+    let far = edge_of(&[format!("http://{}", near.http)], "")?;
+
+    let urls = every_url(s.http, "/show/show.ism")?;
+    let before = fragment_requests(&s)?;
+    // The far edge first: everything it answers came through the near one.
+    assert_same_bytes(&[far.http, near.http, s.http], &urls)?;
+    let names = fragment_names(&s, &["/_tier/v1/assets/show/timeline"], &[AUTH])?;
+    assert_eq!(fragment_requests(&s)? - before, names.len() as u64);
+
+    // The near edge's upstream interface answers as the ingest node's
+    // does: the same locator record and, the asset having ended and been
+    // read whole, the same timeline document, byte for byte.
+    for path in [
+        "/_tier/v1/locators/show",
+        "/_tier/v1/assets/show/timeline",
+        "/_tier/v1/assets/show/timeline?from=4000&limit=1",
+    ] {
+        let (a, b) = (
+            http_get(s.http, path, &[AUTH])?,
+            http_get(near.http, path, &[AUTH])?,
+        );
+        assert_eq!((a.status, b.status), (200, 200), "{path}");
+        assert_eq!(a.text(), b.text(), "{path}");
+        assert_eq!(a.header("etag"), b.header("etag"), "{path}");
+    }
+    // A fragment object: the same bytes and validators; one it lacks is
+    // a short-lived 404, not a failure.
+    let doc: serde_json::Value =
+        serde_json::from_slice(&http_get(s.http, "/_tier/v1/assets/show/timeline", &[AUTH])?.body)?;
+    let track = &doc["tracks"][0];
+    let first = &track["fragments"][0];
+    let path = format!(
+        "/_tier/v1/channels/ch1/f/{}/{}.{}.slf",
+        track["id"],
+        first[0],
+        first[6].as_str().unwrap_or_default()
+    );
+    let (a, b) = (
+        http_get(s.http, &path, &[AUTH])?,
+        http_get(near.http, &path, &[AUTH])?,
+    );
+    assert_eq!((a.status, b.status), (200, 200), "{path}");
+    assert_eq!(a.body, b.body);
+    assert_eq!(a.header("etag"), b.header("etag"));
+    assert_eq!(b.header("cache-control"), a.header("cache-control"));
+    let r = http_get(
+        near.http,
+        "/_tier/v1/channels/ch1/f/1/1.0123456789abcdef.slf",
+        &[AUTH],
+    )?;
+    assert_eq!(
+        (r.status, r.header("cache-control")),
+        (404, Some("public, max-age=1"))
+    );
+    let r = http_get(near.http, "/_tier/v1/locators/nope", &[AUTH])?;
+    assert_eq!(r.status, 404);
+    Ok(())
+}
+
+#[test]
+fn a_live_edge_chain_follows_with_blocking_requests() -> anyhow::Result<()> {
+    let s = Sluice::start("", &["--tier-token", TOKEN])?;
+    let near = edge_of(&[format!("http://{}", s.http)], "")?;
+    let far = edge_of(&[format!("http://{}", near.http)], "")?;
+    let (video, err) = play_live_through_edge(&s, &far, 12)?;
+    assert!(
+        video >= 200,
+        "{video} video frames from the far edge: {err}"
+    );
+    // The near edge answered the far one's blocking timeline requests.
+    assert!(metric(near.admin, "sluice_tier_requests_total{kind=\"blocking\"}")? > 0);
     Ok(())
 }
 

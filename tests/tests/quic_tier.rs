@@ -143,8 +143,17 @@ fn a_live_quic_edge_gets_new_fragments_pushed_and_ffmpeg_plays_it() -> anyhow::R
         &[AUTH],
     )?
     .len() as u64;
-    eprintln!("pushed {pushed}, received {received}, requested {requested}, listed {listed}");
+    let on_arrival = metric(
+        edge.admin,
+        "sluice_edge_pushed_listed_total{upstream=\"0\"}",
+    )?;
+    eprintln!(
+        "pushed {pushed}, received {received}, listed on arrival {on_arrival}, requested {requested}, listed {listed}"
+    );
     assert!(pushed > 0 && received > 0, "{}", edge.log());
+    // Pushed fragments were listed as they arrived, not only once the
+    // blocking timeline answer named them.
+    assert!(on_arrival > 0, "{}", edge.log());
     // Most fragments came by push, not by request.
     assert!(
         requested < listed,

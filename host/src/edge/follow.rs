@@ -20,7 +20,8 @@ use sluice_sdk::plugin::{
 };
 use tokio::sync::watch;
 
-use super::{EdgeCore, PresKey};
+use super::{EdgeCore, FragKey, PresKey};
+use crate::storage::Fragment;
 
 /// Largest timeline document read from an upstream.
 const MAX_DOCUMENT: usize = 32 << 20;
@@ -146,6 +147,59 @@ impl Followed {
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
             .is_some_and(|s| s.info.state == PresentationState::Ended)
+    }
+
+    /// Lists `fragment`, pushed by upstream `up` as `key`, if this is a
+    /// live presentation of its channel whose listing of the track it
+    /// directly continues: then nothing can lie between and its
+    /// discontinuity sequence is the previous one's. Anything else (a
+    /// discontinuity, a gap, a skipped push before it) waits for the
+    /// timeline answer. Returns whether it listed it.
+    ///
+    /// An asset's listing may briefly hold a fragment cut as its program
+    /// stopped; the final read of the ended asset replaces it.
+    pub fn list_pushed(&self, key: &FragKey, fragment: &Fragment, up: usize) -> bool {
+        if fragment.discontinuity || self.stopped() {
+            return false;
+        }
+        let mut guard = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let Some(state) = guard.as_mut() else {
+            return false;
+        };
+        if state.channel != key.channel || state.info.state != PresentationState::Live {
+            return false;
+        }
+        let Some(i) = state.tracks.iter().position(|t| t.id == key.track) else {
+            return false;
+        };
+        let list = &state.lists[i];
+        let Some(last) = list.last() else {
+            return false;
+        };
+        if last.info.start.saturating_add(last.info.duration) != key.start {
+            return false;
+        }
+        let entry = Entry {
+            info: FragmentInfo {
+                start: key.start,
+                duration: fragment.duration,
+                sample_count: u32::try_from(fragment.samples.len()).unwrap_or(u32::MAX),
+                size: u32::try_from(fragment.data.len()).unwrap_or(u32::MAX),
+                discontinuity: false,
+                discontinuity_sequence: last.info.discontinuity_sequence,
+            },
+            sum: key.sum,
+            from: 1u64
+                .checked_shl(u32::try_from(up).unwrap_or(64))
+                .unwrap_or(0),
+        };
+        if entry.info.duration == 0 {
+            return false;
+        }
+        Arc::make_mut(&mut state.lists[i]).push(entry);
+        state.generation += 1;
+        self.changed.send_replace(state.generation);
+        true
     }
 
     /// Merges timeline documents from upstream `up`; returns the entries
@@ -677,6 +731,91 @@ mod tests {
             [2000]
         );
         assert_eq!(s.info.state, PresentationState::Ended);
+    }
+
+    #[test]
+    fn a_push_is_listed_only_where_it_continues_a_live_listing() {
+        let f = Followed::new(PresKey::Channel("ch1".into()));
+        let pushed = |start: u64, discontinuity: bool| {
+            let fragment = Fragment {
+                start,
+                duration: 2000,
+                discontinuity,
+                samples: vec![
+                    sluice_sdk::plugin::SampleEntry {
+                        duration: 1000,
+                        size: 2,
+                        composition_offset: 0,
+                        keyframe: true,
+                    };
+                    2
+                ],
+                data: bytes::Bytes::from_static(b"abcd"),
+            };
+            let key = FragKey {
+                channel: "ch1".into(),
+                track: 1,
+                start,
+                sum: 0xcc,
+            };
+            (key, fragment)
+        };
+        // Nothing listed yet: nothing to continue.
+        let (k, p) = pushed(0, false);
+        assert!(!f.list_pushed(&k, &p, 1));
+        f.merge(&[doc(0, &[(0, "00000000000000aa")])], 0, false)
+            .expect("merges");
+        let g = f.state().expect("state").generation;
+        // A gap, a discontinuity, another channel, an unknown track: no.
+        let (k, p) = pushed(4000, false);
+        assert!(!f.list_pushed(&k, &p, 1));
+        let (k, p) = pushed(2000, true);
+        assert!(!f.list_pushed(&k, &p, 1));
+        let (mut k, p) = pushed(2000, false);
+        k.channel = "ch2".into();
+        assert!(!f.list_pushed(&k, &p, 1));
+        k.channel = "ch1".into();
+        k.track = 2;
+        assert!(!f.list_pushed(&k, &p, 1));
+        assert_eq!(f.state().expect("state").generation, g);
+        // The next one: listed from the object's own facts.
+        k.track = 1;
+        assert!(f.list_pushed(&k, &p, 1));
+        let s = f.state().expect("state");
+        assert!(s.generation > g);
+        let e = s.lists[0][1];
+        assert_eq!(
+            (
+                e.info.start,
+                e.info.duration,
+                e.info.sample_count,
+                e.info.size
+            ),
+            (2000, 2000, 2, 4)
+        );
+        assert_eq!((e.sum, e.from), (0xcc, 0b10));
+        // The timeline answer listing it too changes only who listed it.
+        let added = f
+            .merge(
+                &[doc(
+                    0,
+                    &[(0, "00000000000000aa"), (2000, "00000000000000cc")],
+                )],
+                0,
+                false,
+            )
+            .expect("merges");
+        assert!(added.is_empty());
+        assert_eq!(f.state().expect("state").lists[0][1].from, 0b11);
+        // Not twice, and not once ended.
+        assert!(!f.list_pushed(&k, &p, 1));
+        let mut ended = doc(0, &[(0, "00000000000000aa")]);
+        ended.info.state = "ended".into();
+        let a = Followed::new(PresKey::Asset("show".into()));
+        a.merge(&[doc(0, &[(0, "00000000000000aa")])], 0, false)
+            .expect("merges");
+        a.merge(&[ended], 0, true).expect("merges");
+        assert!(!a.list_pushed(&k, &p, 1));
     }
 
     #[test]

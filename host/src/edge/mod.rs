@@ -85,7 +85,7 @@ pub struct EdgeLocator {
 pub struct EdgeCore {
     upstreams: Upstreams,
     frags: moka::sync::Cache<FragKey, Arc<Fragment>>,
-    flights: Arc<Flights<FragKey, Arc<Fragment>>>,
+    flights: Arc<Flights<FragKey, Option<Arc<Fragment>>>>,
     config: EdgeConfig,
     shutdown: watch::Receiver<bool>,
 }
@@ -106,11 +106,26 @@ impl EdgeCore {
             start: e.info.start,
             sum: e.sum,
         };
+        self.find(key, e.from).await?.ok_or_else(|| {
+            format!(
+                "no upstream has fragment {track}/{} of {channel}",
+                e.info.start
+            )
+        })
+    }
+
+    /// The fragment `key`, preferring the upstreams in `listed_by`:
+    /// `Ok(None)` when every upstream that answered lacks it.
+    async fn find(
+        self: &Arc<Self>,
+        key: FragKey,
+        listed_by: u64,
+    ) -> Result<Option<Arc<Fragment>>, String> {
         let deadline = Instant::now() + Duration::from_millis(self.config.follower_wait_ms);
         let mut last = String::new();
         for _ in 0..3 {
             if let Some(f) = self.frags.get(&key) {
-                return Ok(f);
+                return Ok(Some(f));
             }
             let wait = deadline.saturating_duration_since(Instant::now());
             if wait.is_zero() {
@@ -121,7 +136,7 @@ impl EdgeCore {
             let (joined, _) = self
                 .flights
                 .join(key.clone(), wait, move || async move {
-                    core.fetch_fragment(k, e.from).await
+                    core.fetch_fragment(k, listed_by).await
                 })
                 .await;
             match joined {
@@ -143,8 +158,12 @@ impl EdgeCore {
     }
 
     /// Fetches one fragment object (the flight's work), checks it and
-    /// caches it.
-    async fn fetch_fragment(&self, key: FragKey, listed_by: u64) -> Result<Arc<Fragment>, String> {
+    /// caches it; `Ok(None)` when every upstream answered that it lacks it.
+    async fn fetch_fragment(
+        &self,
+        key: FragKey,
+        listed_by: u64,
+    ) -> Result<Option<Arc<Fragment>>, String> {
         let path = format!(
             "/_tier/v1/channels/{}/f/{}/{}.{:016x}.slf",
             key.channel, key.track, key.start, key.sum
@@ -154,16 +173,19 @@ impl EdgeCore {
         order.sort_by_key(|u| listed_by & (1u64 << u.index.min(63)) == 0);
         // A subscription pushing it: no request.
         if let Some(f) = self.upstreams.pushed(&key).await {
-            return Ok(f);
+            return Ok(Some(f));
         }
         let timeout = Duration::from_millis(self.config.fetch_timeout_ms);
         let mut last = format!("no upstream has {path}");
+        // Whether an upstream failed (rather than answer that it lacks it).
+        let mut failed = false;
         for up in order {
             let answer = match self.upstreams.get(&up, &path, timeout, MAX_OBJECT).await {
                 Ok(a) => a,
                 Err(e) => {
                     up.failed(&e.to_string());
                     last = format!("{}: {e}", up.url);
+                    failed = true;
                     continue;
                 }
             };
@@ -176,6 +198,7 @@ impl EdgeCore {
                 s => {
                     last = format!("{}: status {s}", up.url);
                     up.failed(&last);
+                    failed = true;
                     continue;
                 }
             }
@@ -186,19 +209,21 @@ impl EdgeCore {
                     up.succeeded();
                     let f = Arc::new(f);
                     self.frags.insert(key, f.clone());
-                    return Ok(f);
+                    return Ok(Some(f));
                 }
                 (_, Err(e)) | (Err(e), _) => {
                     last = format!("{}: bad fragment object: {e}", up.url);
                     up.failed(&last);
+                    failed = true;
                 }
                 _ => {
                     last = format!("{}: fragment object is not {path}", up.url);
                     up.failed(&last);
+                    failed = true;
                 }
             }
         }
-        Err(last)
+        if failed { Err(last) } else { Ok(None) }
     }
 }
 
@@ -226,21 +251,31 @@ impl Edge {
                 u32::try_from(bytes).unwrap_or(u32::MAX)
             })
             .build();
-        upstreams.deliver_pushes_to(frags.clone());
-        let edge = Arc::new(Edge {
-            core: Arc::new(EdgeCore {
-                upstreams,
-                frags,
-                flights: Arc::default(),
-                config,
-                shutdown,
-            }),
-            presentations: Mutex::new(HashMap::new()),
-            locators: moka::future::Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(LOCATOR_TTL)
-                .build(),
-            stale_locators: Mutex::new(HashMap::new()),
+        let edge = Arc::new_cyclic(|weak: &std::sync::Weak<Edge>| {
+            let weak = weak.clone();
+            upstreams.deliver_pushes_to(
+                frags.clone(),
+                Box::new(move |key, fragment, up| {
+                    if let Some(edge) = weak.upgrade() {
+                        edge.list_pushed(key, fragment, up);
+                    }
+                }),
+            );
+            Edge {
+                core: Arc::new(EdgeCore {
+                    upstreams,
+                    frags,
+                    flights: Arc::default(),
+                    config,
+                    shutdown,
+                }),
+                presentations: Mutex::new(HashMap::new()),
+                locators: moka::future::Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(LOCATOR_TTL)
+                    .build(),
+                stale_locators: Mutex::new(HashMap::new()),
+            }
         });
         tokio::spawn(reap(Arc::downgrade(&edge), edge.core.shutdown.clone()));
         Ok(edge)
@@ -301,6 +336,57 @@ impl Edge {
             Ok(_) => Err(format!("no upstream answered: {}", readiness.error)),
             Err(_) => Err("no upstream answered in time".to_owned()),
         }
+    }
+
+    /// Lists a fragment upstream `up` pushed in every followed
+    /// presentation of its channel it continues, ahead of the timeline
+    /// answer that lists it too: servable the moment it arrives.
+    fn list_pushed(&self, key: &FragKey, fragment: &Fragment, up: usize) {
+        let presentations: Vec<Arc<Followed>> = self
+            .presentations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut listed = false;
+        for pres in presentations {
+            listed |= pres.list_pushed(key, fragment, up);
+        }
+        if listed {
+            tracing::debug!(target: "sluice::timing", channel = %key.channel, track = key.track, start = key.start, "fragment servable");
+            crate::metrics::metrics()
+                .edge_pushed_listed
+                .get_or_create(&crate::metrics::UpstreamLabels {
+                    upstream: up.to_string(),
+                })
+                .inc();
+        }
+    }
+
+    /// The fragment object `channel`/`track`/`start` with checksum `sum`,
+    /// for this edge's own upstream interface: from the cache, or fetched
+    /// once. `Ok(None)`: every upstream that answered lacks it.
+    pub async fn find_fragment(
+        &self,
+        channel: &str,
+        track: u32,
+        start: u64,
+        sum: u64,
+    ) -> Result<Option<Arc<Fragment>>, String> {
+        let key = FragKey {
+            channel: channel.to_owned(),
+            track,
+            start,
+            sum,
+        };
+        self.core.find(key, 0).await
+    }
+
+    /// A view of `key` as it is now, if it is followed and was read.
+    pub fn snapshot(&self, key: &PresKey) -> Option<EdgeView> {
+        let state = self.watch(key)?.state()?;
+        Some(EdgeView::new(state, self.core.clone()))
     }
 
     /// The followed presentation `key`, for live-edge waits.

@@ -154,11 +154,16 @@ impl ServerCertVerifier for PinnedCert {
     }
 }
 
+/// Called with each pushed fragment once it is cached, and the position of
+/// the upstream that pushed it: lists it where it continues a timeline.
+pub type OnPushed = Box<dyn Fn(&FragKey, &Fragment, usize) + Send + Sync>;
+
 /// Where pushed fragments go, and who waits for them (shared by every
 /// QUIC upstream of an edge).
 #[derive(Default)]
 pub struct Pushes {
     frags: OnceLock<moka::sync::Cache<FragKey, Arc<Fragment>>>,
+    on_pushed: OnceLock<OnPushed>,
     /// Bumped whenever a push arrives, fails or starts.
     arrivals: watch::Sender<u64>,
     /// Pushes whose head was read and whose object is arriving.
@@ -166,9 +171,14 @@ pub struct Pushes {
 }
 
 impl Pushes {
-    /// Pushed fragments go into `frags` from now on.
-    pub fn deliver_to(&self, frags: moka::sync::Cache<FragKey, Arc<Fragment>>) {
+    /// Pushed fragments go into `frags` from now on, then to `on_pushed`.
+    pub fn deliver_to(
+        &self,
+        frags: moka::sync::Cache<FragKey, Arc<Fragment>>,
+        on_pushed: OnPushed,
+    ) {
         let _ = self.frags.set(frags);
+        let _ = self.on_pushed.set(on_pushed);
     }
 
     fn bump(&self) {
@@ -292,7 +302,15 @@ impl QuicUpstream {
         } else {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         };
-        let e = quinn::Endpoint::client(local)
+        let e = crate::quic::udp_socket(local)
+            .and_then(|socket| {
+                quinn::Endpoint::new(
+                    quinn::EndpointConfig::default(),
+                    None,
+                    socket,
+                    Arc::new(quinn::TokioRuntime),
+                )
+            })
             .map_err(|e| UpstreamError::Transport(format!("cannot open a UDP socket: {e}")))?;
         *slot = Some((addr.is_ipv6(), e.clone()));
         Ok(e)
@@ -605,7 +623,12 @@ impl QuicUpstream {
         self.pushes.receiving().remove(&key);
         match object.map(|o| check(o, &key)) {
             Some(Ok(f)) => {
-                frags.insert(key, Arc::new(f));
+                tracing::debug!(target: "sluice::timing", channel = %key.channel, track = key.track, start = key.start, "fragment pushed");
+                let f = Arc::new(f);
+                frags.insert(key.clone(), f.clone());
+                if let Some(on_pushed) = self.pushes.on_pushed.get() {
+                    on_pushed(&key, &f, self.index);
+                }
                 crate::metrics::metrics()
                     .edge_pushed
                     .get_or_create(&crate::metrics::UpstreamLabels {

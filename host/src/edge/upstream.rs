@@ -151,9 +151,14 @@ impl Upstreams {
         })
     }
 
-    /// Fragments `quic://` upstreams push go into `frags`.
-    pub fn deliver_pushes_to(&self, frags: moka::sync::Cache<super::FragKey, Arc<Fragment>>) {
-        self.pushes.deliver_to(frags);
+    /// Fragments `quic://` upstreams push go into `frags`, then to
+    /// `on_pushed`.
+    pub fn deliver_pushes_to(
+        &self,
+        frags: moka::sync::Cache<super::FragKey, Arc<Fragment>>,
+        on_pushed: super::quic::OnPushed,
+    ) {
+        self.pushes.deliver_to(frags, on_pushed);
     }
 
     /// With a `quic://` upstream at position `up`: its subscription to

@@ -49,6 +49,32 @@ impl EdgeView {
         self.state.info.state == PresentationState::Live
     }
 
+    /// The channel its fragments are named under.
+    pub fn channel(&self) -> &str {
+        &self.state.channel
+    }
+
+    /// Up to `limit` listed fragments of `track` from `from` (ticks), with
+    /// their content checksums.
+    pub fn entries(&self, track: u32, from: u64, limit: usize) -> Vec<(FragmentInfo, u64)> {
+        let Some(i) = self.state.tracks.iter().position(|t| t.id == track) else {
+            return Vec::new();
+        };
+        let list = &self.state.lists[i];
+        let first = list.partition_point(|e| e.info.start < from);
+        list[first..]
+            .iter()
+            .take(limit)
+            .map(|e| (e.info, e.sum))
+            .collect()
+    }
+
+    /// The newest listed fragment of `track`.
+    pub fn last(&self, track: u32) -> Option<FragmentInfo> {
+        let i = self.state.tracks.iter().position(|t| t.id == track)?;
+        self.state.lists[i].last().map(|e| e.info)
+    }
+
     fn entry(&self, track: u32, start: u64) -> Option<Entry> {
         let i = self.state.tracks.iter().position(|t| t.id == track)?;
         let list = &self.state.lists[i];
@@ -120,13 +146,11 @@ impl View for EdgeView {
     }
 
     fn fragments(&self, track: u32, from: u64, limit: u32) -> Vec<FragmentInfo> {
-        let Some(i) = self.state.tracks.iter().position(|t| t.id == track) else {
-            return Vec::new();
-        };
-        let list = &self.state.lists[i];
-        let first = list.partition_point(|e| e.info.start < from);
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        list[first..].iter().take(limit).map(|e| e.info).collect()
+        self.entries(track, from, limit)
+            .into_iter()
+            .map(|(info, _)| info)
+            .collect()
     }
 
     fn samples(&self, track: u32, start: u64) -> Option<Vec<SampleEntry>> {

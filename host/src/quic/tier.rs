@@ -575,6 +575,7 @@ impl Pusher {
                 object,
                 f.data.clone(),
             ];
+            tracing::debug!(target: "sluice::timing", channel = %self.name, track, start, "fragment push");
             let id = self.next_id;
             self.next_id += 1;
             let priority = i32::try_from((base + (n - i) as u64) & 0x3fff_ffff).unwrap_or(0);
