@@ -334,7 +334,9 @@ impl Delivery {
             Origin::Ingest { channels, .. } => channels,
             Origin::Edge(edge) => {
                 let key = PresKey::Channel(channel.to_owned());
-                return self.serve_edge(edge, key, rest, method, uri, headers).await;
+                return self
+                    .serve_edge(edge, key, rest, method, uri, headers, Some(peer))
+                    .await;
             }
         };
         let Some(channel) = channels.get(channel) else {
@@ -428,12 +430,17 @@ impl Delivery {
             return no_manifest();
         }
         let key = PresKey::Asset(locator.asset);
-        self.serve_edge(edge, key, rest, method, uri, headers).await
+        self.serve_edge(edge, key, rest, method, uri, headers, None)
+            .await
     }
 
     /// Serves `rest` of an edge presentation. A live presentation's
     /// resource that is not there yet (404 from the packager: a segment
     /// after the newest) waits for the timeline's next change, once.
+    /// A presentation at an edge; `preview_peer`: a preview's viewer,
+    /// checked against the channel's preview allow list (which the
+    /// upstream's channel timeline carries).
+    #[allow(clippy::too_many_arguments)]
     async fn serve_edge(
         &self,
         edge: &Edge,
@@ -442,6 +449,7 @@ impl Delivery {
         method: &Method,
         uri: &http::Uri,
         headers: &HeaderMap,
+        preview_peer: Option<std::net::SocketAddr>,
     ) -> http::Response<Body> {
         let mut waited = false;
         loop {
@@ -455,6 +463,12 @@ impl Delivery {
                     return upstream_unavailable();
                 }
             };
+            if let Some(peer) = preview_peer
+                && !view.preview_allowed(peer.ip())
+            {
+                tracing::info!(%peer, ?key, "preview refused: address not allowed");
+                return plain(StatusCode::FORBIDDEN, "address not allowed\n", "no-store");
+            }
             let presentation = match &key {
                 PresKey::Channel(c) => format!("edge/preview/{c}/{:016x}", view.identity()),
                 PresKey::Asset(a) => format!("edge/asset/{a}/{:016x}", view.identity()),

@@ -344,7 +344,12 @@ impl Tier {
         };
         let changes = channel.as_ref().map(|c| c.changes());
         hold(ask, changes, || match source {
-            Source::Channel(ch) => Some(answer(&channel.as_deref()?.snapshot(), ch, ask)),
+            Source::Channel(ch) => {
+                let channel = channel.as_deref()?;
+                let mut a = answer(&channel.snapshot(), ch, ask);
+                with_preview_allow(&mut a.0, &channel.preview_allow);
+                Some(a)
+            }
             Source::Asset(a) => {
                 let (view, _) = archive.view(a, channels)?;
                 Some(answer(&view, view.channel(), ask))
@@ -531,11 +536,23 @@ async fn edge_timeline(edge: &Edge, source: Source<'_>, ask: Ask) -> http::Respo
         Err(e) => return upstream_unavailable(&e),
     }
     let changes = edge.watch(&key).map(|p| p.changed.subscribe());
+    let channel = matches!(source, Source::Channel(_));
     hold(ask, changes, || {
         let view = edge.snapshot(&key)?;
-        Some(answer(&view, view.channel(), ask))
+        let mut a = answer(&view, view.channel(), ask);
+        if channel {
+            with_preview_allow(&mut a.0, view.preview_allow());
+        }
+        Some(a)
     })
     .await
+}
+
+/// Adds a channel's preview allow list to its timeline document, so that
+/// edges refuse its preview where the ingest node would.
+fn with_preview_allow(doc: &mut Value, allow: &[ipnet::IpNet]) {
+    doc["preview_allow"] =
+        Value::Array(allow.iter().map(|n| Value::String(n.to_string())).collect());
 }
 
 /// An edge whose own upstreams failed: 503, never cached.

@@ -185,6 +185,45 @@ fn edges_chain_with_the_same_bytes_and_one_upstream_copy() -> anyhow::Result<()>
 }
 
 #[test]
+fn edges_enforce_the_channel_preview_allow_list() -> anyhow::Result<()> {
+    let s = Sluice::start("", &["--tier-token", TOKEN])?;
+    for (name, allow) in [("locked", "192.0.2.1"), ("open", "127.0.0.0/8")] {
+        let body = serde_json::json!({"name": name, "preview": {"allow": [allow]}});
+        let (status, ch) = sluice_tests::api(s.admin, "POST", "/api/v1/channels", Some(&body))?;
+        assert_eq!(status, 201, "{ch}");
+        let start = format!("/api/v1/channels/{name}/start");
+        assert_eq!(sluice_tests::api(s.admin, "POST", &start, None)?.0, 200);
+    }
+    // The channel timeline carries the list, so edges (and edges of
+    // edges) refuse a preview where the ingest node does.
+    let doc: serde_json::Value = serde_json::from_slice(
+        &http_get(s.http, "/_tier/v1/channels/locked/timeline", &[AUTH])?.body,
+    )?;
+    assert_eq!(doc["preview_allow"], serde_json::json!(["192.0.2.1/32"]));
+    let near = edge_of(&[format!("http://{}", s.http)], "")?;
+    let far = edge_of(&[format!("http://{}", near.http)], "")?;
+    for node in [&s, &near, &far] {
+        let r = http_get(
+            node.http,
+            "/preview/locked/preview.isml/Manifest(format=m3u8-cmaf)",
+            &[],
+        )?;
+        assert_eq!(
+            (r.status, r.header("cache-control")),
+            (403, Some("no-store"))
+        );
+        let r = http_get(
+            node.http,
+            "/preview/open/preview.isml/Manifest(format=m3u8-cmaf)",
+            &[],
+        )?;
+        assert_ne!(r.status, 403, "{}", r.text());
+    }
+    assert!(near.log().contains("preview refused: address not allowed"));
+    Ok(())
+}
+
+#[test]
 fn a_live_edge_chain_follows_with_blocking_requests() -> anyhow::Result<()> {
     let s = Sluice::start("", &["--tier-token", TOKEN])?;
     let near = edge_of(&[format!("http://{}", s.http)], "")?;

@@ -29,6 +29,9 @@ const MAX_DOCUMENT: usize = 32 << 20;
 /// Most tracks a presentation may have at the edge.
 const MAX_TRACKS: usize = 64;
 
+/// Most preview allow list entries a channel document may carry.
+const MAX_ALLOW: usize = 1024;
+
 /// One listed fragment: its facts, content checksum and which upstreams
 /// listed it (bit = upstream position).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +61,9 @@ pub struct State {
     /// response cache key, so a re-created presentation of the same name
     /// never hits the old one's immutable responses.
     pub identity: u64,
+    /// A channel's preview allow list (CIDRs; empty: anyone), as its
+    /// upstream's newest timeline document gave it.
+    pub preview_allow: Vec<ipnet::IpNet>,
 }
 
 /// What the followers found so far.
@@ -243,6 +249,7 @@ impl Followed {
                 lists: Vec::new(),
                 generation: 0,
                 identity: h.digest(),
+                preview_allow: Vec::new(),
             }
         });
         if asset && state.info.state == PresentationState::Ended {
@@ -270,6 +277,11 @@ impl Followed {
             }
             if state.info != info {
                 state.info = info;
+                changed = true;
+            }
+            let allow = doc.preview_allow()?;
+            if state.preview_allow != allow {
+                state.preview_allow = allow;
                 changed = true;
             }
             for (track, first, fragments) in tracks {
@@ -338,6 +350,9 @@ pub struct Doc {
     tracks: Vec<serde_json::Value>,
     cut_ms: Option<i64>,
     next: Option<i64>,
+    /// A channel's preview allow list (absent from asset documents).
+    #[serde(default)]
+    preview_allow: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -362,7 +377,20 @@ impl Doc {
         if doc.tracks.len() > MAX_TRACKS {
             return Err(format!("more than {MAX_TRACKS} tracks"));
         }
+        if doc.preview_allow.len() > MAX_ALLOW {
+            return Err(format!("more than {MAX_ALLOW} preview allow entries"));
+        }
         Ok(doc)
+    }
+
+    fn preview_allow(&self) -> Result<Vec<ipnet::IpNet>, String> {
+        self.preview_allow
+            .iter()
+            .map(|n| {
+                n.parse::<ipnet::IpNet>()
+                    .map_err(|_| format!("bad preview allow entry {n:?}"))
+            })
+            .collect()
     }
 
     fn info(&self) -> Result<PresentationInfo, String> {

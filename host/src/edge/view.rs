@@ -49,6 +49,16 @@ impl EdgeView {
         self.state.info.state == PresentationState::Live
     }
 
+    /// Whether `ip` may watch this (a channel preview's allow list).
+    pub fn preview_allowed(&self, ip: std::net::IpAddr) -> bool {
+        crate::channel::allowed(&self.state.preview_allow, ip)
+    }
+
+    /// The preview allow list (CIDRs; empty: anyone).
+    pub fn preview_allow(&self) -> &[ipnet::IpNet] {
+        &self.state.preview_allow
+    }
+
     /// The channel its fragments are named under.
     pub fn channel(&self) -> &str {
         &self.state.channel
