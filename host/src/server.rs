@@ -116,27 +116,7 @@ impl Server {
                 "admin={admin_addr} is not on loopback: set admin_token (SLUICE_ADMIN_TOKEN)"
             );
         }
-        let https = match config.https {
-            Some(addr) => {
-                let listener = TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen on https={addr}"))?;
-                let bound = listener.local_addr()?;
-                Some((listener, bound))
-            }
-            None => None,
-        };
-        let quic = config.quic.map(crate::quic::bind).transpose()?;
-        // Read (or made) once every port is known to be free, so a failed
-        // start-up says only why it failed.
-        let tls = match config.https.or(config.quic) {
-            Some(_) => Some(crate::tls::load_or_create(
-                config.tls_cert.as_deref(),
-                config.tls_key.as_deref(),
-                &config.data_dir,
-            )?),
-            None => None,
-        };
+        let mut secure = Secure::bind(&config).await?;
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -169,22 +149,7 @@ impl Server {
             archive.clone(),
             config.tier_token.clone(),
         ));
-        // --quic: HTTP/3 delivery on UDP (crate::quic), with the https
-        // certificate; the TCP listeners advertise it with Alt-Svc.
-        let mut quic_addr = None;
-        if let (Some(socket), Some(material)) = (quic, &tls) {
-            quic_addr = Some(socket.local_addr()?);
-            let endpoint = crate::quic::endpoint(socket, material)?;
-            let services = crate::quic::Services {
-                delivery: delivery.clone(),
-                tier: tier.clone(),
-            };
-            tasks.spawn(crate::quic::serve(
-                endpoint,
-                Arc::new(services),
-                shutdown_rx.clone(),
-            ));
-        }
+        let quic_addr = secure.serve_quic(&mut tasks, &delivery, &tier, &shutdown_rx)?;
         let front: Arc<dyn Handler> = Arc::new(Front {
             delivery,
             ingest: Some(ingest.clone()),
@@ -192,24 +157,8 @@ impl Server {
             alt_svc: quic_addr.map(|a| crate::quic::alt_svc(a.port())),
         });
         tasks.spawn(serve_http(http, None, front.clone(), shutdown_rx.clone()));
-        let mut https_addr = None;
-        if let (Some((listener, addr)), Some(material)) = (https, &tls) {
-            let server_config = crate::tls::server_config(material, &[b"h2", b"http/1.1"])?;
-            tracing::info!(
-                https = %addr,
-                cert_sha256 = %material.cert_sha256_hex,
-                spki_sha256 = %material.spki_sha256_b64,
-                "https certificate"
-            );
-            let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
-            tasks.spawn(serve_http(
-                listener,
-                Some(acceptor),
-                front,
-                shutdown_rx.clone(),
-            ));
-            https_addr = Some(addr);
-        }
+        let tls = secure.tls_hashes();
+        let https_addr = secure.serve_https(&mut tasks, front, &shutdown_rx)?;
         tasks.spawn(serve_rtmp(rtmp, ingest, shutdown_rx.clone()));
         if config.demo
             && let Some(ch) = channels.get("demo")
@@ -222,9 +171,7 @@ impl Server {
             admin: admin_addr,
             https: https_addr,
             quic: quic_addr,
-            tls: tls
-                .as_ref()
-                .map(|m| (m.cert_sha256_hex.clone(), m.spki_sha256_b64.clone())),
+            tls,
             archive: Some(archive),
             shutdown,
             tasks,
@@ -232,7 +179,10 @@ impl Server {
     }
 
     /// An edge: delivery from upstreams, no ingest, no store, no archive;
-    /// the admin listener serves health and metrics only.
+    /// the admin listener serves health and metrics only. `--https` and
+    /// `--quic` serve delivery (and its own upstream interface) as on an
+    /// ingest node; its QUIC listener answers tier requests but takes no
+    /// subscriptions (an edge cuts nothing to push).
     async fn start_edge(config: Config, plugins: Arc<PluginHost>) -> anyhow::Result<Server> {
         let http = TcpListener::bind(config.http)
             .await
@@ -241,21 +191,7 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on admin={}", config.admin))?;
         let (http_addr, admin_addr) = (http.local_addr()?, admin.local_addr()?);
-        let https = match config.https {
-            Some(addr) => {
-                let listener = TcpListener::bind(addr)
-                    .await
-                    .with_context(|| format!("cannot listen on https={addr}"))?;
-                let bound = listener.local_addr()?;
-                let material = crate::tls::load_or_create(
-                    config.tls_cert.as_deref(),
-                    config.tls_key.as_deref(),
-                    &config.data_dir,
-                )?;
-                Some((listener, bound, material))
-            }
-            None => None,
-        };
+        let mut secure = Secure::bind(&config).await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let edge = crate::edge::Edge::new(
             config.edge.clone(),
@@ -273,13 +209,14 @@ impl Server {
             Origin::Edge(edge),
             config.delivery.clone(),
         ));
+        let mut tasks = JoinSet::new();
+        let quic_addr = secure.serve_quic(&mut tasks, &delivery, &tier, &shutdown_rx)?;
         let front: Arc<dyn Handler> = Arc::new(Front {
             delivery,
             ingest: None,
             tier,
-            alt_svc: None,
+            alt_svc: quic_addr.map(|a| crate::quic::alt_svc(a.port())),
         });
-        let mut tasks = JoinSet::new();
         tasks.spawn(serve_http(
             admin,
             None,
@@ -287,22 +224,15 @@ impl Server {
             shutdown_rx.clone(),
         ));
         tasks.spawn(serve_http(http, None, front.clone(), shutdown_rx.clone()));
-        let mut https_addr = None;
-        let mut tls_hashes = None;
-        if let Some((listener, addr, material)) = https {
-            let server_config = crate::tls::server_config(&material, &[b"h2", b"http/1.1"])?;
-            let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
-            tasks.spawn(serve_http(listener, Some(acceptor), front, shutdown_rx));
-            https_addr = Some(addr);
-            tls_hashes = Some((material.cert_sha256_hex, material.spki_sha256_b64));
-        }
+        let tls = secure.tls_hashes();
+        let https_addr = secure.serve_https(&mut tasks, front, &shutdown_rx)?;
         Ok(Server {
             http: http_addr,
             rtmp: None,
             admin: admin_addr,
             https: https_addr,
-            quic: None,
-            tls: tls_hashes,
+            quic: quic_addr,
+            tls,
             archive: None,
             shutdown,
             tasks,
@@ -317,6 +247,101 @@ impl Server {
         if let Some(archive) = &self.archive {
             archive.flush().await;
         }
+    }
+}
+
+/// The `--https` and `--quic` listeners and the certificate they share.
+struct Secure {
+    https: Option<(TcpListener, SocketAddr)>,
+    quic: Option<std::net::UdpSocket>,
+    tls: Option<crate::tls::TlsMaterial>,
+}
+
+impl Secure {
+    /// Binds what `config` asks for, then reads (or makes) the
+    /// certificate: once every port is known to be free, so a failed
+    /// start-up says only why it failed.
+    async fn bind(config: &Config) -> anyhow::Result<Secure> {
+        let https = match config.https {
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on https={addr}"))?;
+                let bound = listener.local_addr()?;
+                Some((listener, bound))
+            }
+            None => None,
+        };
+        let quic = config.quic.map(crate::quic::bind).transpose()?;
+        let tls = match config.https.or(config.quic) {
+            Some(_) => Some(crate::tls::load_or_create(
+                config.tls_cert.as_deref(),
+                config.tls_key.as_deref(),
+                &config.data_dir,
+            )?),
+            None => None,
+        };
+        Ok(Secure { https, quic, tls })
+    }
+
+    /// The certificate's SHA-256 (hex) and its key's (base64).
+    fn tls_hashes(&self) -> Option<(String, String)> {
+        self.tls
+            .as_ref()
+            .map(|m| (m.cert_sha256_hex.clone(), m.spki_sha256_b64.clone()))
+    }
+
+    /// `--quic`: HTTP/3 delivery and the QUIC tier on UDP (crate::quic);
+    /// returns its address (the TCP listeners advertise it with Alt-Svc).
+    fn serve_quic(
+        &mut self,
+        tasks: &mut JoinSet<()>,
+        delivery: &Arc<Delivery>,
+        tier: &Arc<crate::tier::Tier>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> anyhow::Result<Option<SocketAddr>> {
+        let (Some(socket), Some(material)) = (self.quic.take(), &self.tls) else {
+            return Ok(None);
+        };
+        let addr = socket.local_addr()?;
+        let endpoint = crate::quic::endpoint(socket, material)?;
+        let services = crate::quic::Services {
+            delivery: delivery.clone(),
+            tier: tier.clone(),
+        };
+        tasks.spawn(crate::quic::serve(
+            endpoint,
+            Arc::new(services),
+            shutdown.clone(),
+        ));
+        Ok(Some(addr))
+    }
+
+    /// `--https`: `front` over TLS (HTTP/2 or 1.1); returns its address.
+    fn serve_https(
+        self,
+        tasks: &mut JoinSet<()>,
+        front: Arc<dyn Handler>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> anyhow::Result<Option<SocketAddr>> {
+        let (Some((listener, addr)), Some(material)) = (self.https, &self.tls) else {
+            return Ok(None);
+        };
+        let server_config = crate::tls::server_config(material, &[b"h2", b"http/1.1"])?;
+        tracing::info!(
+            https = %addr,
+            cert_sha256 = %material.cert_sha256_hex,
+            spki_sha256 = %material.spki_sha256_b64,
+            "https certificate"
+        );
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
+        tasks.spawn(serve_http(
+            listener,
+            Some(acceptor),
+            front,
+            shutdown.clone(),
+        ));
+        Ok(Some(addr))
     }
 }
 

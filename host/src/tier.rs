@@ -225,6 +225,12 @@ impl Tier {
         }
     }
 
+    /// Whether this node takes QUIC tier subscriptions (an ingest node;
+    /// an edge cuts nothing to push).
+    pub fn takes_subscriptions(&self) -> bool {
+        matches!(self.backend, Backend::Ingest { .. })
+    }
+
     /// The live channel `name`, for QUIC tier subscriptions (an ingest
     /// node's only: an edge cuts nothing to push).
     pub fn channel(&self, name: &str) -> Option<Arc<Channel>> {

@@ -170,6 +170,41 @@ fn preview_over_http3_matches_http1_and_tcp_advertises_it() -> anyhow::Result<()
     Ok(())
 }
 
+#[test]
+fn an_edge_serves_http3_and_edges_chain_over_quic() -> anyhow::Result<()> {
+    let node = Sluice::start("", &["--demo"])?;
+    let upstream = format!("http://{}", node.http);
+    let edge = Sluice::start("", &["--upstream", &upstream, "--quic", "127.0.0.1:0"])?;
+    let (quic, sha) = quic_of(&edge)?;
+    let (media_path, segment_path) = wait_for_segments(&edge)?;
+    // Delivery over HTTP/3 from the edge, the same objects as over TCP,
+    // which advertises it.
+    assert_same(&edge, quic, &sha, MANIFEST)?;
+    assert_same(&edge, quic, &sha, &media_path)?;
+    let segment = assert_same(&edge, quic, &sha, &segment_path)?;
+    let want = format!("h3=\":{}\"; ma=86400", quic.port());
+    let r = http_get(edge.http, &segment_path, &[])?;
+    assert_eq!(r.header("alt-svc"), Some(want.as_str()));
+    // Another edge pulls from this one over the QUIC tier: requests are
+    // answered, subscriptions refused (an edge cuts nothing), so it
+    // follows by blocking requests and serves the same segment.
+    let far = Sluice::start(
+        "",
+        &["--upstream", &format!("quic://{quic}?cert-sha256={sha}")],
+    )?;
+    let r = wait_for(Duration::from_secs(30), || {
+        let r = http_get(far.http, &segment_path, &[]).ok()?;
+        (r.status == 200).then_some(r)
+    })?;
+    assert!(r.body == segment, "the far edge's segment differs");
+    wait_for(Duration::from_secs(10), || {
+        far.log()
+            .contains("upstream takes no subscriptions")
+            .then_some(())
+    })?;
+    Ok(())
+}
+
 /// Waits until the demo preview lists two segments (the source runs in
 /// real time); returns the path of the first media playlist and of its
 /// first segment.

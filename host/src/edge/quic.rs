@@ -66,6 +66,9 @@ const MAX_PUSH_OBJECT: u64 = 64 << 20;
 const PUSH_GRACE: Duration = Duration::from_millis(300);
 const PUSH_UNDER_WAY: Duration = Duration::from_secs(3);
 
+/// A subscription's error when the upstream takes none (an edge: 501).
+const NO_SUBSCRIPTIONS: &str = "the upstream takes no subscriptions";
+
 /// Time the upstream gets to answer a subscription.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -439,6 +442,12 @@ impl QuicUpstream {
             self.pushes.bump();
             match ended {
                 Ok(()) => break,
+                Err(e) if e == NO_SUBSCRIPTIONS => {
+                    tracing::info!(upstream = %self.url, %channel, "upstream takes no subscriptions (another edge): following it by blocking requests only");
+                    // Stays subscribed-to-nothing until the follower lets go.
+                    let _ = stop.wait_for(|s| *s).await;
+                    break;
+                }
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     if failures == 1 {
@@ -483,6 +492,9 @@ impl QuicUpstream {
                 upstream = %self.url,
                 "upstream refused the tier token (401): set the same --tier-token on this edge as on the ingest node"
             );
+        }
+        if status == StatusCode::NOT_IMPLEMENTED {
+            return Err(NO_SUBSCRIPTIONS.to_owned());
         }
         if status != StatusCode::OK {
             return Err(format!("subscription answered {status}"));

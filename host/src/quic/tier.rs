@@ -374,6 +374,10 @@ async fn subscribe(
         refuse(&mut send, StatusCode::UNAUTHORIZED).await;
         return;
     }
+    if !services.tier.takes_subscriptions() {
+        refuse(&mut send, StatusCode::NOT_IMPLEMENTED).await;
+        return;
+    }
     let channel = crate::names::valid_name(name)
         .then(|| services.tier.channel(name))
         .flatten();
