@@ -23,6 +23,11 @@ pub mod fmp4;
 pub mod fragment;
 pub mod rtmp;
 pub mod seeds;
+pub mod tier_frame;
+
+/// The host's name rule (`host/src/names.rs`), for `tier_frame`.
+#[path = "../../host/src/names.rs"]
+pub mod names;
 
 /// Fuzz input after its split control bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,7 +24,14 @@ const DEMO_FLV: &[u8] = include_bytes!("../../host/assets/demo.flv");
 pub type Seed = (&'static str, Vec<u8>);
 
 /// The fuzz targets, in the order the smoke script runs them.
-pub const TARGETS: [&str; 5] = ["rtmp_chunk", "amf0", "flv_tags", "fmp4", "fragment_object"];
+pub const TARGETS: [&str; 6] = [
+    "rtmp_chunk",
+    "amf0",
+    "flv_tags",
+    "fmp4",
+    "fragment_object",
+    "tier_frame",
+];
 
 /// The generated seeds of `target`.
 pub fn for_target(target: &str) -> Vec<Seed> {
@@ -34,6 +41,7 @@ pub fn for_target(target: &str) -> Vec<Seed> {
         "flv_tags" => flv_tags(),
         "fmp4" => fmp4(),
         "fragment_object" => crate::fragment::seeds(),
+        "tier_frame" => crate::tier_frame::seeds(),
         other => panic!("no target {other}"),
     }
 }
@@ -436,6 +444,7 @@ mod tests {
                     "amf0" => crate::amf0::fuzz(&bytes),
                     "flv_tags" => crate::flv::fuzz(&bytes),
                     "fragment_object" => crate::fragment::fuzz(&bytes),
+                    "tier_frame" => crate::tier_frame::fuzz(&bytes),
                     _ => crate::fmp4::fuzz(&bytes),
                 }
             }

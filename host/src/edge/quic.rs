@@ -525,7 +525,7 @@ async fn read_head(recv: &mut quinn::RecvStream) -> Result<(StatusCode, Head), U
         .await
         .map_err(|e| UpstreamError::Transport(e.to_string()))?
         .ok_or_else(|| UpstreamError::Transport("stream ended before the answer".into()))?;
-    let head: Head = serde_json::from_slice(&frame)
+    let head: Head = crate::quic::frame::decode(&frame)
         .map_err(|e| UpstreamError::Transport(format!("bad answer head: {e}")))?;
     let status = StatusCode::from_u16(head.status)
         .map_err(|_| UpstreamError::Transport(format!("bad status {}", head.status)))?;
@@ -602,23 +602,21 @@ impl QuicUpstream {
                 Ok(Ok(Some(f))) => f,
                 _ => return,
             };
-        let Ok(head) = serde_json::from_slice::<PushHead>(&head) else {
-            tracing::debug!(upstream = %self.url, "bad push head");
-            let _ = recv.stop(crate::quic::tier::BAD_FRAME);
-            return;
+        let checked = crate::quic::frame::decode::<PushHead>(&head)
+            .and_then(|head| Ok((head.checked(MAX_PUSH_OBJECT)?, head)));
+        let (sum, head) = match checked {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(upstream = %self.url, error = %e, "bad push head");
+                let _ = recv.stop(crate::quic::tier::BAD_FRAME);
+                return;
+            }
         };
-        let sum = (head.sum.len() == 16)
-            .then(|| u64::from_str_radix(&head.sum, 16).ok())
-            .flatten();
         let wanted = self.subscribed().contains_key(&head.channel);
-        let (Some(sum), true, Some(frags)) = (sum, wanted, self.pushes.frags.get()) else {
+        let (true, Some(frags)) = (wanted, self.pushes.frags.get()) else {
             let _ = recv.stop(DUPLICATE);
             return;
         };
-        if head.len > MAX_PUSH_OBJECT {
-            let _ = recv.stop(crate::quic::tier::BAD_FRAME);
-            return;
-        }
         let key = FragKey {
             channel: head.channel.clone(),
             track: head.track,

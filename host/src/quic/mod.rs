@@ -15,6 +15,7 @@
 //! GOAWAY and finishes the requests it accepted (10 s at most), then the
 //! endpoint closes.
 
+pub mod frame;
 pub mod http3;
 pub mod tier;
 

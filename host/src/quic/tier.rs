@@ -38,9 +38,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::{BufMut as _, Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use serde::{Deserialize, Serialize};
 use sluice_sdk::plugin::View as _;
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
@@ -51,9 +50,6 @@ use crate::channel::Channel;
 
 /// ALPN of the tier protocol.
 pub const ALPN_TIER: &[u8] = b"sluice-tier/1";
-
-/// Largest JSON frame (requests, answer heads, push heads).
-pub const MAX_FRAME: usize = 16 * 1024;
 
 /// Application error code: a frame the protocol does not allow (closes the
 /// connection).
@@ -87,103 +83,33 @@ const MAX_INFLIGHT_BYTES: u64 = 32 << 20;
 /// New fragments per track one wake-up pushes; older ones are skipped.
 const MAX_NEW_PER_TRACK: usize = 4;
 
-/// A request frame.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Request {
-    /// Path and query below `/_tier/` to answer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub get: Option<String>,
-    /// Channel to push new fragments of.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subscribe: Option<String>,
-    /// The tier token (`--tier-token`), if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-}
+pub use super::frame::{
+    FrameError, Head, MAX_FRAME, PushHead, Request, decode, encode_frame, frame_len,
+};
 
-/// The head of an answer (a body follows a `get`'s).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Head {
-    /// HTTP status code.
-    pub status: u16,
-    /// The response headers an edge or cache needs (lowercase names).
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// A subscription: per track, the start of the newest fragment when it
-    /// began; only later fragments are pushed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after: Option<BTreeMap<u32, u64>>,
-}
-
-/// The head of a pushed fragment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PushHead {
-    /// Channel.
-    pub channel: String,
-    /// Track id.
-    pub track: u32,
-    /// Start, track ticks.
-    pub start: u64,
-    /// Content checksum, 16 hex digits (its upstream name).
-    pub sum: String,
-    /// Object bytes that follow.
-    pub len: u64,
-}
-
-/// Why a frame could not be read.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum FrameError {
-    /// Its declared length exceeds the limit.
-    #[error("frame of {0} bytes, more than allowed")]
-    TooLarge(usize),
-    /// The stream ended or failed inside the frame.
-    #[error("stream ended inside a frame: {0}")]
-    Read(String),
-}
-
-/// One frame: the length prefix and `value` as JSON.
-pub fn encode_frame(value: &impl Serialize) -> Bytes {
-    let json = serde_json::to_vec(value).unwrap_or_default();
-    let mut b = BytesMut::with_capacity(4 + json.len());
-    b.put_u32(u32::try_from(json.len()).unwrap_or(u32::MAX));
-    b.put_slice(&json);
-    b.freeze()
-}
-
-/// The payload length a frame prefix declares, checked against `max`.
-pub fn frame_len(prefix: [u8; 4], max: usize) -> Result<usize, FrameError> {
-    let len = usize::try_from(u32::from_be_bytes(prefix)).unwrap_or(usize::MAX);
-    if len > max {
-        return Err(FrameError::TooLarge(len));
-    }
-    Ok(len)
-}
-
-/// Reads one frame of at most `max` bytes; `None` when the stream ends
-/// before any byte of it.
+/// Reads one frame of at most `max` bytes, never past its end (a body may
+/// follow); `None` when the stream ends before any byte of it.
 pub async fn read_frame(
     recv: &mut quinn::RecvStream,
     max: usize,
 ) -> Result<Option<Vec<u8>>, FrameError> {
-    let mut prefix = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        match recv.read(&mut prefix[got..]).await {
-            Ok(Some(n)) => got += n,
-            Ok(None) if got == 0 => return Ok(None),
+    let mut reader = super::frame::FrameReader::new(max);
+    let mut chunk = [0u8; 4096];
+    while reader.needed() > 0 {
+        let want = reader.needed().min(chunk.len());
+        match recv.read(&mut chunk[..want]).await {
+            Ok(Some(n)) => {
+                reader.feed(&chunk[..n])?;
+            }
+            Ok(None) if reader.is_empty() => return Ok(None),
             Ok(None) => return Err(FrameError::Read("end of stream".into())),
             Err(e) => return Err(FrameError::Read(e.to_string())),
         }
     }
-    let len = frame_len(prefix, max)?;
-    let mut buf = vec![0u8; len];
-    recv.read_exact(&mut buf)
-        .await
-        .map_err(|e| FrameError::Read(e.to_string()))?;
-    Ok(Some(buf))
+    reader
+        .frame()
+        .map(Some)
+        .ok_or_else(|| FrameError::Read("incomplete frame".into()))
 }
 
 /// Tier connections open now.
@@ -269,7 +195,7 @@ async fn stream(
             return;
         }
     };
-    let request: Request = match serde_json::from_slice(&frame) {
+    let request: Request = match decode(&frame) {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(error = %e, "bad tier request");
@@ -648,35 +574,5 @@ async fn push(
             let _ = send.reset(STALE);
             (id, Outcome::Skipped)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frames_are_bounded_and_round_trip() {
-        let req = Request {
-            get: Some("/_tier/v1/health".into()),
-            token: Some("t".into()),
-            ..Request::default()
-        };
-        let f = encode_frame(&req);
-        let prefix: [u8; 4] = f[..4].try_into().expect("four bytes");
-        assert_eq!(frame_len(prefix, MAX_FRAME).ok(), Some(f.len() - 4));
-        let back: Request = serde_json::from_slice(&f[4..]).expect("valid JSON");
-        assert_eq!(back.get.as_deref(), Some("/_tier/v1/health"));
-        assert!(frame_len([0xff, 0xff, 0xff, 0xff], MAX_FRAME).is_err());
-        assert!(
-            frame_len(
-                u32::try_from(MAX_FRAME + 1).unwrap_or(0).to_be_bytes(),
-                MAX_FRAME
-            )
-            .is_err()
-        );
-        // Unknown fields are refused, not ignored.
-        assert!(serde_json::from_slice::<Request>(br#"{"get":"/x","put":1}"#).is_err());
-        assert!(serde_json::from_slice::<PushHead>(br#"{"channel":"a"}"#).is_err());
     }
 }
