@@ -171,6 +171,9 @@ struct CacheKey {
     path: String,
     /// `None` for immutable responses, else the timeline generation.
     generation: Option<u64>,
+    /// The plugin registry generation: a plugin added, replaced or
+    /// removed is not hidden behind responses packaged before.
+    plugins: u64,
 }
 
 struct TtlExpiry;
@@ -511,10 +514,12 @@ impl Delivery {
                 "public, max-age=5",
             );
         };
+        let (plugins, formats) = self.plugins.formats();
         let immutable_key = CacheKey {
             presentation: presentation.clone(),
             path: rest.to_owned(),
             generation: None,
+            plugins,
         };
         let cached = match self.cache.get(&immutable_key).await {
             Some(hit) => Ok(hit),
@@ -526,12 +531,20 @@ impl Delivery {
                     presentation,
                     path: rest.to_owned(),
                     generation: Some(generation),
+                    plugins,
                 };
                 let request = PluginRequest {
                     format: format.to_owned(),
                     path: rest.to_owned(),
                     query: parse_query(uri.query().unwrap_or("")),
-                    headers: Vec::new(),
+                    // What the host adds: the formats served beside this
+                    // one, so a manifest can list another plugin's
+                    // resources (HLS lists I-frame playlists when a
+                    // packager serves `m3u8-iframes`).
+                    headers: vec![(
+                        sluice_sdk::plugin::FORMATS_HEADER.to_owned(),
+                        formats.to_string(),
+                    )],
                 };
                 self.cache
                     .try_get_with(key, self.package(request, view, immutable_key))

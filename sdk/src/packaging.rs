@@ -57,6 +57,59 @@ impl Error {
     }
 }
 
+/// The format of HLS I-frame-only playlists (trick play), served by a
+/// plugin rather than a built-in (`examples/hls-iframes`). A packager that
+/// serves it keeps to [`iframe_playlist_uri`]; the HLS packager lists
+/// those playlists when the host serves the format
+/// ([`crate::plugin::Request::serves_format`]).
+pub const IFRAMES_FORMAT: &str = "m3u8-iframes";
+
+/// The I-frame playlist of video track `track`, relative to the manifest
+/// root: `m3u8-iframes/{track}/iframes.m3u8`.
+pub fn iframe_playlist_uri(track: u32) -> String {
+    format!("{IFRAMES_FORMAT}/{track}/iframes.m3u8")
+}
+
+/// The peak bit rate of `track`'s I-frames alone, bit/s (an
+/// `EXT-X-I-FRAME-STREAM-INF` `BANDWIDTH`): over `fragments`, each
+/// keyframe's bytes plus `overhead` (its box headers) over the time until
+/// the next keyframe or the fragment's end, rounded up. 0 when no
+/// keyframe's sample table is at hand.
+pub fn iframe_peak_bandwidth(
+    view: &dyn View,
+    track: &TrackInfo,
+    fragments: &[Fragment],
+    overhead: u64,
+) -> u64 {
+    let ts = u64::from(track.timescale);
+    let mut peak = 0u64;
+    for f in fragments {
+        let Some(samples) = view.samples(track.id, f.start) else {
+            continue;
+        };
+        let mut i = 0;
+        while i < samples.len() {
+            if !samples[i].keyframe {
+                i += 1;
+                continue;
+            }
+            let bits = (u64::from(samples[i].size) + overhead).saturating_mul(8);
+            let mut ticks = u64::from(samples[i].duration);
+            let mut j = i + 1;
+            while j < samples.len() && !samples[j].keyframe {
+                ticks = ticks.saturating_add(u64::from(samples[j].duration));
+                j += 1;
+            }
+            if ticks > 0 {
+                let rate = bits.saturating_mul(ts).div_ceil(ticks);
+                peak = peak.max(rate);
+            }
+            i = j;
+        }
+    }
+    peak
+}
+
 /// Whether an ISO BMFF packager can serve `track`: video or audio with a
 /// sample entry the SDK's box writer can describe.
 pub fn bmff_servable(track: &TrackInfo) -> bool {
@@ -285,6 +338,35 @@ mod tests {
     use crate::plugin::MemoryView;
 
     use crate::testing::fragment as f;
+
+    #[test]
+    fn iframe_bandwidth_is_each_keyframe_over_its_gop() {
+        let track = TrackInfo::new(1, TrackKind::Video, 1000);
+        let sample = |size, keyframe| SampleEntry {
+            duration: 100,
+            size,
+            composition_offset: 0,
+            keyframe,
+        };
+        let mut view = MemoryView::new(PresentationState::Live, 2000, None);
+        view.add_track(track.clone());
+        // A 1000-byte keyframe for 400 ms, a 600-byte one for 200 ms.
+        let samples = vec![
+            sample(1000, true),
+            sample(10, false),
+            sample(10, false),
+            sample(10, false),
+            sample(600, true),
+            sample(10, false),
+        ];
+        let size: u32 = samples.iter().map(|s| s.size).sum();
+        view.push(1, 0, samples, vec![0; size as usize], false);
+        let fragments = fragments(&view, 1);
+        // (1000 + 40) * 8 bit / 0.4 s = 20800; (600 + 40) * 8 / 0.2 s = 25600.
+        assert_eq!(iframe_peak_bandwidth(&view, &track, &fragments, 40), 25_600);
+        assert_eq!(iframe_peak_bandwidth(&view, &track, &[], 40), 0);
+        assert_eq!(iframe_playlist_uri(7), "m3u8-iframes/7/iframes.m3u8");
+    }
 
     #[test]
     fn fragment_indices_come_from_media_time() {

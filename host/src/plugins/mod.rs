@@ -210,6 +210,10 @@ struct Registry {
     packagers: BTreeMap<String, Arc<PackagerPlugin>>,
     ingest: BTreeMap<String, Arc<IngestPlugin>>,
     active: Vec<PluginSummary>,
+    /// Which install this is (1 after start).
+    generation: u64,
+    /// The packagers' formats, sorted, comma-separated.
+    formats: Arc<str>,
 }
 
 /// A `*.wasm` file as last seen: enough to tell that it changed.
@@ -306,6 +310,15 @@ impl PluginHost {
         self.snapshot().ingest.get(extension).cloned()
     }
 
+    /// The formats packagers serve now (sorted, comma-separated), and the
+    /// registry generation they belong to: responses packaged under one
+    /// generation are not served under another (a plugin added, replaced
+    /// or removed changes what packagers answer).
+    pub fn formats(&self) -> (u64, Arc<str>) {
+        let r = self.snapshot();
+        (r.generation, r.formats.clone())
+    }
+
     /// The plugins in effect (after overrides), directory ones first.
     pub fn plugins(&self) -> Vec<PluginSummary> {
         self.snapshot().active.clone()
@@ -377,13 +390,23 @@ impl PluginHost {
                 })
                 .collect(),
             active: resolved.active.iter().map(summary).collect(),
+            // Installs are serialised by the loader lock held here.
+            generation: *self.generation.borrow() + 1,
+            formats: Arc::from(""),
         };
+        let registry = Registry {
+            formats: registry
+                .packagers
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+                .into(),
+            ..registry
+        };
+        let generation = registry.generation;
         *self.registry.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(registry);
-        let mut generation = 0;
-        self.generation.send_modify(|g| {
-            *g += 1;
-            generation = *g;
-        });
+        self.generation.send_replace(generation);
         drop(loader);
         generation
     }

@@ -244,6 +244,7 @@ pub fn multivariant(view: &dyn View) -> Result<MultivariantPlaylist, Error> {
             })
             .collect();
         return Ok(MultivariantPlaylist {
+            iframe_streams: Vec::new(),
             version: VERSION_TS,
             renditions: Vec::new(),
             variants,
@@ -306,6 +307,7 @@ pub fn multivariant(view: &dyn View) -> Result<MultivariantPlaylist, Error> {
         })
         .collect();
     Ok(MultivariantPlaylist {
+        iframe_streams: Vec::new(),
         version: VERSION_TS,
         renditions,
         variants,

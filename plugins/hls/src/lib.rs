@@ -35,7 +35,7 @@ mod ts;
 #[cfg(test)]
 mod tests;
 
-use sluice_sdk::packaging::{Error, half_fragment_s, manifest_cache};
+use sluice_sdk::packaging::{Error, IFRAMES_FORMAT, half_fragment_s, manifest_cache};
 use sluice_sdk::plugin::{Packager, PackagerInfo, Request, Response, View};
 
 use paths::{FORMAT, Resource};
@@ -72,7 +72,8 @@ fn route(request: &Request, view: &dyn View) -> Result<Response, Error> {
     }
     match Resource::parse(&request.path).ok_or_else(not_found)? {
         Resource::Multivariant => {
-            let text = manifest::multivariant(view)?.serialize();
+            let iframes = request.serves_format(IFRAMES_FORMAT);
+            let text = manifest::multivariant(view, iframes)?.serialize();
             Ok(playlist_response(view, text))
         }
         Resource::MediaPlaylist { track } => {

@@ -1,12 +1,13 @@
 //! Playlist models built from the presentation view.
 
-use sluice_sdk::packaging::{self, bmff_servable};
+use sluice_sdk::packaging::{self, bmff_servable, iframe_peak_bandwidth, iframe_playlist_uri};
 use sluice_sdk::plugin::{Fragment, PresentationState, TrackInfo, TrackKind, View};
 use sluice_sdk::time::{mul_div_ceil, mul_div_round};
 
 use crate::paths::{SEGMENT_SUFFIX, init_uri, media_playlist_uri};
 use crate::playlist::{
-    AudioRendition, MediaPlaylist, MultivariantPlaylist, Segment, VERSION, VariantStream,
+    AudioRendition, IFrameStream, MediaPlaylist, MultivariantPlaylist, Segment, VERSION,
+    VariantStream,
 };
 use crate::{Error, timeline};
 
@@ -95,9 +96,11 @@ pub(crate) fn codec(track: &TrackInfo) -> Option<String> {
 }
 
 /// The multivariant playlist: audio tracks as one rendition group, one
-/// variant per video track (or per audio track when there is no video).
-/// [`Error::NotFound`] while no track has a fragment.
-pub fn multivariant(view: &dyn View) -> Result<MultivariantPlaylist, Error> {
+/// variant per video track (or per audio track when there is no video),
+/// and with `iframes` (the host serves [`packaging::IFRAMES_FORMAT`]) each video
+/// track's I-frame playlist. [`Error::NotFound`] while no track has a
+/// fragment.
+pub fn multivariant(view: &dyn View, iframes: bool) -> Result<MultivariantPlaylist, Error> {
     let mut videos = Vec::new();
     let mut audios = Vec::new();
     for t in view.tracks().into_iter().filter(bmff_servable) {
@@ -130,6 +133,7 @@ pub fn multivariant(view: &dyn View) -> Result<MultivariantPlaylist, Error> {
             version: VERSION,
             renditions: Vec::new(),
             variants,
+            iframe_streams: Vec::new(),
         });
     }
 
@@ -180,11 +184,35 @@ pub fn multivariant(view: &dyn View) -> Result<MultivariantPlaylist, Error> {
             });
         }
     }
+    let iframe_streams = if iframes {
+        videos.iter().map(|v| iframe_stream(view, v)).collect()
+    } else {
+        Vec::new()
+    };
     Ok(MultivariantPlaylist {
         version: VERSION,
         renditions,
         variants,
+        iframe_streams,
     })
+}
+
+/// Fragments the I-frame bandwidth is measured over (the newest).
+const IFRAME_WINDOW: usize = 3;
+
+/// The I-frame playlist of video track `v`, as another plugin serves it.
+fn iframe_stream(view: &dyn View, v: &Summary) -> IFrameStream {
+    let t = &v.track;
+    let newest = &v.fragments[v.fragments.len().saturating_sub(IFRAME_WINDOW)..];
+    // A keyframe's own moof and mdat headers ride along with it.
+    let bandwidth = iframe_peak_bandwidth(view, t, newest, OVERHEAD_PER_SEGMENT);
+    IFrameStream {
+        // Without sample tables at hand, no more than the whole stream.
+        bandwidth: if bandwidth > 0 { bandwidth } else { v.peak },
+        codecs: codec(t).into_iter().collect(),
+        resolution: (t.width > 0 && t.height > 0).then_some((t.width, t.height)),
+        uri: iframe_playlist_uri(t.id),
+    }
 }
 
 /// The media playlist of one track: every fragment the view holds.
@@ -422,7 +450,7 @@ mod tests {
                     false,
                 );
             }
-            multivariant(&view).expect("multivariant")
+            multivariant(&view, false).expect("multivariant")
         };
         // English at 128 and 64 kbit/s, French at 96 kbit/s.
         let m = build(&[(2, "en", 32_000), (3, "en", 16_000), (4, "fr", 24_000)]);

@@ -22,6 +22,22 @@ pub struct MultivariantPlaylist {
     pub renditions: Vec<AudioRendition>,
     /// `EXT-X-STREAM-INF` variants.
     pub variants: Vec<VariantStream>,
+    /// `EXT-X-I-FRAME-STREAM-INF` playlists (another plugin's).
+    pub iframe_streams: Vec<IFrameStream>,
+}
+
+/// An `EXT-X-I-FRAME-STREAM-INF` tag: an I-frame-only playlist of one
+/// video track.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IFrameStream {
+    /// `BANDWIDTH`: peak I-frame bit rate, bit/s.
+    pub bandwidth: u64,
+    /// `CODECS` (the video codec).
+    pub codecs: Vec<String>,
+    /// `RESOLUTION` (width, height).
+    pub resolution: Option<(u32, u32)>,
+    /// `URI` of the I-frame playlist.
+    pub uri: String,
 }
 
 /// An `EXT-X-MEDIA:TYPE=AUDIO` rendition.
@@ -230,6 +246,17 @@ impl MultivariantPlaylist {
             }
             w.attributes("EXT-X-STREAM-INF", a);
             w.line(&v.uri);
+        }
+        for f in &self.iframe_streams {
+            let mut a = Attributes::default().integer("BANDWIDTH", f.bandwidth);
+            if !f.codecs.is_empty() {
+                a = a.quoted("CODECS", &f.codecs.join(","));
+            }
+            if let Some(r) = f.resolution {
+                a = a.resolution("RESOLUTION", r);
+            }
+            a = a.quoted("URI", &f.uri);
+            w.attributes("EXT-X-I-FRAME-STREAM-INF", a);
         }
         w.0
     }
@@ -443,6 +470,7 @@ mod tests {
     #[test]
     fn serialises_a_multivariant_playlist() {
         let p = MultivariantPlaylist {
+            iframe_streams: Vec::new(),
             version: VERSION,
             renditions: vec![AudioRendition {
                 group_id: "audio".into(),

@@ -166,6 +166,42 @@ fn multivariant_playlist() {
 }
 
 #[test]
+fn multivariant_lists_iframe_playlists_when_the_host_serves_them() {
+    let view = presentation(PresentationState::Live);
+    let plain = text(&get(&view, "Manifest(format=m3u8-cmaf)"));
+    assert!(!plain.contains("#EXT-X-I-FRAME-STREAM-INF"), "{plain}");
+    let req = Request {
+        format: "m3u8-cmaf".into(),
+        path: "Manifest(format=m3u8-cmaf)".into(),
+        headers: vec![(
+            sluice_sdk::plugin::FORMATS_HEADER.into(),
+            "hds,m3u8-aapl,m3u8-cmaf,m3u8-iframes,mpd,mss".into(),
+        )],
+        ..Request::default()
+    };
+    let m = text(&Hls::handle(&req, &view));
+    // Everything as before, plus one I-frame playlist per video track.
+    assert!(m.starts_with(&plain), "{m}");
+    let inf = "#EXT-X-I-FRAME-STREAM-INF";
+    assert_eq!(m.matches(inf).count(), 1, "{m}");
+    assert_eq!(attribute(&m, inf, "CODECS"), Some("avc1.64000d"));
+    assert_eq!(attribute(&m, inf, "RESOLUTION"), Some("320x240"));
+    assert_eq!(
+        attribute(&m, inf, "URI"),
+        Some("m3u8-iframes/1/iframes.m3u8")
+    );
+    let bandwidth: u64 = attribute(&m, inf, "BANDWIDTH").unwrap().parse().unwrap();
+    assert!(bandwidth > 0, "{m}");
+    // The TS format's playlists do not list fMP4 I-frame playlists.
+    let req = Request {
+        format: "m3u8-aapl".into(),
+        path: "Manifest(format=m3u8-aapl)".into(),
+        ..req
+    };
+    assert!(!text(&Hls::handle(&req, &view)).contains(inf));
+}
+
+#[test]
 fn audio_only_and_video_only_presentations() {
     let mut v = MemoryView::new(PresentationState::Live, 2000, None);
     v.add_track(audio_track(2, "und"));

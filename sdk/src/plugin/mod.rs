@@ -26,8 +26,8 @@ pub use ingest::{
 };
 pub use memory::{MemoryFragment, MemoryView};
 pub use packager::{
-    BodyPart, CachePolicy, DataRef, Fragment, Packager, PackagerInfo, PresentationInfo,
-    PresentationState, Request, Response, SampleEntry, View,
+    BodyPart, CachePolicy, DataRef, FORMATS_HEADER, Fragment, Packager, PackagerInfo,
+    PresentationInfo, PresentationState, Request, Response, SampleEntry, View,
 };
 
 /// What a track carries.

@@ -92,8 +92,42 @@ pub struct Request {
     pub path: String,
     /// Decoded query parameters.
     pub query: Vec<(String, String)>,
-    /// Relevant request headers (lower-case names).
+    /// Relevant request headers (lower-case names), and what the host adds
+    /// ([`FORMATS_HEADER`]).
     pub headers: Vec<(String, String)>,
+}
+
+/// The header the host adds to every request: the formats its packagers
+/// serve now, sorted, comma-separated (`hds,m3u8-aapl,m3u8-cmaf,…`). A
+/// manifest may list another plugin's resources by it (the HLS packager
+/// lists I-frame playlists when `m3u8-iframes` is served). The host keeps
+/// responses packaged under one set of plugins apart from another's.
+pub const FORMATS_HEADER: &str = "sluice-formats";
+
+impl Request {
+    /// The value of header `name` (lower-case), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the host serves `format` now (by [`FORMATS_HEADER`]).
+    ///
+    /// ```
+    /// use sluice_sdk::plugin::{FORMATS_HEADER, Request};
+    /// let request = Request {
+    ///     headers: vec![(FORMATS_HEADER.into(), "m3u8-cmaf,m3u8-iframes".into())],
+    ///     ..Request::default()
+    /// };
+    /// assert!(request.serves_format("m3u8-iframes"));
+    /// assert!(!request.serves_format("m3u8"));
+    /// ```
+    pub fn serves_format(&self, format: &str) -> bool {
+        self.header(FORMATS_HEADER)
+            .is_some_and(|v| v.split(',').any(|f| f == format))
+    }
 }
 
 /// Cache lifetime of a response.
