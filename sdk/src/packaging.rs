@@ -65,21 +65,24 @@ impl Error {
 pub const IFRAMES_FORMAT: &str = "m3u8-iframes";
 
 /// The I-frame playlist of video track `track`, relative to the manifest
-/// root: `m3u8-iframes/{track}/iframes.m3u8`.
+/// root: `m3u8-iframes/t{track}/iframes.m3u8`.
 pub fn iframe_playlist_uri(track: u32) -> String {
-    format!("{IFRAMES_FORMAT}/{track}/iframes.m3u8")
+    format!("{IFRAMES_FORMAT}/t{track}/iframes.m3u8")
 }
 
-/// The peak bit rate of `track`'s I-frames alone, bit/s (an
-/// `EXT-X-I-FRAME-STREAM-INF` `BANDWIDTH`): over `fragments`, each
-/// keyframe's bytes plus `overhead` (its box headers) over the time until
-/// the next keyframe or the fragment's end, rounded up. 0 when no
-/// keyframe's sample table is at hand.
+/// The peak bit rate of `track`'s I-frame playlist, bit/s (an
+/// `EXT-X-I-FRAME-STREAM-INF` `BANDWIDTH`), as an [`IFRAMES_FORMAT`]
+/// packager lists it: one entry per fragment, its first keyframe, lasting
+/// from there to the fragment's end, with a byte range of the keyframe
+/// plus its boxes (`per_chunk` bytes, and `per_sample` for each sample of
+/// the keyframe's `moof`: those up to the next keyframe). Rounded up, so
+/// no entry is understated; 0 when no sample table is at hand.
 pub fn iframe_peak_bandwidth(
     view: &dyn View,
     track: &TrackInfo,
     fragments: &[Fragment],
-    overhead: u64,
+    per_chunk: u64,
+    per_sample: u64,
 ) -> u64 {
     let ts = u64::from(track.timescale);
     let mut peak = 0u64;
@@ -87,24 +90,20 @@ pub fn iframe_peak_bandwidth(
         let Some(samples) = view.samples(track.id, f.start) else {
             continue;
         };
-        let mut i = 0;
-        while i < samples.len() {
-            if !samples[i].keyframe {
-                i += 1;
-                continue;
-            }
-            let bits = (u64::from(samples[i].size) + overhead).saturating_mul(8);
-            let mut ticks = u64::from(samples[i].duration);
-            let mut j = i + 1;
-            while j < samples.len() && !samples[j].keyframe {
-                ticks = ticks.saturating_add(u64::from(samples[j].duration));
-                j += 1;
-            }
-            if ticks > 0 {
-                let rate = bits.saturating_mul(ts).div_ceil(ticks);
-                peak = peak.max(rate);
-            }
-            i = j;
+        let Some(first) = samples.iter().position(|s| s.keyframe) else {
+            continue;
+        };
+        let chunk = samples[first + 1..]
+            .iter()
+            .position(|s| s.keyframe)
+            .map_or(samples.len() - first, |n| n + 1);
+        let bytes = u64::from(samples[first].size)
+            .saturating_add(per_chunk)
+            .saturating_add(per_sample.saturating_mul(chunk as u64));
+        let ticks: u64 = samples[first..].iter().map(|s| u64::from(s.duration)).sum();
+        if ticks > 0 {
+            let rate = bytes.saturating_mul(8).saturating_mul(ts).div_ceil(ticks);
+            peak = peak.max(rate);
         }
     }
     peak
@@ -340,7 +339,7 @@ mod tests {
     use crate::testing::fragment as f;
 
     #[test]
-    fn iframe_bandwidth_is_each_keyframe_over_its_gop() {
+    fn iframe_bandwidth_is_each_fragments_first_keyframe_over_its_time() {
         let track = TrackInfo::new(1, TrackKind::Video, 1000);
         let sample = |size, keyframe| SampleEntry {
             duration: 100,
@@ -350,8 +349,10 @@ mod tests {
         };
         let mut view = MemoryView::new(PresentationState::Live, 2000, None);
         view.add_track(track.clone());
-        // A 1000-byte keyframe for 400 ms, a 600-byte one for 200 ms.
-        let samples = vec![
+        // Fragment 1: its first keyframe (1000 bytes, a 4-sample chunk)
+        // for the whole 600 ms; fragment 2: 600 bytes, 1 sample, 100 ms
+        // after a leading sample that is not a keyframe.
+        let first = vec![
             sample(1000, true),
             sample(10, false),
             sample(10, false),
@@ -359,13 +360,24 @@ mod tests {
             sample(600, true),
             sample(10, false),
         ];
-        let size: u32 = samples.iter().map(|s| s.size).sum();
-        view.push(1, 0, samples, vec![0; size as usize], false);
+        let second = vec![sample(10, false), sample(600, true)];
+        for (start, samples) in [(0, first), (600, second)] {
+            let size: u32 = samples.iter().map(|s| s.size).sum();
+            view.push(1, start, samples, vec![0; size as usize], false);
+        }
         let fragments = fragments(&view, 1);
-        // (1000 + 40) * 8 bit / 0.4 s = 20800; (600 + 40) * 8 / 0.2 s = 25600.
-        assert_eq!(iframe_peak_bandwidth(&view, &track, &fragments, 40), 25_600);
-        assert_eq!(iframe_peak_bandwidth(&view, &track, &[], 40), 0);
-        assert_eq!(iframe_playlist_uri(7), "m3u8-iframes/7/iframes.m3u8");
+        // (1000 + 40 + 4 * 16) * 8 bit / 0.6 s = 14720;
+        // (600 + 40 + 16) * 8 bit / 0.1 s = 52480.
+        assert_eq!(
+            iframe_peak_bandwidth(&view, &track, &fragments[..1], 40, 16),
+            14_720
+        );
+        assert_eq!(
+            iframe_peak_bandwidth(&view, &track, &fragments, 40, 16),
+            52_480
+        );
+        assert_eq!(iframe_peak_bandwidth(&view, &track, &[], 40, 16), 0);
+        assert_eq!(iframe_playlist_uri(7), "m3u8-iframes/t7/iframes.m3u8");
     }
 
     #[test]

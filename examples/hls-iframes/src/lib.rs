@@ -14,10 +14,10 @@
 //!
 //! URLs below the manifest root (see [`paths`]):
 //! `Manifest(format=m3u8-iframes)` lists one `EXT-X-I-FRAME-STREAM-INF`
-//! per video track, pointing at `m3u8-iframes/{track}/iframes.m3u8`; that
-//! playlist lists every keyframe as a byte range of a segment
-//! `m3u8-iframes/{track}/{start}.m4s` (one per fragment, `start` its
-//! decode time in track ticks), with `m3u8-iframes/{track}/init.mp4` as
+//! per video track, pointing at `m3u8-iframes/t{track}/iframes.m3u8`; that
+//! playlist lists each fragment's first keyframe as a byte range of a segment
+//! `m3u8-iframes/t{track}/{start}.m4s` (one per fragment, `start` its
+//! decode time in track ticks), with `m3u8-iframes/t{track}/init.mp4` as
 //! its `EXT-X-MAP`.
 //!
 //! A segment puts each keyframe at the start of its own `moof` + `mdat`

@@ -14,15 +14,13 @@
 //! sequence is the host's count for that fragment, and segment names are
 //! fragment starts, so every node lists the same entries.
 //!
-//! A limit of that rule: an I-frame playlist has one entry per keyframe,
-//! not per fragment, so with two keyframes per fragment the entries of a
-//! live playlist are numbered `n, n+1, n+2, ..` and, once the window
-//! slides by one fragment, `n+1, n+2, ..` again from its new first entry:
-//! an entry's number is not stable across reloads (ended presentations
-//! are unaffected). A stable number is the count of keyframes before the
-//! first listed fragment since the timeline began, which the view does not
-//! offer; with a host column like `discontinuity-sequences` counting
-//! keyframes, `media_sequence` would be that count.
+//! One entry per fragment: the keyframe that begins it (the host's grid
+//! cuts video at keyframes), lasting to the fragment's end. So an entry's
+//! number is its fragment's grid index, stable across reloads of a live
+//! playlist as RFC 8216 asks. Listing every keyframe of a GOP shorter than
+//! a fragment would need the count of keyframes before the window (which
+//! the view does not offer) to number entries stably; the segments are
+//! already laid out for it (a `moof` per keyframe).
 
 use sluice_sdk::h264::AvcDecoderConfig;
 use sluice_sdk::packaging::{
@@ -48,7 +46,7 @@ pub struct Entry {
     pub start: u64,
     /// Where it lies in that segment.
     pub range: ByteRange,
-    /// Ticks until the next keyframe.
+    /// Ticks until the next entry.
     pub duration: u64,
     /// A discontinuity precedes it.
     pub discontinuity: bool,
@@ -66,9 +64,10 @@ pub struct Listing {
 }
 
 /// Lists `track`'s I-frames over every fragment the view holds (the host
-/// bounds the window). Each keyframe's entry lasts until the next keyframe:
-/// samples at the start of a fragment before its first keyframe extend the
-/// previous fragment's last entry, unless a discontinuity separates them.
+/// bounds the window): each fragment's first keyframe, lasting until the
+/// next fragment's; samples at the start of a fragment before its first
+/// keyframe extend the previous entry, unless a discontinuity separates
+/// them.
 /// [`Error::NotFound`] while the track has no keyframe.
 pub fn listing(view: &dyn View, track: &TrackInfo) -> Result<Listing, Error> {
     let fragment_ms = view.info().fragment_duration_ms;
@@ -80,9 +79,13 @@ pub fn listing(view: &dyn View, track: &TrackInfo) -> Result<Listing, Error> {
         let layout = Layout::new(track, f.start, &samples, &mut lengths)?;
         // Nothing listed precedes the first entry to be discontinuous with.
         let mut discontinuity = f.discontinuity && !entries.is_empty();
+        let mut listed = false;
         for chunk in &layout.chunks {
             match chunk.iframe_range() {
-                Some(range) => {
+                // The fragment's first keyframe (where the fragment grid
+                // cuts video): its entry.
+                Some(range) if !listed => {
+                    listed = true;
                     first.get_or_insert(f);
                     entries.push(Entry {
                         start: f.start,
@@ -91,7 +94,9 @@ pub fn listing(view: &dyn View, track: &TrackInfo) -> Result<Listing, Error> {
                         discontinuity: std::mem::take(&mut discontinuity),
                     });
                 }
-                None if !f.discontinuity => {
+                // Later keyframes of the fragment, and samples before its
+                // first keyframe, extend the entry before them.
+                _ if listed || !f.discontinuity => {
                     if let Some(last) = entries.last_mut() {
                         last.duration = last
                             .duration
@@ -99,7 +104,7 @@ pub fn listing(view: &dyn View, track: &TrackInfo) -> Result<Listing, Error> {
                             .ok_or(Error::Overflow("I-frame duration"))?;
                     }
                 }
-                None => {}
+                _ => {}
             }
         }
     }
@@ -270,8 +275,9 @@ mod tests {
     }
 
     #[test]
-    fn entries_last_until_the_next_keyframe() {
+    fn one_entry_per_fragment_at_its_first_keyframe() {
         let v = view(&[
+            // A second keyframe extends the fragment's entry.
             ("KppppKpppp", false),
             // Starts mid-GOP: its first 3 frames extend the entry before.
             ("pppKpppppp", false),
@@ -285,8 +291,7 @@ mod tests {
         assert_eq!(
             durations(&l),
             [
-                (0, 5, false),
-                (0, 8, false),
+                (0, 13, false),
                 (36_000, 7, false),
                 (72_000, 18, true),
                 (144_000, 10, false),
@@ -297,7 +302,7 @@ mod tests {
         let p = iframe_playlist(&v, 1).unwrap();
         // 18 frames of 40 ms: 0.72 s, within the grid's 1 s target.
         assert_eq!(p.target_duration, 1);
-        assert_eq!(p.entries[3].duration_ms, 720);
+        assert_eq!(p.entries[2].duration_ms, 720);
         assert!(!p.end_list);
         let text = p.serialize();
         assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1);
@@ -342,8 +347,8 @@ mod tests {
         let l = listing(&v, &video(1)).unwrap();
         let (peak, average) = bandwidth(&l, &video(1)).unwrap();
         let bits: Vec<u64> = l.entries.iter().map(|e| e.range.length * 8).collect();
-        // Entries of 0.2, 0.2 and 0.4 s.
-        assert_eq!(peak, bits[0].max(bits[1]) * 5);
+        // Two entries of 0.4 s each (one per fragment).
+        assert_eq!(peak, bits[0].max(bits[1]).div_ceil(4) * 10);
         assert_eq!(average, (bits.iter().sum::<u64>() * 10).div_ceil(8));
         let m = multivariant(&v).unwrap();
         assert_eq!(m.streams[0].bandwidth, peak);

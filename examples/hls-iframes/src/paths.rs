@@ -3,31 +3,36 @@
 //!
 //! ```text
 //! Manifest(format=m3u8-iframes)         multivariant playlist
-//! m3u8-iframes/{track}/iframes.m3u8     I-frame playlist (relative to the above)
-//! m3u8-iframes/{track}/init.mp4         init segment  (relative to the I-frame playlist: init.mp4)
-//! m3u8-iframes/{track}/{start}.m4s      media segment (relative: {start}.m4s; start in track ticks)
+//! m3u8-iframes/t{track}/iframes.m3u8    I-frame playlist (relative to the above)
+//! m3u8-iframes/t{track}/init.mp4        init segment  (relative to the I-frame playlist: init.mp4)
+//! m3u8-iframes/t{track}/{start}.m4s     media segment (relative: {start}.m4s; start in track ticks)
 //! ```
 //!
+//! The shape is every built-in format's (`{format}/t{track}/{leaf}`, the
+//! SDK's `track_path`), and the playlist's URI is the SDK's
+//! `iframe_playlist_uri`, which the built-in HLS packager lists from its
+//! own multivariant playlists when this plugin is loaded.
 //! `{track}` is the presentation's track id and `{start}` the fragment's
 //! decode time, both canonical decimals (no sign, no leading zero) within
 //! `u32` and `u64`. Anything else parses to `None`, which the packager
 //! answers with 404.
 
-use sluice_sdk::packaging::decimal;
+use sluice_sdk::packaging::{IFRAMES_FORMAT, decimal, iframe_playlist_uri, track_path};
 
 /// The format this packager serves.
-pub const FORMAT: &str = "m3u8-iframes";
+pub const FORMAT: &str = IFRAMES_FORMAT;
 
 /// The multivariant playlist's path.
 const MULTIVARIANT: &str = "Manifest(format=m3u8-iframes)";
-/// The leaf of a track's I-frame playlist.
+/// The leaf of a track's I-frame playlist (as in the SDK's
+/// `iframe_playlist_uri`).
 const PLAYLIST: &str = "iframes.m3u8";
 /// The leaf of a track's init segment.
 const INIT: &str = "init.mp4";
 /// What follows a fragment's start in a segment leaf.
 const SEGMENT_SUFFIX: &str = ".m4s";
 
-/// Longer paths name nothing: `m3u8-iframes/` (13), a `u32` (10), `/`,
+/// Longer paths name nothing: `m3u8-iframes/t` (14), a `u32` (10), `/`,
 /// a `u64` (20) and `.m4s` (4) fit well within it.
 const MAX_PATH_LEN: usize = 64;
 
@@ -65,16 +70,7 @@ impl Resource {
         if path == MULTIVARIANT {
             return Some(Resource::Multivariant);
         }
-        let mut parts = path.split('/');
-        let (Some(format), Some(track), Some(leaf), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return None;
-        };
-        if format != FORMAT {
-            return None;
-        }
-        let track = u32::try_from(decimal(track)?).ok()?;
+        let (track, leaf) = track_path(path, FORMAT)?;
         match leaf {
             PLAYLIST => Some(Resource::Playlist { track }),
             INIT => Some(Resource::Init { track }),
@@ -88,7 +84,7 @@ impl Resource {
 
 /// A track's I-frame playlist, relative to the multivariant playlist.
 pub fn playlist_uri(track: u32) -> String {
-    format!("{FORMAT}/{track}/{PLAYLIST}")
+    iframe_playlist_uri(track)
 }
 
 /// The init segment, relative to its I-frame playlist.
@@ -112,15 +108,15 @@ mod tests {
             Some(Resource::Multivariant)
         );
         assert_eq!(
-            Resource::parse("m3u8-iframes/3/iframes.m3u8"),
+            Resource::parse("m3u8-iframes/t3/iframes.m3u8"),
             Some(Resource::Playlist { track: 3 })
         );
         assert_eq!(
-            Resource::parse("m3u8-iframes/0/init.mp4"),
+            Resource::parse("m3u8-iframes/t0/init.mp4"),
             Some(Resource::Init { track: 0 })
         );
         assert_eq!(
-            Resource::parse("m3u8-iframes/4294967295/18446744073709551615.m4s"),
+            Resource::parse("m3u8-iframes/t4294967295/18446744073709551615.m4s"),
             Some(Resource::Segment {
                 track: u32::MAX,
                 start: u64::MAX
@@ -131,7 +127,7 @@ mod tests {
     #[test]
     fn built_uris_parse_back() {
         let playlist = playlist_uri(12);
-        assert_eq!(playlist, "m3u8-iframes/12/iframes.m3u8");
+        assert_eq!(playlist, "m3u8-iframes/t12/iframes.m3u8");
         assert_eq!(
             Resource::parse(&playlist),
             Some(Resource::Playlist { track: 12 })
@@ -152,7 +148,7 @@ mod tests {
 
     #[test]
     fn rejects_everything_else() {
-        let long = format!("m3u8-iframes/1/{}.m4s", "9".repeat(1 << 16));
+        let long = format!("m3u8-iframes/t1/{}.m4s", "9".repeat(1 << 16));
         for bad in [
             "",
             "Manifest",
@@ -160,35 +156,35 @@ mod tests {
             "Manifest(format=m3u8-iframes)/",
             "Manifest(format=m3u8-iframes",
             "m3u8-iframes",
-            "m3u8-iframes/1",
-            "m3u8-iframes/1/",
-            "m3u8-iframes/1/iframes.m3u8/",
+            "m3u8-iframes/t1",
+            "m3u8-iframes/t1/",
+            "m3u8-iframes/t1/iframes.m3u8/",
             "m3u8-iframes//iframes.m3u8",
-            "m3u8-iframes/t1/iframes.m3u8",
-            "m3u8-iframes/01/iframes.m3u8",
-            "m3u8-iframes/+1/iframes.m3u8",
-            "m3u8-iframes/-1/iframes.m3u8",
+            "m3u8-iframes/1/iframes.m3u8",
+            "m3u8-iframes/t01/iframes.m3u8",
+            "m3u8-iframes/t+1/iframes.m3u8",
+            "m3u8-iframes/t-1/iframes.m3u8",
             "m3u8-iframes/ 1/iframes.m3u8",
-            "m3u8-iframes/4294967296/iframes.m3u8",
-            "m3u8-iframes/1/index.m3u8",
-            "m3u8-iframes/1/IFRAMES.M3U8",
-            "m3u8-iframes/1/init.m4s",
-            "m3u8-iframes/1/.m4s",
-            "m3u8-iframes/1/007.m4s",
-            "m3u8-iframes/1/1e3.m4s",
-            "m3u8-iframes/1/-5.m4s",
-            "m3u8-iframes/1/18446744073709551616.m4s",
-            "m3u8-iframes/1/12.mp4",
-            "m3u8-iframes/1/12.m4s?x",
-            "m3u8-iframes/1/12.m4s.m4s",
-            "m3u8-iframes/1/١٢.m4s",
+            "m3u8-iframes/t4294967296/iframes.m3u8",
+            "m3u8-iframes/t1/index.m3u8",
+            "m3u8-iframes/t1/IFRAMES.M3U8",
+            "m3u8-iframes/t1/init.m4s",
+            "m3u8-iframes/t1/.m4s",
+            "m3u8-iframes/t1/007.m4s",
+            "m3u8-iframes/t1/1e3.m4s",
+            "m3u8-iframes/t1/-5.m4s",
+            "m3u8-iframes/t1/18446744073709551616.m4s",
+            "m3u8-iframes/t1/12.mp4",
+            "m3u8-iframes/t1/12.m4s?x",
+            "m3u8-iframes/t1/12.m4s.m4s",
+            "m3u8-iframes/t1/١٢.m4s",
             "M3U8-IFRAMES/1/iframes.m3u8",
             "m3u8-cmaf/1/iframes.m3u8",
-            "/m3u8-iframes/1/iframes.m3u8",
-            "m3u8-iframes/1/../2/iframes.m3u8",
+            "/m3u8-iframes/t1/iframes.m3u8",
+            "m3u8-iframes/t1/../2/iframes.m3u8",
             "m3u8-iframes/../1/iframes.m3u8",
-            "m3u8-iframes/1/%2e%2e",
-            "m3u8-iframes/1/iframes.m3u8\0",
+            "m3u8-iframes/t1/%2e%2e",
+            "m3u8-iframes/t1/iframes.m3u8\0",
             &long,
         ] {
             assert_eq!(Resource::parse(bad), None, "{bad:?}");

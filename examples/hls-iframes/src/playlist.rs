@@ -231,14 +231,14 @@ mod tests {
                     average_bandwidth: 80_000,
                     codecs: Some("avc1.64000d".into()),
                     resolution: Some((320, 240)),
-                    uri: "m3u8-iframes/1/iframes.m3u8".into(),
+                    uri: "m3u8-iframes/t1/iframes.m3u8".into(),
                 },
                 IFrameStream {
                     bandwidth: 1,
                     average_bandwidth: 1,
                     codecs: Some("a\"b\r\nc".into()),
                     resolution: None,
-                    uri: "m3u8-iframes/9/iframes.m3u8".into(),
+                    uri: "m3u8-iframes/t9/iframes.m3u8".into(),
                 },
             ],
         };
@@ -247,8 +247,8 @@ mod tests {
             "#EXTM3U
 #EXT-X-VERSION:7
 #EXT-X-INDEPENDENT-SEGMENTS
-#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=86000,AVERAGE-BANDWIDTH=80000,CODECS=\"avc1.64000d\",RESOLUTION=320x240,URI=\"m3u8-iframes/1/iframes.m3u8\"
-#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=1,AVERAGE-BANDWIDTH=1,CODECS=\"a'b  c\",URI=\"m3u8-iframes/9/iframes.m3u8\"
+#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=86000,AVERAGE-BANDWIDTH=80000,CODECS=\"avc1.64000d\",RESOLUTION=320x240,URI=\"m3u8-iframes/t1/iframes.m3u8\"
+#EXT-X-I-FRAME-STREAM-INF:BANDWIDTH=1,AVERAGE-BANDWIDTH=1,CODECS=\"a'b  c\",URI=\"m3u8-iframes/t9/iframes.m3u8\"
 "
         );
     }

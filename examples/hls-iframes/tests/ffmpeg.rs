@@ -208,7 +208,7 @@ fn every_iframe_range_decodes_as_one_picture() {
     let playlist = text(&get::<HlsIFrames>(
         &view,
         FORMAT,
-        "m3u8-iframes/1/iframes.m3u8",
+        "m3u8-iframes/t1/iframes.m3u8",
     ));
     std::fs::write(dir.join("iframes.m3u8"), &playlist).unwrap();
     assert!(playlist.contains("#EXT-X-I-FRAMES-ONLY\n"), "{playlist}");
@@ -217,16 +217,17 @@ fn every_iframe_range_decodes_as_one_picture() {
     assert!(playlist.contains("#EXT-X-TARGETDURATION:2\n"));
     assert!(playlist.ends_with("#EXT-X-ENDLIST\n"));
     let entries = entries(&playlist);
-    assert_eq!(entries.len() as u64, SECONDS, "one entry per keyframe");
-    // Each lasts until the next keyframe: one GOP.
-    assert!(entries.iter().all(|e| e.duration_ms == 1000), "{entries:?}");
+    // One entry per 2 s fragment (the keyframe that begins it; the clip's
+    // 1 s GOPs put a second keyframe in each), lasting the fragment.
+    assert_eq!(entries.len() as u64, SECONDS / 2, "one entry per fragment");
+    assert!(entries.iter().all(|e| e.duration_ms == 2000), "{entries:?}");
 
-    let init = get_body::<HlsIFrames>(&view, FORMAT, "m3u8-iframes/1/init.mp4");
+    let init = get_body::<HlsIFrames>(&view, FORMAT, "m3u8-iframes/t1/init.mp4");
     let mut whole = init.clone();
     let mut summary = Vec::new();
     for (k, (start, samples, data)) in video.fragments.iter().enumerate() {
         let uri = format!("{start}.m4s");
-        let response = get::<HlsIFrames>(&view, FORMAT, &format!("m3u8-iframes/1/{uri}"));
+        let response = get::<HlsIFrames>(&view, FORMAT, &format!("m3u8-iframes/t1/{uri}"));
         assert_eq!(response.cache, CachePolicy::Immutable);
         // Sample data by reference: every payload byte named once, in
         // order, and nothing but headers written by the plugin.
@@ -255,7 +256,7 @@ fn every_iframe_range_decodes_as_one_picture() {
 
         // Each of its I-frame entries decodes as one key picture.
         let mine: Vec<&Entry> = entries.iter().filter(|e| e.uri == uri).collect();
-        assert_eq!(mine.len(), 2, "two keyframes in {uri}");
+        assert_eq!(mine.len(), 1, "one entry for {uri}");
         for (j, e) in mine.iter().enumerate() {
             assert!(e.offset + e.length <= segment.len(), "{e:?} inside {uri}");
             let range = &segment[e.offset..e.offset + e.length];
@@ -335,7 +336,7 @@ fn multivariant_lists_the_video_track_only() {
     assert!(!master.contains("#EXT-X-MEDIA"), "{master}");
     assert_eq!(
         attribute(stream, "URI"),
-        Some("m3u8-iframes/1/iframes.m3u8")
+        Some("m3u8-iframes/t1/iframes.m3u8")
     );
     assert_eq!(attribute(stream, "CODECS"), Some("avc1.64000d"));
     assert_eq!(attribute(stream, "RESOLUTION"), Some("320x240"));
@@ -345,7 +346,7 @@ fn multivariant_lists_the_video_track_only() {
     let playlist = text(&get::<HlsIFrames>(
         &view,
         FORMAT,
-        "m3u8-iframes/1/iframes.m3u8",
+        "m3u8-iframes/t1/iframes.m3u8",
     ));
     let entries = entries(&playlist);
     let bits = |e: &Entry| e.length as u64 * 8;
@@ -367,11 +368,11 @@ fn multivariant_lists_the_video_track_only() {
 
     // The audio and subtitle tracks have no I-frame resources.
     for path in [
-        "m3u8-iframes/2/iframes.m3u8",
-        "m3u8-iframes/2/init.mp4",
-        "m3u8-iframes/2/0.m4s",
-        "m3u8-iframes/3/iframes.m3u8",
-        "m3u8-iframes/3/0.m4s",
+        "m3u8-iframes/t2/iframes.m3u8",
+        "m3u8-iframes/t2/init.mp4",
+        "m3u8-iframes/t2/0.m4s",
+        "m3u8-iframes/t3/iframes.m3u8",
+        "m3u8-iframes/t3/0.m4s",
     ] {
         let r = HlsIFrames::handle(&request(path), &view);
         assert_eq!(r.status, 404, "{path}");
@@ -394,15 +395,15 @@ fn endlist_only_once_ended_and_live_windows_slide() {
     let video = encode(&dir);
 
     let mut view = presentation(&video, PresentationState::Live);
-    let live = get::<HlsIFrames>(&view, FORMAT, "m3u8-iframes/1/iframes.m3u8");
+    let live = get::<HlsIFrames>(&view, FORMAT, "m3u8-iframes/t1/iframes.m3u8");
     assert_eq!(live.cache, CachePolicy::MaxAge(1), "half a fragment");
     let text_live = text(&live);
     assert!(!text_live.contains("#EXT-X-ENDLIST"), "{text_live}");
-    assert_eq!(entries(&text_live).len(), 6);
+    assert_eq!(entries(&text_live).len(), 3);
     let master = get::<HlsIFrames>(&view, FORMAT, MULTIVARIANT);
     assert_eq!(master.cache, CachePolicy::MaxAge(1));
     assert_eq!(
-        get::<HlsIFrames>(&view, FORMAT, "m3u8-iframes/1/init.mp4").cache,
+        get::<HlsIFrames>(&view, FORMAT, "m3u8-iframes/t1/init.mp4").cache,
         CachePolicy::Immutable
     );
 
@@ -412,18 +413,18 @@ fn endlist_only_once_ended_and_live_windows_slide() {
     let slid = text(&get::<HlsIFrames>(
         &view,
         FORMAT,
-        "m3u8-iframes/1/iframes.m3u8",
+        "m3u8-iframes/t1/iframes.m3u8",
     ));
     assert!(slid.contains("#EXT-X-MEDIA-SEQUENCE:1\n"), "{slid}");
     let e = entries(&slid);
-    assert_eq!(e.len(), 4);
+    assert_eq!(e.len(), 2);
     assert_eq!(e[0].uri, "180000.m4s");
     // A fragment that slid out is gone.
-    let gone = HlsIFrames::handle(&request("m3u8-iframes/1/0.m4s"), &view);
+    let gone = HlsIFrames::handle(&request("m3u8-iframes/t1/0.m4s"), &view);
     assert_eq!((gone.status, gone.cache), (404, CachePolicy::MaxAge(1)));
 
     view.info.state = PresentationState::Ended;
-    let ended = get::<HlsIFrames>(&view, FORMAT, "m3u8-iframes/1/iframes.m3u8");
+    let ended = get::<HlsIFrames>(&view, FORMAT, "m3u8-iframes/t1/iframes.m3u8");
     assert_eq!(ended.cache, CachePolicy::MaxAge(3600));
     assert!(text(&ended).ends_with("#EXT-X-ENDLIST\n"));
     std::fs::remove_dir_all(&dir).ok();
@@ -453,7 +454,7 @@ fn hostile_paths_get_404() {
         ),
         false,
     );
-    let long = format!("m3u8-iframes/1/{}.m4s", "1".repeat(100_000));
+    let long = format!("m3u8-iframes/t1/{}.m4s", "1".repeat(100_000));
     for path in [
         "",
         "/",
@@ -462,21 +463,21 @@ fn hostile_paths_get_404() {
         "m3u8-iframes",
         "m3u8-iframes/",
         "m3u8-iframes/1",
-        "m3u8-iframes/1/",
-        "m3u8-iframes/1/index.m3u8",
-        "m3u8-iframes/t1/iframes.m3u8",
-        "m3u8-iframes/01/iframes.m3u8",
-        "m3u8-iframes/-1/iframes.m3u8",
-        "m3u8-iframes/99/iframes.m3u8",
-        "m3u8-iframes/99/init.mp4",
-        "m3u8-iframes/4294967296/iframes.m3u8",
-        "m3u8-iframes/1/1.m4s",
-        "m3u8-iframes/1/00.m4s",
-        "m3u8-iframes/1/18446744073709551616.m4s",
-        "m3u8-iframes/1/0.m4s/x",
-        "m3u8-iframes/1/../../etc/passwd",
-        "m3u8-iframes/1/%30.m4s",
-        "m3u8-iframes/1/0.m4s\n#EXT-X-ENDLIST",
+        "m3u8-iframes/t1/",
+        "m3u8-iframes/t1/index.m3u8",
+        "m3u8-iframes/1/iframes.m3u8",
+        "m3u8-iframes/t01/iframes.m3u8",
+        "m3u8-iframes/t-1/iframes.m3u8",
+        "m3u8-iframes/t99/iframes.m3u8",
+        "m3u8-iframes/t99/init.mp4",
+        "m3u8-iframes/t4294967296/iframes.m3u8",
+        "m3u8-iframes/t1/1.m4s",
+        "m3u8-iframes/t1/00.m4s",
+        "m3u8-iframes/t1/18446744073709551616.m4s",
+        "m3u8-iframes/t1/0.m4s/x",
+        "m3u8-iframes/t1/../../etc/passwd",
+        "m3u8-iframes/t1/%30.m4s",
+        "m3u8-iframes/t1/0.m4s\n#EXT-X-ENDLIST",
         &long,
     ] {
         let r = HlsIFrames::handle(&request(path), &view);
@@ -493,9 +494,9 @@ fn hostile_paths_get_404() {
     // The same view serves the real paths.
     for path in [
         MULTIVARIANT,
-        "m3u8-iframes/1/iframes.m3u8",
-        "m3u8-iframes/1/init.mp4",
-        "m3u8-iframes/1/0.m4s",
+        "m3u8-iframes/t1/iframes.m3u8",
+        "m3u8-iframes/t1/init.mp4",
+        "m3u8-iframes/t1/0.m4s",
     ] {
         get::<HlsIFrames>(&view, FORMAT, path);
     }

@@ -205,7 +205,8 @@ fn iframe_stream(view: &dyn View, v: &Summary) -> IFrameStream {
     let t = &v.track;
     let newest = &v.fragments[v.fragments.len().saturating_sub(IFRAME_WINDOW)..];
     // A keyframe's own moof and mdat headers ride along with it.
-    let bandwidth = iframe_peak_bandwidth(view, t, newest, OVERHEAD_PER_SEGMENT);
+    let bandwidth =
+        iframe_peak_bandwidth(view, t, newest, OVERHEAD_PER_SEGMENT, OVERHEAD_PER_SAMPLE);
     IFrameStream {
         // Without sample tables at hand, no more than the whole stream.
         bandwidth: if bandwidth > 0 { bandwidth } else { v.peak },

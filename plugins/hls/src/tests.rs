@@ -188,7 +188,7 @@ fn multivariant_lists_iframe_playlists_when_the_host_serves_them() {
     assert_eq!(attribute(&m, inf, "RESOLUTION"), Some("320x240"));
     assert_eq!(
         attribute(&m, inf, "URI"),
-        Some("m3u8-iframes/1/iframes.m3u8")
+        Some("m3u8-iframes/t1/iframes.m3u8")
     );
     let bandwidth: u64 = attribute(&m, inf, "BANDWIDTH").unwrap().parse().unwrap();
     assert!(bandwidth > 0, "{m}");
