@@ -37,5 +37,13 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 cargo test --workspace
+# The example plugins (examples/*/): their own crates, built only against
+# sdk/ and wit/, checked and tested like the rest; one shared target
+# directory (the integration tests build them for wasm32-wasip2 there too).
+for manifest in examples/*/Cargo.toml; do
+  CARGO_TARGET_DIR=target/examples cargo fmt --check --manifest-path "$manifest"
+  CARGO_TARGET_DIR=target/examples cargo clippy --manifest-path "$manifest" --all-targets -- -D warnings
+  CARGO_TARGET_DIR=target/examples cargo test --manifest-path "$manifest"
+done
 # A short fuzz run of every parser (fuzz/) when a nightly toolchain is installed; skipped otherwise.
 scripts/fuzz-smoke.sh

@@ -40,6 +40,37 @@ pub fn target_dir() -> PathBuf {
         .expect("target directory")
 }
 
+/// Builds the example plugin `examples/{name}` for `wasm32-wasip2` (its
+/// own crate, against `sdk/` and `wit/` only) into `{target}/examples`,
+/// and returns the component's path. Cargo's lock serialises concurrent
+/// builds and a built plugin is not built again.
+pub fn example_plugin(name: &str) -> Result<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("the repository root")?;
+    let manifest = root.join("examples").join(name).join("Cargo.toml");
+    let target = target_dir().join("examples");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let (ok, _, err) = run(Command::new(cargo)
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&target)
+        // What the test's own build set for the host must not leak in.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET"))?;
+    if !ok {
+        bail!("cannot build examples/{name}: {err}");
+    }
+    let file = format!("sluice_example_{}.wasm", name.replace('-', "_"));
+    let wasm = target.join("wasm32-wasip2").join("release").join(file);
+    anyhow::ensure!(wasm.is_file(), "no {}", wasm.display());
+    Ok(wasm)
+}
+
 /// A running `sluice serve`, stopped (SIGTERM, then kill) on drop.
 pub struct Sluice {
     child: Child,

@@ -1,0 +1,101 @@
+//! The plugin kit's example plugins (`examples/`), built for
+//! `wasm32-wasip2` from their own crates, hot-added to a running server's
+//! plugin directory and used with real peers.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sluice_tests::{
+    Sluice, example_plugin, ffprobe_frames, http_get, record_clip, run, sluice_bin, stop_program,
+    tempdir::TempDir, wait_for,
+};
+
+/// One `EXT-X-BYTERANGE` entry of an I-frame playlist: length, offset, URI.
+fn byte_ranges(playlist: &str) -> Vec<(usize, usize, String)> {
+    let mut out = Vec::new();
+    let mut lines = playlist.lines();
+    while let Some(line) = lines.next() {
+        if let Some(range) = line.strip_prefix("#EXT-X-BYTERANGE:")
+            && let Some((len, off)) = range.split_once('@')
+            && let (Ok(len), Ok(off)) = (len.parse(), off.parse())
+            && let Some(uri) = lines.next()
+        {
+            out.push((len, off, uri.to_owned()));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_iframe_packager_hot_added_serves_ranges_that_decode_as_one_picture_each()
+-> anyhow::Result<()> {
+    let wasm = example_plugin("hls-iframes")?;
+    // `sluice plugin check` accepts it and says what it declares.
+    let (ok, out, err) = run(std::process::Command::new(sluice_bin())
+        .args(["plugin", "check"])
+        .arg(&wasm))?;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("hls-iframes") && out.contains("m3u8-iframes"),
+        "{out}"
+    );
+
+    let plugins = TempDir::new("sluice-kit-plugins")?;
+    let dir = plugins.path().to_str().context("utf-8 path")?;
+    let s = Sluice::start("", &["--plugin-dir", dir])?;
+    record_clip(&s, 8)?;
+    stop_program(&s, "ch1", "show")?;
+    let base = "/show/show.ism";
+    let master = format!("{base}/Manifest(format=m3u8-cmaf)");
+    let before = http_get(s.http, &master, &[])?;
+    assert_eq!(before.status, 200);
+    assert!(!before.text().contains("#EXT-X-I-FRAME-STREAM-INF"));
+    let iframes = format!("{base}/Manifest(format=m3u8-iframes)");
+    assert_eq!(http_get(s.http, &iframes, &[])?.status, 404);
+
+    // Hot-added: served, and listed from the HLS multivariant playlist
+    // (which was answered and cached before).
+    std::fs::copy(&wasm, plugins.path().join("hls-iframes.wasm"))?;
+    wait_for(Duration::from_secs(30), || {
+        (http_get(s.http, &iframes, &[]).ok()?.status == 200).then_some(())
+    })?;
+    let m = http_get(s.http, &master, &[])?.text();
+    let inf = m
+        .lines()
+        .find(|l| l.starts_with("#EXT-X-I-FRAME-STREAM-INF:"))
+        .with_context(|| format!("no I-frame stream listed:\n{m}"))?;
+    assert!(
+        inf.contains("URI=\"m3u8-iframes/t1/iframes.m3u8\""),
+        "{inf}"
+    );
+
+    let playlist_path = format!("{base}/m3u8-iframes/t1/iframes.m3u8");
+    let playlist = http_get(s.http, &playlist_path, &[])?;
+    assert_eq!(playlist.status, 200);
+    let text = playlist.text();
+    assert!(text.contains("#EXT-X-I-FRAMES-ONLY"), "{text}");
+    assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
+    let ranges = byte_ranges(&text);
+    // An 8 s recording in 2 s fragments: one I-frame each.
+    assert_eq!(ranges.len(), 4, "{text}");
+    let init = http_get(s.http, &format!("{base}/m3u8-iframes/t1/init.mp4"), &[])?;
+    assert_eq!(init.status, 200);
+    let work = TempDir::new("sluice-kit-iframes")?;
+    for (i, (len, off, uri)) in ranges.iter().enumerate() {
+        // The range as a player asks for it.
+        let range = format!("bytes={off}-{}", off + len - 1);
+        let part = http_get(
+            s.http,
+            &format!("{base}/m3u8-iframes/t1/{uri}"),
+            &[("Range", &range)],
+        )?;
+        assert_eq!(part.status, 206, "{uri} {range}");
+        assert_eq!(part.body.len(), *len);
+        let file = work.path().join(format!("iframe-{i}.mp4"));
+        std::fs::write(&file, [&init.body[..], &part.body[..]].concat())?;
+        let (frames, err) = ffprobe_frames(file.to_str().context("utf-8 path")?, &[])?;
+        let video = frames.iter().filter(|f| f.media_type == "video").count();
+        assert_eq!(video, 1, "entry {i} ({uri} {range}): {err}");
+    }
+    Ok(())
+}
