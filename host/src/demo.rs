@@ -88,24 +88,7 @@ pub async fn run(channel: Arc<Channel>, limits: IngestLimits, mut shutdown: watc
                     return;
                 }
             }
-            let events = match tag.kind {
-                TagType::Video => demux.push_video(ts, tag.body),
-                TagType::Audio => demux.push_audio(ts, tag.body),
-                TagType::Script => {
-                    if let Ok(values) = flv::parse_script_data(tag.body)
-                        && let Some(meta) = flv::find_metadata(&values)
-                    {
-                        demux.set_metadata(meta);
-                    }
-                    Ok(Vec::new())
-                }
-                _ => Ok(Vec::new()),
-            };
-            let result = match events {
-                Ok(events) => apply(&mut ingest, events),
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(e) = result {
+            if let Err(e) = feed_tag(&mut demux, &mut ingest, tag, ts) {
                 tracing::error!(error = %e, "demo source stopped");
                 return;
             }
@@ -113,7 +96,41 @@ pub async fn run(channel: Arc<Channel>, limits: IngestLimits, mut shutdown: watc
     }
 }
 
-fn apply(ingest: &mut StreamIngest, events: Vec<Event>) -> Result<(), String> {
+/// One loop of the clip fed to `channel` at once, not paced: a fixture
+/// presentation of two tracks and four 2 s fragments each (`sluice plugin
+/// check` runs plugins against it).
+pub fn feed_once(channel: Arc<Channel>, limits: &IngestLimits) -> Result<(), String> {
+    let tags = clip_tags().map_err(|e| e.to_string())?;
+    let mut ingest = StreamIngest::new(channel, "demo", limits);
+    let mut demux = MediaDemuxer::new("demo", 1, 2);
+    for tag in &tags {
+        feed_tag(&mut demux, &mut ingest, tag, tag.timestamp_ms)?;
+    }
+    ingest.finish();
+    Ok(())
+}
+
+/// Demuxes one tag (at `ts` ms) into `ingest`.
+fn feed_tag(
+    demux: &mut MediaDemuxer,
+    ingest: &mut StreamIngest,
+    tag: &ClipTag,
+    ts: i64,
+) -> Result<(), String> {
+    let events = match tag.kind {
+        TagType::Video => demux.push_video(ts, tag.body),
+        TagType::Audio => demux.push_audio(ts, tag.body),
+        TagType::Script => {
+            if let Ok(values) = flv::parse_script_data(tag.body)
+                && let Some(meta) = flv::find_metadata(&values)
+            {
+                demux.set_metadata(meta);
+            }
+            Ok(Vec::new())
+        }
+        _ => Ok(Vec::new()),
+    };
+    let events: Vec<Event> = events.map_err(|e| e.to_string())?;
     for event in events {
         ingest.on_media(event).map_err(|e| e.to_string())?;
     }

@@ -23,6 +23,7 @@ pub mod ingest;
 pub mod media;
 pub mod metrics;
 pub mod names;
+pub mod plugin_check;
 pub mod plugins;
 pub mod quic;
 pub mod server;

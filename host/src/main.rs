@@ -31,7 +31,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PluginCommand {
-    /// Loads a plugin and prints what it declares.
+    /// Loads a plugin, prints what it declares, and runs it against a
+    /// built-in fixture (call time, memory used).
     Check {
         /// The `.wasm` component.
         file: PathBuf,
@@ -101,9 +102,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Plugin {
             command: PluginCommand::Check { file },
-        } => match sluice::plugins::check(&file) {
-            Ok(description) => {
-                println!("{description}");
+        } => match sluice::plugin_check::run(&file) {
+            Ok(report) => {
+                println!("{report}");
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -232,7 +232,9 @@ fn bad_file_is_skipped_and_the_rest_loads() {
 
 #[test]
 fn check_describes_a_plugin_and_rejects_junk() {
-    let text = sluice::plugins::check(Path::new(testing::TESTBED_WASM)).expect("testbed is valid");
+    let text = sluice::plugins::check(Path::new(testing::TESTBED_WASM))
+        .expect("testbed is valid")
+        .description;
     assert!(text.contains("name: testbed"), "{text}");
     assert!(text.contains("version: 0.1.0"), "{text}");
     assert!(text.contains("world: packager"), "{text}");

@@ -48,7 +48,14 @@ pub fn example_plugin(name: &str) -> Result<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("the repository root")?;
-    let manifest = root.join("examples").join(name).join("Cargo.toml");
+    build_component(&root.join("examples").join(name), name)
+}
+
+/// Builds the crate in `dir` (package `sluice-example-{name}`) for
+/// `wasm32-wasip2` as [`example_plugin`] does; `tests/fixtures/` holds
+/// such crates that are not plugins.
+pub fn build_component(dir: &Path, name: &str) -> Result<PathBuf> {
+    let manifest = dir.join("Cargo.toml");
     let target = target_dir().join("examples");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let (ok, _, err) = run(Command::new(cargo)
@@ -63,7 +70,7 @@ pub fn example_plugin(name: &str) -> Result<PathBuf> {
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET"))?;
     if !ok {
-        bail!("cannot build examples/{name}: {err}");
+        bail!("cannot build {}: {err}", dir.display());
     }
     let file = format!("sluice_example_{}.wasm", name.replace('-', "_"));
     let wasm = target.join("wasm32-wasip2").join("release").join(file);

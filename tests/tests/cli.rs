@@ -113,8 +113,29 @@ fn plugin_check_describes_or_refuses() -> anyhow::Result<()> {
     ]))?;
     assert!(ok, "{err}");
     assert!(out.contains("testbed") && out.contains("packager"), "{out}");
-
+    // It ran against the built-in fixture and reports time and memory.
+    assert!(
+        out.contains("fixture: the demo clip") && out.contains("Manifest(format=testbed): 200"),
+        "{out}"
+    );
+    assert!(out.contains(" ms, memory "), "{out}");
+    // An ingest adapter gets bytes of its own container: the built-in
+    // fMP4 adapter reads tracks and samples from the fixture.
     let dir = TempDir::new("sluice-cli-check")?;
+    let fmp4 = dir.path().join("fmp4.wasm");
+    std::fs::write(
+        &fmp4,
+        sluice::plugins::testing::builtin("sluice-plugin-fmp4").unwrap_or_default(),
+    )?;
+    let (ok, out, err) = run(Command::new(sluice_bin())
+        .args(["plugin", "check"])
+        .arg(&fmp4))?;
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("tracks: [1 avc1.") && out.contains("samples: 200"),
+        "{out}"
+    );
+
     let bogus = dir.path().join("bogus.wasm");
     std::fs::write(&bogus, b"not a component")?;
     let (ok, _, err) = run(Command::new(sluice_bin())

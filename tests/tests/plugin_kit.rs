@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sluice_tests::{
-    Sluice, example_plugin, ffprobe_frames, http_get, record_clip, run, sluice_bin, stop_program,
-    tempdir::TempDir, wait_for,
+    Sluice, build_component, example_plugin, ffprobe_frames, http_get, record_clip, run,
+    sluice_bin, stop_program, tempdir::TempDir, wait_for,
 };
 
 /// One `EXT-X-BYTERANGE` entry of an I-frame playlist: length, offset, URI.
@@ -97,5 +97,35 @@ fn the_iframe_packager_hot_added_serves_ranges_that_decode_as_one_picture_each()
         let video = frames.iter().filter(|f| f.media_type == "video").count();
         assert_eq!(video, 1, "entry {i} ({uri} {range}): {err}");
     }
+    Ok(())
+}
+
+#[test]
+fn plugin_check_refuses_a_component_of_no_sluice_world() -> anyhow::Result<()> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/wrong-world");
+    let wasm = build_component(&dir, "wrong-world")?;
+    let (ok, out, err) = run(std::process::Command::new(sluice_bin())
+        .args(["plugin", "check"])
+        .arg(&wasm))?;
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("exports neither sluice:plugin/packaging@0.1.0"),
+        "{err}"
+    );
+    // Dropped into a plugin directory, it is skipped with the same reason
+    // and the server serves on.
+    let plugins = TempDir::new("sluice-kit-wrong")?;
+    std::fs::copy(&wasm, plugins.path().join("wrong.wasm"))?;
+    let dir = plugins.path().to_str().context("utf-8 path")?;
+    let s = Sluice::start("", &["--plugin-dir", dir, "--demo"])?;
+    wait_for(Duration::from_secs(10), || {
+        s.log().contains("exports neither").then_some(())
+    })?;
+    let r = http_get(
+        s.http,
+        "/preview/demo/preview.isml/Manifest(format=m3u8-cmaf)",
+        &[],
+    )?;
+    assert_ne!(r.status, 503, "{}", r.text());
     Ok(())
 }

@@ -649,6 +649,16 @@ impl PackagerPlugin {
         request: &Request,
         view: Arc<dyn View + Send + Sync>,
     ) -> Result<Response, PluginError> {
+        self.handle_measured(request, view).map(|(r, _)| r)
+    }
+
+    /// [`PackagerPlugin::handle`], with what the call cost.
+    pub fn handle_measured(
+        &self,
+        request: &Request,
+        view: Arc<dyn View + Send + Sync>,
+    ) -> Result<(Response, CallCost), PluginError> {
+        let began = std::time::Instant::now();
         let _busy = self.runtime.busy();
         let mut store = self.runtime.store(&self.name);
         store.data_mut().view = Some(view);
@@ -660,11 +670,24 @@ impl PackagerPlugin {
         match result {
             Ok(response) => {
                 store.data_mut().flush_output();
-                Ok(convert::response(response))
+                let cost = CallCost {
+                    elapsed: began.elapsed(),
+                    memory_peak: store.data().limiter.peak,
+                };
+                Ok((convert::response(response), cost))
             }
             Err(e) => Err(self.runtime.failure(&self.name, e, &mut store)),
         }
     }
+}
+
+/// What one plugin call cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallCost {
+    /// Wall-clock time, instantiation included.
+    pub elapsed: std::time::Duration,
+    /// The largest linear memory the instance had, bytes.
+    pub memory_peak: usize,
 }
 
 /// A loaded ingest adapter.
@@ -792,6 +815,11 @@ impl IngestSession {
         })
     }
 
+    /// The largest linear memory the session's instance had so far, bytes.
+    pub fn memory_peak(&self) -> usize {
+        self.store.data().limiter.peak
+    }
+
     /// The peer closed.
     pub fn close(&mut self) -> Result<Vec<Event>, PluginError> {
         self.call(|b, store, session| {
@@ -810,12 +838,57 @@ impl Drop for IngestSession {
     }
 }
 
+/// A plugin `sluice plugin check` loaded: what it declares, and the
+/// plugin, ready to run.
+pub struct Checked {
+    /// Name, version, world and version of the interface, formats or
+    /// extension, description: one `key: value` per line.
+    pub description: String,
+    /// The plugin.
+    pub plugin: CheckedPlugin,
+    runtime: Arc<Runtime>,
+}
+
+impl std::fmt::Debug for Checked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checked")
+            .field("description", &self.description)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Checked {
+    /// The built-in packager `crate_name` (`sluice-plugin-hls`), loaded
+    /// beside the checked plugin (to make fixtures for ingest adapters).
+    pub fn builtin_packager(&self, crate_name: &str) -> Result<Arc<PackagerPlugin>, PluginError> {
+        let (name, wasm) = BUILTINS
+            .iter()
+            .find(|(name, _)| *name == crate_name)
+            .ok_or_else(|| PluginError::Host(format!("no built-in plugin {crate_name}")))?;
+        let origin = Origin::Builtin(name);
+        match load_candidate(&self.runtime, crate_name, wasm, origin)?.plugin {
+            AnyPlugin::Packager(p) => Ok(p),
+            AnyPlugin::Ingest(_) => {
+                Err(PluginError::Host(format!("{crate_name} is not a packager")))
+            }
+        }
+    }
+}
+
+/// The plugin a check loaded.
+pub enum CheckedPlugin {
+    /// A packager.
+    Packager(Arc<PackagerPlugin>),
+    /// An ingest adapter.
+    Ingest(Arc<IngestPlugin>),
+}
+
 /// Loads one file and describes it, for `sluice plugin check`.
 ///
 /// Compiles without touching any cache; the error says why the file is
 /// unusable (not a component, wrong world or version, missing export,
 /// an import the host does not provide, a trap in `info`).
-pub fn check(path: &Path) -> Result<String, PluginError> {
+pub fn check(path: &Path) -> Result<Checked, PluginError> {
     let label = path.display().to_string();
     let wasm = std::fs::read(path).map_err(|e| PluginError::Load {
         path: label.clone(),
@@ -832,12 +905,21 @@ pub fn check(path: &Path) -> Result<String, PluginError> {
         World::Packager => format!("formats: {}", s.keys.join(", ")),
         World::IngestAdapter => format!("extension: {}", s.keys.join(", ")),
     };
-    Ok(format!(
+    let description = format!(
         "name: {}\nversion: {}\nworld: {} (sluice:plugin@{})\n{keys}\ndescription: {}",
         s.name,
         s.version,
         s.world,
         runtime::WIT_VERSION,
         s.description
-    ))
+    );
+    let plugin = match c.plugin {
+        AnyPlugin::Packager(p) => CheckedPlugin::Packager(p),
+        AnyPlugin::Ingest(p) => CheckedPlugin::Ingest(p),
+    };
+    Ok(Checked {
+        description,
+        plugin,
+        runtime,
+    })
 }

@@ -54,6 +54,7 @@ impl PluginState {
             limiter: MemoryLimiter {
                 cap: memory_cap,
                 hit: false,
+                peak: 0,
             },
             view: None,
             output,
@@ -128,6 +129,8 @@ pub(crate) struct MemoryLimiter {
     cap: usize,
     /// A growth past the cap was refused.
     pub hit: bool,
+    /// The largest linear memory granted, bytes.
+    pub peak: usize,
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
@@ -141,6 +144,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
             self.hit = true;
             return Ok(false);
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 
