@@ -12,7 +12,7 @@ pub use crate::names::valid_name;
 use crate::plugins::PluginConfig;
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Data directory: plugin cache, plugins, metadata (default `./sluice-data`).
@@ -156,7 +156,9 @@ impl Config {
 }
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -166,7 +168,7 @@ pub enum LogFormat {
 }
 
 /// Limits on what an encoder may send.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestLimits {
     /// Time allowed from TCP accept to an authorised publish, ms (default 10000).
@@ -204,7 +206,7 @@ impl Default for IngestLimits {
 }
 
 /// Delivery settings.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
     /// Response cache size, MiB (default 512).
@@ -212,6 +214,7 @@ pub struct DeliveryConfig {
     /// `Access-Control-Allow-Origin` value (default `*`).
     pub cors_origin: String,
     /// Addresses (CIDR) allowed to fetch delivery URLs; empty = any (default empty).
+    #[schemars(with = "Vec<String>")]
     pub allow: Vec<ipnet::IpNet>,
     /// Host names this endpoint is reached by (listed by the streaming
     /// endpoints API; default none).
@@ -230,7 +233,7 @@ impl Default for DeliveryConfig {
 }
 
 /// Edge settings (`[edge]`).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct EdgeConfig {
     /// Upstreams: `http://HOST:PORT` or `https://HOST:PORT` of ingest
@@ -331,7 +334,7 @@ pub fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
 }
 
 /// A channel defined in the config file.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelConfig {
     /// Channel name, `[a-z0-9][a-z0-9-]{0,62}`.
@@ -396,4 +399,164 @@ mod tests {
             toml::from_str("[[channels]]\nname = \"Bad\"\nkey = \"k\"\n").expect("parses");
         assert!(bad.validate().is_err());
     }
+}
+
+/// A flag and variable that set a config key (for the reference).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    /// The key, dotted (`plugins.dir`).
+    pub key: String,
+    /// The command-line flag (`--plugin-dir`).
+    pub flag: String,
+    /// The environment variable (`SLUICE_PLUGIN_DIR`).
+    pub env: Option<String>,
+}
+
+/// The configuration reference (`sluice config default`): every key of
+/// the config file, commented with its doc comment from the config types
+/// (read through their JSON schema) and the flag and variable that
+/// override it, set to its default (keys without one are commented out).
+/// It parses back as the default configuration, so it cannot drift from
+/// the code: the tests check both.
+pub fn reference(overrides: &[Override]) -> String {
+    let schema = serde_json::to_value(schemars::schema_for!(Config)).unwrap_or_default();
+    let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
+    let mut out = String::from(
+        "# Sluice configuration: every key with its default (`sluice config default`).\n\
+         # Flags win over SLUICE_* variables, which win over this file; unknown keys\n\
+         # are refused. Keys commented out have no default (unset).\n",
+    );
+    let mut w = Reference {
+        defs: schema.get("$defs").cloned().unwrap_or_default(),
+        overrides,
+        out: &mut out,
+    };
+    w.table("", &schema, &defaults);
+    out
+}
+
+/// Walks a schema into commented TOML.
+struct Reference<'a> {
+    defs: serde_json::Value,
+    overrides: &'a [Override],
+    out: &'a mut String,
+}
+
+impl Reference<'_> {
+    /// `schema` itself, or the definition it refers to.
+    fn resolve<'s>(&'s self, schema: &'s serde_json::Value) -> &'s serde_json::Value {
+        schema
+            .get("$ref")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|r| r.strip_prefix("#/$defs/"))
+            .and_then(|name| self.defs.get(name))
+            .unwrap_or(schema)
+    }
+
+    fn is_table(&self, schema: &serde_json::Value) -> bool {
+        self.resolve(schema).get("properties").is_some()
+    }
+
+    /// The item schema of an array of tables, if `schema` is one.
+    fn table_items<'s>(&'s self, schema: &'s serde_json::Value) -> Option<&'s serde_json::Value> {
+        let items = self.resolve(schema).get("items")?;
+        self.is_table(items).then(|| self.resolve(items))
+    }
+
+    fn comment(&mut self, text: &str, prefix: &str) {
+        for line in text.lines() {
+            let line = line.trim_end();
+            if line.is_empty() {
+                self.out.push_str(&format!("{prefix}#\n"));
+            } else {
+                self.out.push_str(&format!("{prefix}# {line}\n"));
+            }
+        }
+    }
+
+    fn description(&self, schema: &serde_json::Value, resolved: &serde_json::Value) -> String {
+        schema
+            .get("description")
+            .or_else(|| resolved.get("description"))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    }
+
+    /// The keys of table `path` (`schema`, with `defaults`): its values
+    /// first, then its arrays of tables, then its sub-tables.
+    fn table(&mut self, path: &str, schema: &serde_json::Value, defaults: &serde_json::Value) {
+        let schema = self.resolve(schema).clone();
+        let Some(props) = schema.get("properties").and_then(|p| p.as_object()) else {
+            return;
+        };
+        let key_path = |k: &str| {
+            if path.is_empty() {
+                k.to_owned()
+            } else {
+                format!("{path}.{k}")
+            }
+        };
+        for (key, prop) in props {
+            if self.is_table(prop) || self.table_items(prop).is_some() {
+                continue;
+            }
+            let value = defaults.get(key).unwrap_or(&serde_json::Value::Null);
+            let description = self.description(prop, self.resolve(prop));
+            self.out.push('\n');
+            self.comment(&description, "");
+            self.flag(&key_path(key));
+            match toml_value(value) {
+                Some(v) => self.out.push_str(&format!("{key} = {v}\n")),
+                None => self.out.push_str(&format!("# {key} =\n")),
+            }
+        }
+        for (key, prop) in props {
+            let Some(items) = self.table_items(prop).cloned() else {
+                continue;
+            };
+            let description = self.description(prop, &items);
+            self.out.push('\n');
+            self.comment(&description, "");
+            self.comment("Each entry (none by default; uncomment and repeat):", "");
+            self.out.push_str(&format!("# [[{}]]\n", key_path(key)));
+            if let Some(item_props) = items.get("properties").and_then(|p| p.as_object()) {
+                for (k, p) in item_props {
+                    let d = self.description(p, self.resolve(p));
+                    self.comment(&d, "");
+                    self.out.push_str(&format!("# {k} =\n"));
+                }
+            }
+        }
+        for (key, prop) in props {
+            if !self.is_table(prop) {
+                continue;
+            }
+            let value = defaults.get(key).cloned().unwrap_or_default();
+            let description = self.description(prop, self.resolve(prop));
+            self.out.push('\n');
+            self.comment(&description, "");
+            self.out.push_str(&format!("[{}]\n", key_path(key)));
+            self.table(&key_path(key), prop, &value);
+        }
+    }
+
+    fn flag(&mut self, key: &str) {
+        if let Some(o) = self.overrides.iter().find(|o| o.key == key) {
+            let env = o
+                .env
+                .as_deref()
+                .map(|e| format!(", variable {e}"))
+                .unwrap_or_default();
+            self.out.push_str(&format!("# (flag {}{env})\n", o.flag));
+        }
+    }
+}
+
+/// A default as a TOML value; `None` for no value (unset).
+fn toml_value(v: &serde_json::Value) -> Option<String> {
+    if v.is_null() {
+        return None;
+    }
+    toml::Value::try_from(v).ok().map(|v| v.to_string())
 }

@@ -1,10 +1,11 @@
-//! The `sluice` command: `sluice serve` and `sluice plugin check`.
+//! The `sluice` command: `sluice serve`, `sluice plugin check` and
+//! `sluice config default`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use sluice::config::{Config, LogFormat};
 
 #[derive(Parser)]
@@ -27,6 +28,19 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Prints every config-file key with its default, its documentation
+    /// and the flag and variable that override it (a TOML file that loads
+    /// as the defaults).
+    Default,
 }
 
 #[derive(Subcommand)]
@@ -112,6 +126,12 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Config {
+            command: ConfigCommand::Default,
+        } => {
+            print!("{}", sluice::config::reference(&overrides()));
+            ExitCode::SUCCESS
+        }
         Command::Serve(args) => match serve(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -120,6 +140,28 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// The config keys `sluice serve`'s flags set, with their variables.
+fn overrides() -> Vec<sluice::config::Override> {
+    ServeArgs::command()
+        .get_arguments()
+        .filter_map(|arg| {
+            let long = arg.get_long()?;
+            let key = match arg.get_id().as_str() {
+                // Not config keys: the file itself and the log filter.
+                "config" | "log" => return None,
+                "upstreams" => "edge.upstreams".to_owned(),
+                "plugin_dir" => "plugins.dir".to_owned(),
+                id => id.to_owned(),
+            };
+            Some(sluice::config::Override {
+                key,
+                flag: format!("--{long}"),
+                env: arg.get_env().map(|e| e.to_string_lossy().into_owned()),
+            })
+        })
+        .collect()
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -73,7 +73,9 @@ pub use codec::{
 };
 
 /// Which object store holds the assets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// A directory on local disk.
@@ -86,7 +88,7 @@ pub enum Backend {
 }
 
 /// The `[storage]` section of the config.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// `local`, `s3` or `azure` (default `local`).
@@ -161,7 +163,7 @@ impl StorageConfig {
 /// S3 settings. Credentials not set here come from the environment
 /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, …,
 /// then instance metadata).
-#[derive(Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct S3Config {
     /// Bucket name (required with `backend = "s3"`; default empty).
@@ -215,7 +217,7 @@ impl std::fmt::Debug for S3Config {
 
 /// Azure Blob settings. Credentials not set here come from the environment
 /// (`AZURE_STORAGE_ACCOUNT_KEY`, …).
-#[derive(Clone, Default, Deserialize, Serialize)]
+#[derive(Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AzureConfig {
     /// Storage account (required unless `use_emulator`; default empty).

@@ -145,3 +145,102 @@ fn plugin_check_describes_or_refuses() -> anyhow::Result<()> {
     assert!(err.contains("bogus.wasm"), "{err}");
     Ok(())
 }
+
+#[test]
+fn config_default_is_the_reference_and_loads_as_the_defaults() -> anyhow::Result<()> {
+    let (ok, out, err) = run(Command::new(sluice_bin()).args(["config", "default"]))?;
+    assert!(ok, "{err}");
+    // It loads, and as exactly the defaults.
+    let parsed: sluice::config::Config = toml::from_str(&out)?;
+    assert_eq!(
+        serde_json::to_value(&parsed)?,
+        serde_json::to_value(sluice::config::Config::default())?
+    );
+    // Every key is there, set or (without a default) commented out, in
+    // its table.
+    fn keys(v: &serde_json::Value, table: &str, out: &mut Vec<(String, String)>) {
+        for (k, v) in v.as_object().into_iter().flatten() {
+            match v {
+                serde_json::Value::Object(_) => {
+                    let t = if table.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{table}.{k}")
+                    };
+                    keys(v, &t, out);
+                }
+                _ => out.push((table.to_owned(), k.clone())),
+            }
+        }
+    }
+    let mut all = Vec::new();
+    keys(
+        &serde_json::to_value(sluice::config::Config::default())?,
+        "",
+        &mut all,
+    );
+    assert!(all.len() > 40, "{} keys", all.len());
+    let mut table = String::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for line in out.lines() {
+        if let Some(a) = line.strip_prefix("# [[").and_then(|l| l.strip_suffix("]]")) {
+            // An array of tables (none by default): its key.
+            let (t, k) = a.rsplit_once('.').unwrap_or(("", a));
+            seen.insert((t.to_owned(), k.to_owned()));
+        } else if let Some(t) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            table = t.to_owned();
+        } else if let Some((k, _)) = line.trim_start_matches("# ").split_once(" =") {
+            seen.insert((table.clone(), k.to_owned()));
+        }
+    }
+    for (t, k) in &all {
+        assert!(
+            seen.contains(&(t.clone(), k.clone())),
+            "[{t}] {k} missing:\n{out}"
+        );
+    }
+    // Each is documented (a comment right above it), and the keys flags
+    // set name their flag and variable.
+    assert!(out.contains("# (flag --plugin-dir, variable SLUICE_PLUGIN_DIR)\n# dir ="));
+    assert!(out.contains("# (flag --upstream, variable SLUICE_UPSTREAM)\nupstreams = []"));
+    assert!(out.contains("# (flag --http, variable SLUICE_HTTP)\nhttp = \"0.0.0.0:8080\""));
+    assert!(
+        out.contains("# Linear memory cap per instance, in MiB (default 64).\nmemory_mib = 64")
+    );
+    // The reference in the repository is this output.
+    let committed = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md"),
+    )?;
+    assert!(
+        committed.contains(&out),
+        "docs/configuration.md is stale: regenerate it with `sluice config default`"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_systemd_unit_verifies() -> anyhow::Result<()> {
+    // examples/deploy/sluice.service, pointed at this build.
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/deploy/sluice.service"),
+    )?;
+    let dir = TempDir::new("sluice-unit")?;
+    let path = dir.path().join("sluice.service");
+    let bin = sluice_bin();
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/sluice", &bin.display().to_string()),
+    )?;
+    let (ok, out, err) = run(Command::new("systemd-analyze").arg("verify").arg(&path))?;
+    assert!(ok && err.trim().is_empty(), "{out}{err}");
+    // What it runs is a valid command line of this binary.
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart=/usr/local/bin/sluice "))
+        .ok_or_else(|| anyhow::anyhow!("no ExecStart"))?;
+    let (ok, _, err) = run(Command::new(&bin)
+        .args(exec.split_whitespace())
+        .arg("--help"))?;
+    assert!(ok, "{err}");
+    Ok(())
+}

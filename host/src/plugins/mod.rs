@@ -63,7 +63,7 @@ use state::PluginState;
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Plugin host settings (part of the config file: `[plugins]`).
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginConfig {
     /// Directory scanned for `*.wasm` plugins (default `{data-dir}/plugins`).
