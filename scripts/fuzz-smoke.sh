@@ -14,7 +14,7 @@ exec </dev/null
 
 seconds="${FUZZ_SECONDS:-20}"
 targets=("$@")
-[ "${#targets[@]}" -gt 0 ] || targets=(rtmp_chunk amf0 flv_tags fmp4 fragment_object tier_frame)
+[ "${#targets[@]}" -gt 0 ] || targets=(rtmp_chunk amf0 flv_tags fmp4 fragment_object tier_frame ts_ingest)
 
 if ! command -v rustup >/dev/null 2>&1 || ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
   echo "fuzz-smoke: no nightly toolchain (rustup toolchain install nightly); skipped"

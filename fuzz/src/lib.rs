@@ -24,6 +24,7 @@ pub mod fragment;
 pub mod rtmp;
 pub mod seeds;
 pub mod tier_frame;
+pub mod ts_ingest;
 
 /// The host's name rule (`host/src/names.rs`), for `tier_frame`.
 #[path = "../../host/src/names.rs"]

@@ -3,9 +3,13 @@
 //! Real encoder output comes from `host/assets/demo.flv` (ffmpeg, x264
 //! with B-frames, AAC-LC): its first tags feed the FLV and RTMP seeds.
 //! `fuzz/seeds/fmp4/ffmpeg-*` are ffmpeg's own `ismv` output, committed as
-//! made (see `fuzz/README.md`). `cargo test` in `fuzz/` checks that the
-//! generated files are current; `BLESS=1` rewrites them.
+//! made (see `fuzz/README.md`). The `ts_ingest` seeds are transport
+//! streams written by the example adapter's `fuzzing::synth` (PAT, PMT, PES
+//! with H.264 parameter sets and slices, ADTS frames). `cargo test` in
+//! `fuzz/` checks that the generated files are current; `BLESS=1` rewrites
+//! them.
 
+use sluice_example_ts_ingest::fuzzing::synth as ts;
 use sluice_plugin_fmp4::fuzzing::synth::{self, AUDIO, Base, RunSpec, TEXT, TrafSpec, VIDEO};
 use sluice_plugin_rtmp::chunk::Message;
 use sluice_plugin_rtmp::fuzzing::Client;
@@ -24,13 +28,14 @@ const DEMO_FLV: &[u8] = include_bytes!("../../host/assets/demo.flv");
 pub type Seed = (&'static str, Vec<u8>);
 
 /// The fuzz targets, in the order the smoke script runs them.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "rtmp_chunk",
     "amf0",
     "flv_tags",
     "fmp4",
     "fragment_object",
     "tier_frame",
+    "ts_ingest",
 ];
 
 /// The generated seeds of `target`.
@@ -42,6 +47,7 @@ pub fn for_target(target: &str) -> Vec<Seed> {
         "fmp4" => fmp4(),
         "fragment_object" => crate::fragment::seeds(),
         "tier_frame" => crate::tier_frame::seeds(),
+        "ts_ingest" => ts_ingest(),
         other => panic!("no target {other}"),
     }
 }
@@ -430,6 +436,96 @@ fn fmp4() -> Vec<Seed> {
     seeds
 }
 
+fn ts_ingest() -> Vec<Seed> {
+    use crate::ts_ingest::{mode, mode_small_limit};
+    const PACKET: usize = 188;
+    let mut seeds = Vec::new();
+
+    // A whole short stream: PAT, PMT (H.264, AAC, private data), one GOP
+    // with B-frames, AAC in PES of three frames.
+    seeds.push((
+        "gen-synth-stream",
+        with_control(&[mode(false), WHOLE], &ts::stream()),
+    ));
+
+    // After the PAT and PMT prelude: two GOPs of media, in 7-byte pieces.
+    let mut m = ts::Mux::new();
+    ts::media(&mut m, 90_000, 14);
+    seeds.push((
+        "gen-media-after-tables",
+        with_control(&[mode(true), every(7)], m.bytes()),
+    ));
+
+    // Odd but valid: garbage before the first packet and between two,
+    // times across the 33-bit wrap, a repeated packet, a continuity gap,
+    // a new PMT moving the audio to another PID, CRC-protected ADTS frames
+    // cut across two PES, new parameter sets; cut at a few points.
+    let mut m = ts::Mux::new();
+    ts::tables(&mut m, 0);
+    ts::media(&mut m, (1 << 33) - 3 * ts::FRAME_TICKS, 7);
+    m.psi(
+        ts::PMT_PID,
+        &ts::pmt_section(
+            ts::PROGRAM,
+            1,
+            &[
+                ts::Es::new(0x1b, ts::VIDEO_PID),
+                ts::Es::new(0x0f, 0x103).language(*b"deu"),
+            ],
+        ),
+    );
+    let frames: Vec<u8> = (0..4)
+        .flat_map(|i| ts::adts_frame(2, 4, 1, 30 + i, i % 2 == 0, i as u8))
+        .collect();
+    let t = 3 * ts::FRAME_TICKS;
+    m.pes(0x103, &ts::pes(0xc0, Some(t), None, &frames[..70], true));
+    m.pes(
+        0x103,
+        &ts::pes(0xc0, Some(t + 2 * 2090), None, &frames[70..], true),
+    );
+    let (sps, pps) = (ts::sps(640, 360), ts::pps(1));
+    let au = ts::annex_b(&[&sps, &pps, &ts::slice(true, 120, 9)]);
+    m.pes(
+        ts::VIDEO_PID,
+        &ts::pes(
+            0xe0,
+            Some(8 * ts::FRAME_TICKS),
+            Some(7 * ts::FRAME_TICKS),
+            &au,
+            false,
+        ),
+    );
+    m.pes(
+        ts::VIDEO_PID,
+        &ts::pes(
+            0xe0,
+            Some(9 * ts::FRAME_TICKS),
+            None,
+            &ts::access_unit(false, 40, 1),
+            false,
+        ),
+    );
+    let clean = m.into_bytes();
+    let mut odd = vec![0x47, 0x00, 0x47, 0x13];
+    odd.extend_from_slice(&clean[..8 * PACKET]);
+    odd.extend_from_slice(&[0x47, 0x00, 0x55]);
+    odd.extend_from_slice(&clean[8 * PACKET..9 * PACKET]);
+    odd.extend_from_slice(&clean[8 * PACKET..9 * PACKET]);
+    odd.extend_from_slice(&clean[10 * PACKET..]);
+    let mut control = vec![mode(false)];
+    control.extend_from_slice(&at(&[1, 190, 1500, 2999, 3000, 4100]));
+    seeds.push(("gen-odd-stream", with_control(&control, &odd)));
+
+    // A PES over a 300-byte limit, after the prelude.
+    let mut m = ts::Mux::new();
+    ts::media(&mut m, 0, 2);
+    seeds.push((
+        "gen-pes-over-limit",
+        with_control(&[mode_small_limit(true), every(188)], m.bytes()),
+    ));
+    seeds
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,6 +541,7 @@ mod tests {
                     "flv_tags" => crate::flv::fuzz(&bytes),
                     "fragment_object" => crate::fragment::fuzz(&bytes),
                     "tier_frame" => crate::tier_frame::fuzz(&bytes),
+                    "ts_ingest" => crate::ts_ingest::fuzz(&bytes),
                     _ => crate::fmp4::fuzz(&bytes),
                 }
             }
@@ -552,6 +649,65 @@ mod reach {
             let events = out.result.expect("valid stream");
             assert_eq!(count(&events), (2, samples), "{name}");
         }
+    }
+}
+
+#[cfg(test)]
+mod ts_reach {
+    //! The `ts_ingest` seeds reach tracks and samples (or the limit).
+
+    use sluice_sdk::plugin::{Event, SessionError};
+
+    use super::*;
+    use crate::ts_ingest::{config, prelude, run};
+
+    fn outcome(name: &str) -> crate::ts_ingest::Outcome {
+        let bytes = for_target("ts_ingest")
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, b)| b)
+            .expect("seed exists");
+        let input = crate::split(&bytes[1..]).expect("control");
+        let mut data = prelude(bytes[0]);
+        data.extend_from_slice(input.data);
+        run(&config(bytes[0]), &data, &[])
+    }
+
+    fn count(events: &[Event]) -> (usize, usize) {
+        let tracks = events
+            .iter()
+            .filter(|e| matches!(e, Event::Track(_)))
+            .count();
+        let samples = events
+            .iter()
+            .map(|e| match e {
+                Event::Samples(s) => s.len(),
+                _ => 0,
+            })
+            .sum();
+        (tracks, samples)
+    }
+
+    #[test]
+    fn ts_seeds_give_tracks_and_samples() {
+        let out = outcome("gen-synth-stream");
+        assert_eq!(count(&out.result.expect("valid")), (2, 19));
+        let out = outcome("gen-media-after-tables");
+        assert_eq!(count(&out.result.expect("valid")), (2, 14 + 21));
+        let out = outcome("gen-odd-stream");
+        let events = out.result.expect("valid");
+        let (tracks, samples) = count(&events);
+        // Video, audio, audio on its new PID, video with new parameter sets.
+        assert_eq!(tracks, 4, "{:?}", out.stats);
+        assert!(samples >= 12, "{samples} samples; {:?}", out.stats);
+        assert_eq!((out.stats.resyncs, out.stats.skipped_bytes), (2, 7));
+        assert_eq!(out.stats.cc_gaps, 1);
+        let out = outcome("gen-pes-over-limit");
+        assert!(
+            matches!(out.result, Err(SessionError::Limit(_))),
+            "{:?}",
+            out.result
+        );
     }
 }
 

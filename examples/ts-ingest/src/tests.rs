@@ -574,3 +574,27 @@ fn garbage_truncation_and_mutation_never_panic() {
         fuzzing::parsers(&v);
     }
 }
+
+#[test]
+fn an_error_in_what_close_finishes_is_logged_without_end_of_stream() {
+    // Found by the ts_ingest fuzz target: the last access unit (complete
+    // only at the end of the body) carries a truncated PPS. `close` cannot
+    // return an error; it gives what came before, and no end of stream.
+    let mut m = Mux::new();
+    synth::tables(&mut m, 0);
+    synth::media(&mut m, 0, 2);
+    let au = synth::annex_b(&[&synth::sps(320, 240), &[0x68]]);
+    m.pes(VIDEO_PID, &synth::pes(0xe0, Some(9000), None, &au, false));
+    let mut s = TsSession::new(fuzzing::config());
+    let events = s.feed(m.bytes()).expect("fine until the end");
+    assert_eq!(samples(&events, VIDEO_PID).len(), 1);
+    // The last packet starts the bad access unit, which completes the one
+    // before it.
+    let end = s.close();
+    assert_eq!(samples(&end, VIDEO_PID).len(), 1);
+    assert!(
+        !end.iter().any(|e| matches!(e, Event::EndOfStream(_))),
+        "{end:?}"
+    );
+    assert!(s.feed(&[]).is_err());
+}

@@ -73,8 +73,9 @@ fn clip() -> TestResult<PathBuf> {
     Ok(path)
 }
 
-/// Feeds `bytes` in pieces of `step` (0: whole).
-fn feed(bytes: &[u8], step: usize) -> Vec<Event> {
+/// Feeds `bytes` in pieces of `step` (0: whole); the session's counters
+/// with the events.
+fn feed_counted(bytes: &[u8], step: usize) -> (Vec<Event>, sluice_example_ts_ingest::Stats) {
     let cuts: Vec<usize> = if step == 0 {
         Vec::new()
     } else {
@@ -82,7 +83,12 @@ fn feed(bytes: &[u8], step: usize) -> Vec<Event> {
     };
     let mut s = TsSession::new(config());
     let events = drive(&mut s, bytes, &cuts).expect("ffmpeg's stream is accepted");
-    let stats = s.stats();
+    (events, s.stats())
+}
+
+/// Feeds `bytes` in pieces of `step` (0: whole); nothing may be damaged.
+fn feed(bytes: &[u8], step: usize) -> Vec<Event> {
+    let (events, stats) = feed_counted(bytes, step);
     assert_eq!(
         (
             stats.cc_gaps,
@@ -295,6 +301,36 @@ fn ffmpeg_clip_whole_and_in_pieces() -> TestResult {
         run.audio.channels,
         run.audio_samples.len()
     );
+
+    // Cut anywhere: what comes out is what the whole clip gives up to
+    // there (the last access unit before the cut may be short of a packet).
+    for k in 1..16 {
+        let n = bytes.len() * k / 16 + k;
+        let (events, stats) = feed_counted(&bytes[..n], 4096);
+        // At most the PES the cut falls in is lost.
+        assert!(stats.pes_dropped <= 1, "{stats:?}");
+        let samples: Vec<&Sample> = events
+            .iter()
+            .flat_map(|e| match e {
+                Event::Samples(s) => s.iter().collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let all: Vec<&Sample> = whole
+            .iter()
+            .flat_map(|e| match e {
+                Event::Samples(s) => s.iter().collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        assert!(samples.len() < all.len());
+        let same = samples.iter().zip(&all).filter(|(a, b)| a == b).count();
+        assert!(
+            same + 1 >= samples.len(),
+            "cut at {n}: {same} of {}",
+            samples.len()
+        );
+    }
 
     // The same times and keyframes as ffprobe reads.
     if have("ffprobe") {
