@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sluice_tests::{
-    Sluice, build_component, example_plugin, ffprobe_frames, http_get, record_clip, run,
-    sluice_bin, stop_program, tempdir::TempDir, wait_for,
+    Sluice, build_component, encode_source, example_plugin, ffprobe_frames, http_get, http_request,
+    record_clip, run, running_channel, sluice_bin, stop_program, tempdir::TempDir, wait_for,
+    wait_until_ended,
 };
 
 /// One `EXT-X-BYTERANGE` entry of an I-frame playlist: length, offset, URI.
@@ -127,5 +128,74 @@ fn plugin_check_refuses_a_component_of_no_sluice_world() -> anyhow::Result<()> {
         &[],
     )?;
     assert_ne!(r.status, 503, "{}", r.text());
+    Ok(())
+}
+
+#[test]
+fn the_ts_ingest_adapter_hot_added_takes_ffmpeg_mpegts_posts() -> anyhow::Result<()> {
+    let wasm = example_plugin("ts-ingest")?;
+    // `sluice plugin check` feeds it the HLS packager's TS segments of the
+    // fixture clip: it reads both tracks.
+    let (ok, out, err) = run(std::process::Command::new(sluice_bin())
+        .args(["plugin", "check"])
+        .arg(&wasm))?;
+    assert!(ok, "{err}");
+    assert!(out.contains("extension: ts"), "{out}");
+    assert!(out.contains("avc1.") && out.contains("mp4a.40.2"), "{out}");
+
+    let plugins = TempDir::new("sluice-kit-ts")?;
+    let dir = plugins.path().to_str().context("utf-8 path")?;
+    let s = Sluice::start("", &["--plugin-dir", dir])?;
+    let isml = running_channel(&s, "ts1")?["ingest"]["fmp4"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let url = format!("{}.ts/Streams(720p)", isml.trim_end_matches(".isml"));
+    let path = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map(|(_, p)| format!("/{p}"))
+        .context("ingest path")?;
+    // No adapter claims `ts` yet.
+    let r = http_request(s.http, "POST", &path, &[], b"")?;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert!(r.text().contains("no ingest adapter"), "{}", r.text());
+
+    std::fs::copy(&wasm, plugins.path().join("ts-ingest.wasm"))?;
+    wait_for(Duration::from_secs(30), || {
+        let r = http_request(s.http, "POST", &path, &[], b"").ok()?;
+        (r.status != 404).then_some(())
+    })?;
+
+    // ffmpeg posts MPEG-TS as a broadcast encoder or SRT gateway would.
+    let work = TempDir::new("sluice-kit-ts-src")?;
+    let source = encode_source(work.path(), 8, "source.mp4")?;
+    let (ok, _, err) = run(std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-re",
+            "-i",
+        ])
+        .arg(&source)
+        .args(["-c", "copy", "-f", "mpegts", "-method", "POST"])
+        .arg(&url))?;
+    assert!(ok, "{err}\n{}", s.log());
+    let base = "/preview/ts1/preview.isml";
+    let master = wait_until_ended(s.http, base, 1)?;
+    assert!(
+        master.contains("avc1.") && master.contains("mp4a.40.2"),
+        "{master}"
+    );
+    // The channel's HLS decodes: the 8 s the encoder sent.
+    let (frames, errors) =
+        ffprobe_frames(&s.url(&format!("{base}/Manifest(format=m3u8-cmaf)")), &[])?;
+    assert!(errors.trim().is_empty(), "{errors}");
+    let video = frames.iter().filter(|f| f.media_type == "video").count();
+    let audio = frames.iter().filter(|f| f.media_type == "audio").count();
+    assert!((190..=200).contains(&video), "{video} of 200 video frames");
+    assert!(audio >= 350, "{audio} audio frames");
     Ok(())
 }
