@@ -36,6 +36,8 @@ pub struct Api {
     pub http_port: u16,
     /// Bound RTMP port.
     pub rtmp_port: u16,
+    /// What `/readyz` checks (none: always ready).
+    pub readiness: Option<Arc<crate::readiness::Readiness>>,
     token: Option<String>,
 }
 
@@ -172,6 +174,7 @@ impl Api {
             delivery,
             http_port: 0,
             rtmp_port: 0,
+            readiness: None,
             token,
         }
     }
@@ -183,8 +186,14 @@ impl Api {
         peer: SocketAddr,
     ) -> http::Response<Body> {
         let path = req.uri().path().to_owned();
-        if path == "/healthz" || path == "/readyz" {
+        if path == "/healthz" {
             return text(StatusCode::OK, "ok\n");
+        }
+        if path == "/readyz" {
+            return match &self.readiness {
+                Some(r) => r.response().await,
+                None => text(StatusCode::OK, "ready\n"),
+            };
         }
         if path == "/metrics" {
             return http::Response::builder()

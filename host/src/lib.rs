@@ -26,6 +26,7 @@ pub mod names;
 pub mod plugin_check;
 pub mod plugins;
 pub mod quic;
+pub mod readiness;
 pub mod server;
 pub mod storage;
 pub mod store;

@@ -72,7 +72,7 @@ impl Server {
             anyhow::anyhow!("asset storage {} is not writable: {e}", objects.describe())
         })?;
         tracing::debug!(storage = %objects.describe(), "asset storage");
-        let archive = Archive::open(store.clone(), objects).await?;
+        let archive = Archive::open(store.clone(), objects.clone()).await?;
         let channels = Arc::new(Channels::default());
         let mut channel_configs = config.channels.clone();
         if config.demo && !channel_configs.iter().any(|c| c.name == "demo") {
@@ -138,6 +138,10 @@ impl Server {
         );
         api.http_port = http_addr.port();
         api.rtmp_port = rtmp_addr.port();
+        api.readiness = Some(Arc::new(crate::readiness::Readiness::ingest(
+            plugins.clone(),
+            objects.clone(),
+        )));
         tasks.spawn(serve_http(admin, None, Arc::new(api), shutdown_rx.clone()));
         let ingest = Arc::new(IngestContext::new(
             plugins.clone(),
@@ -204,6 +208,7 @@ impl Server {
             edge.clone(),
             config.tier_token.clone(),
         ));
+        let readiness = crate::readiness::Readiness::edge(plugins.clone(), edge.clone());
         let delivery = Arc::new(Delivery::new(
             plugins,
             Origin::Edge(edge),
@@ -220,7 +225,7 @@ impl Server {
         tasks.spawn(serve_http(
             admin,
             None,
-            Arc::new(EdgeAdmin),
+            Arc::new(EdgeAdmin { readiness }),
             shutdown_rx.clone(),
         ));
         tasks.spawn(serve_http(http, None, front.clone(), shutdown_rx.clone()));
@@ -452,9 +457,12 @@ fn edge_refusal(message: &str) -> http::Response<Body> {
         .unwrap_or_default()
 }
 
-/// The admin listener of an edge: health and metrics; no management API
-/// (an edge holds no channels, programs, assets or locators).
-struct EdgeAdmin;
+/// The admin listener of an edge: health, readiness and metrics; no
+/// management API (an edge holds no channels, programs, assets or
+/// locators).
+struct EdgeAdmin {
+    readiness: crate::readiness::Readiness,
+}
 
 impl Handler for EdgeAdmin {
     fn handle(
@@ -464,7 +472,8 @@ impl Handler for EdgeAdmin {
     ) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>> {
         Box::pin(async move {
             let (status, content_type, body) = match req.uri().path() {
-                "/healthz" | "/readyz" => (200, "text/plain", "ok\n".to_owned()),
+                "/healthz" => (200, "text/plain", "ok\n".to_owned()),
+                "/readyz" => return self.readiness.response().await,
                 "/metrics" => (
                     200,
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",

@@ -281,6 +281,28 @@ impl Edge {
         Ok(edge)
     }
 
+    /// Asks every upstream for `/_tier/v1/health` (at once, 2 s each);
+    /// returns the failures, `url: why`.
+    pub async fn probe_upstreams(&self) -> Vec<String> {
+        let probes = self.core.upstreams.all().iter().map(|up| async move {
+            let answer = self
+                .core
+                .upstreams
+                .get(up, "/_tier/v1/health", Duration::from_secs(2), 4096)
+                .await;
+            match answer {
+                Ok(a) if a.status == http::StatusCode::OK => None,
+                Ok(a) => Some(format!("{}: status {}", up.url, a.status)),
+                Err(e) => Some(format!("{}: {e}", up.url)),
+            }
+        });
+        futures_util::future::join_all(probes)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
     /// The upstreams' base URLs.
     pub fn upstream_urls(&self) -> Vec<String> {
         self.core

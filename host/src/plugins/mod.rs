@@ -246,6 +246,7 @@ pub struct PluginHost {
     registry: RwLock<Arc<Registry>>,
     loader: Mutex<Loader>,
     generation: tokio::sync::watch::Sender<u64>,
+    builtin_failures: Vec<String>,
 }
 
 impl PluginHost {
@@ -276,11 +277,15 @@ impl PluginHost {
         }
 
         let mut builtins = Vec::new();
+        let mut builtin_failures = Vec::new();
         for (crate_name, wasm) in BUILTINS {
             let origin = Origin::Builtin(crate_name);
             match load_candidate(&runtime, crate_name, wasm, origin) {
                 Ok(c) => builtins.push(c),
-                Err(e) => tracing::error!(error = %e, "built-in plugin unusable; skipped"),
+                Err(e) => {
+                    tracing::error!(error = %e, "built-in plugin unusable; skipped");
+                    builtin_failures.push(format!("built-in {crate_name} did not load: {e}"));
+                }
             }
         }
 
@@ -293,11 +298,17 @@ impl PluginHost {
                 files: BTreeMap::new(),
             }),
             generation: tokio::sync::watch::Sender::new(0),
+            builtin_failures,
         });
         host.reload_now();
         spawn_watcher(Arc::downgrade(&host))
             .map_err(|e| PluginError::Host(format!("cannot start the plugin watcher: {e}")))?;
         Ok(host)
+    }
+
+    /// Why built-in plugins did not load (readiness); empty normally.
+    pub fn builtin_failures(&self) -> Vec<String> {
+        self.builtin_failures.clone()
     }
 
     /// The packager serving `format`, if any.
