@@ -24,6 +24,7 @@ pub mod media;
 pub mod metrics;
 pub mod names;
 pub mod plugins;
+pub mod preview_page;
 pub mod quic;
 pub mod server;
 pub mod storage;

@@ -298,7 +298,7 @@ impl Collector for IngestGauges {
         let gauge = ConstGauge::new(0i64);
         let mut family = encoder.encode_descriptor(
             "ingest_encoders",
-            "Encoder sessions publishing now, per stream",
+            "Encoder sessions publishing now, per stream.",
             None,
             gauge.metric_type(),
         )?;
@@ -308,7 +308,7 @@ impl Collector for IngestGauges {
         let gauge = ConstGauge::new(0f64);
         let mut family = encoder.encode_descriptor(
             "ingest_last_fragment_age_seconds",
-            "Seconds since the stream's newest fragment was added (at scrape time)",
+            "Seconds since the stream's newest fragment was added (at scrape time).",
             None,
             gauge.metric_type(),
         )?;
