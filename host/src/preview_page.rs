@@ -277,11 +277,11 @@ pub fn state(channel: &Channel) -> serde_json::Value {
             let (listed, recent) = snapshot.tail(t.id, 5);
             let bytes: u64 = recent.iter().map(|f| u64::from(f.size)).sum();
             let ticks: u64 = recent.iter().map(|f| f.duration).sum();
-            let bitrate = if ticks == 0 {
-                0
-            } else {
-                bytes.saturating_mul(8) * u64::from(t.timescale) / ticks
-            };
+            let bitrate = bytes
+                .saturating_mul(8)
+                .saturating_mul(u64::from(t.timescale))
+                .checked_div(ticks)
+                .unwrap_or(0);
             let kind = match t.kind {
                 TrackKind::Video => "video",
                 TrackKind::Audio => "audio",
