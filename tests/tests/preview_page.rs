@@ -394,3 +394,47 @@ fn an_edge_serves_the_page_and_plays_but_keeps_no_state() -> anyhow::Result<()> 
     assert_eq!(report["foreign"], serde_json::json!([]), "{report}");
     Ok(())
 }
+
+#[test]
+fn http_ingest_encoders_are_listed_with_their_extension() -> anyhow::Result<()> {
+    let server = Sluice::start("", &[])?;
+    let ch = running_channel(&server, "ch1")?;
+    let url = format!(
+        "{}/Streams(main)",
+        ch["ingest"]["fmp4"].as_str().unwrap_or_default()
+    );
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=25:duration=8",
+        ])
+        .args(X264)
+        .args(["-f", "ismv", "-movflags", "isml+frag_keyframe"])
+        .arg(&url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let push = Push(cmd.spawn()?);
+    let e = wait_for(Duration::from_secs(30), || {
+        let (_, s) = state(&server, "ch1").ok()?;
+        let e = s["encoders"].as_array()?.first()?.clone();
+        (e["bitrate"].as_u64()? > 0).then_some(e)
+    })?;
+    assert_eq!(e["protocol"], "isml", "{e}");
+    assert_eq!(e["stream"], "main", "{e}");
+    assert!(
+        e["address"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:")),
+        "{e}"
+    );
+    assert!(push.wait()?, "ffmpeg failed");
+    wait_for(Duration::from_secs(30), || {
+        let (_, s) = state(&server, "ch1").ok()?;
+        s["encoders"].as_array()?.is_empty().then_some(())
+    })?;
+    Ok(())
+}
