@@ -27,8 +27,15 @@ use sluice_sdk::time::mul_div_round_signed;
 use crate::config::{ChannelConfig, IngestLimits};
 use crate::media::segmenter::{Fragment, InputSample, SegmentError, Segmenter};
 use crate::media::timeline::{Entry, PushOutcome, Snapshot, Timeline};
-use crate::metrics::{ChannelLabels, DuplicateLabels, StreamLabels, metrics};
+use crate::metrics::{
+    ChannelLabels, DuplicateLabels, StreamDuplicateLabels, StreamLabels, metrics,
+};
 use crate::store::ChannelRecord;
+
+pub mod observe;
+
+use observe::{Encoder, ticks_ms};
+pub use observe::{EncoderState, Source, StreamMeter, StreamState};
 
 /// Why ingest into a channel stopped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,8 +128,11 @@ pub struct Channel {
     /// redundant copy, or a dead connection not yet timed out), and no media
     /// came since: the presentation ends when the last session goes.
     end_pending: AtomicBool,
-    /// Per stream name: sessions publishing it now and their shared offset.
+    /// Per stream name: sessions publishing it now, their shared offset,
+    /// and the stream's counters and bitrate history.
     streams: Mutex<HashMap<String, SharedStream>>,
+    /// Encoder sessions publishing now, in the order they came.
+    encoders: Mutex<Vec<Arc<Encoder>>>,
     /// Last fragments of redundant copies that stopped while another copy
     /// of their stream was publishing, by channel track: published only if
     /// no copy publishes the same start (see [`StreamIngest::finish`]).
@@ -155,10 +165,21 @@ struct Parked {
 
 /// What the sessions publishing one stream name share: redundant encoders
 /// must map their identical timestamps to identical media times.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct SharedStream {
     active: usize,
     offset_ms: Option<i64>,
+    meter: Arc<StreamMeter>,
+}
+
+impl SharedStream {
+    fn new(name: &str) -> Self {
+        SharedStream {
+            active: 0,
+            offset_ms: None,
+            meter: Arc::new(StreamMeter::new(name, std::time::Instant::now())),
+        }
+    }
 }
 
 /// Ingest counters of a channel.
@@ -221,6 +242,7 @@ impl Channel {
             publishing: AtomicUsize::new(0),
             end_pending: AtomicBool::new(false),
             streams: Mutex::new(HashMap::new()),
+            encoders: Mutex::new(Vec::new()),
             parked: Mutex::new(Vec::new()),
             rate: Mutex::new((std::time::Instant::now(), 0)),
             stats: ChannelStats::default(),
@@ -326,11 +348,15 @@ impl Channel {
         allowed(&self.preview_allow, ip)
     }
 
-    /// Counts `bytes` of ingest against the bitrate cap (5 s windows).
-    fn account(&self, bytes: u64, limit_kbps: u64) -> Result<(), IngestError> {
+    /// Counts `bytes` of ingest received `now` against the bitrate cap (5 s windows).
+    fn account(
+        &self,
+        bytes: u64,
+        limit_kbps: u64,
+        now: std::time::Instant,
+    ) -> Result<(), IngestError> {
         const WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
         let mut rate = self.rate.lock().unwrap_or_else(|e| e.into_inner());
-        let now = std::time::Instant::now();
         if now.duration_since(rate.0) >= WINDOW {
             *rate = (now, 0);
         }
@@ -386,20 +412,37 @@ impl Channel {
         let labels = ChannelLabels {
             channel: self.name.clone(),
         };
-        let duplicate = |kind| {
+        let stream_labels = StreamLabels {
+            channel: self.name.clone(),
+            stream: stream.to_owned(),
+        };
+        let meter = self.stream_meter(stream);
+        let duplicate = |kind, per_stream: fn(&StreamMeter) -> &AtomicU64| {
             m.duplicates
                 .get_or_create(&DuplicateLabels {
                     channel: self.name.clone(),
                     kind,
                 })
                 .inc();
+            m.ingest_duplicates
+                .get_or_create(&StreamDuplicateLabels {
+                    channel: self.name.clone(),
+                    stream: stream.to_owned(),
+                    kind,
+                })
+                .inc();
+            per_stream(&meter).fetch_add(1, Ordering::Relaxed);
         };
         let counter = match outcome {
             PushOutcome::Added => {
                 m.fragments.get_or_create(&labels).inc();
+                m.ingest_fragments.get_or_create(&stream_labels).inc();
+                meter.fragment_added(now);
                 if discontinuity {
                     stats.discontinuities.fetch_add(1, Ordering::Relaxed);
                     m.discontinuities.get_or_create(&labels).inc();
+                    m.ingest_discontinuities.get_or_create(&stream_labels).inc();
+                    meter.discontinuities.fetch_add(1, Ordering::Relaxed);
                 }
                 // A parked tail this fragment reaches is superseded.
                 self.parked
@@ -409,15 +452,15 @@ impl Channel {
                 &stats.fragments
             }
             PushOutcome::DuplicateMatching => {
-                duplicate("matching");
+                duplicate("matching", |s| &s.duplicates_matching);
                 &stats.duplicates_matching
             }
             PushOutcome::DuplicateMismatching if tail => {
-                duplicate("overlapping");
+                duplicate("overlapping", |s| &s.overlapping);
                 &stats.overlapping
             }
             PushOutcome::DuplicateMismatching => {
-                duplicate("mismatching");
+                duplicate("mismatching", |s| &s.duplicates_mismatching);
                 tracing::warn!(
                     channel = %self.name,
                     stream = %stream,
@@ -427,11 +470,61 @@ impl Channel {
                 &stats.duplicates_mismatching
             }
             PushOutcome::Overlapping | PushOutcome::UnknownTrack => {
-                duplicate("overlapping");
+                duplicate("overlapping", |s| &s.overlapping);
                 &stats.overlapping
             }
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The meter of `stream` (made on first use).
+    fn stream_meter(&self, stream: &str) -> Arc<StreamMeter> {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        match streams.get(stream) {
+            Some(s) => s.meter.clone(),
+            None => streams
+                .entry(stream.to_owned())
+                .or_insert_with(|| SharedStream::new(stream))
+                .meter
+                .clone(),
+        }
+    }
+
+    /// The encoder sessions publishing now, in the order they came.
+    pub fn encoders(&self) -> Vec<EncoderState> {
+        let t = ticks_ms(std::time::Instant::now());
+        self.encoders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|e| e.state(t))
+            .collect()
+    }
+
+    /// Every stream name seen since start-up, by name, with the sessions
+    /// publishing it now.
+    pub fn stream_meters(&self) -> Vec<(Arc<StreamMeter>, usize)> {
+        let mut v: Vec<_> = self
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|s| (s.meter.clone(), s.active))
+            .collect();
+        v.sort_by(|a, b| a.0.name().cmp(b.0.name()));
+        v
+    }
+
+    /// The state of every stream that publishes now or received media in
+    /// the history window, by name.
+    pub fn streams(&self) -> Vec<StreamState> {
+        let t = ticks_ms(std::time::Instant::now());
+        let now = now_ms();
+        self.stream_meters()
+            .into_iter()
+            .map(|(m, active)| m.state(active, t, now))
+            .filter(|s| s.encoders > 0 || s.history.bitrate.iter().any(|b| *b > 0))
+            .collect()
     }
 
     /// Publishes the parked tails of `stream` unless a session publishes it
@@ -631,19 +724,47 @@ pub struct StreamIngest {
     max_bitrate_kbps: u64,
     /// `sluice_ingest_bytes` of this channel and stream (looked up once).
     bytes_counter: prometheus_client::metrics::counter::Counter,
+    /// This session in the channel's encoder registry.
+    encoder: Arc<Encoder>,
+    /// The stream's counters and bitrate history.
+    meter: Arc<StreamMeter>,
 }
 
 impl StreamIngest {
-    /// Starts ingest of `stream` into `channel`.
+    /// Starts ingest of `stream` into `channel` from a source inside the
+    /// process (listed as an encoder of protocol `internal`).
     pub fn new(channel: Arc<Channel>, stream: &str, limits: &IngestLimits) -> Self {
+        Self::open(channel, stream, limits, Source::internal("internal"))
+    }
+
+    /// Starts ingest of `stream` into `channel` from `source`, listed in the
+    /// channel's encoder registry until the session ends.
+    pub fn open(
+        channel: Arc<Channel>,
+        stream: &str,
+        limits: &IngestLimits,
+        source: Source,
+    ) -> Self {
         channel.publishing.fetch_add(1, Ordering::SeqCst);
+        let meter = {
+            let mut streams = channel.streams.lock().unwrap_or_else(|e| e.into_inner());
+            let shared = streams
+                .entry(stream.to_owned())
+                .or_insert_with(|| SharedStream::new(stream));
+            shared.active += 1;
+            shared.meter.clone()
+        };
+        let encoder = Arc::new(Encoder::new(
+            source,
+            stream,
+            now_ms(),
+            std::time::Instant::now(),
+        ));
         channel
-            .streams
+            .encoders
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(stream.to_owned())
-            .or_default()
-            .active += 1;
+            .push(encoder.clone());
         let bytes_counter = metrics()
             .ingest_bytes
             .get_or_create(&StreamLabels {
@@ -653,6 +774,8 @@ impl StreamIngest {
             .clone();
         StreamIngest {
             bytes_counter,
+            encoder,
+            meter,
             channel,
             stream: stream.to_owned(),
             tracks: HashMap::new(),
@@ -742,7 +865,12 @@ impl StreamIngest {
     pub fn on_samples(&mut self, samples: Vec<Sample>) -> Result<(), IngestError> {
         let bytes = samples.iter().map(|s| s.data.len() as u64).sum();
         self.bytes_counter.inc_by(bytes);
-        self.channel.account(bytes, self.max_bitrate_kbps)?;
+        // One clock read per batch, shared by the cap and the meters.
+        let now = std::time::Instant::now();
+        let t = ticks_ms(now);
+        self.encoder.add(t, bytes);
+        self.meter.add(t, bytes);
+        self.channel.account(bytes, self.max_bitrate_kbps, now)?;
         if self.channel.end_pending.load(Ordering::Relaxed) {
             self.channel.end_pending.store(false, Ordering::SeqCst);
         }
@@ -986,6 +1114,11 @@ impl StreamIngest {
 
 impl Drop for StreamIngest {
     fn drop(&mut self) {
+        self.channel
+            .encoders
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|e| !Arc::ptr_eq(e, &self.encoder));
         let before = self.channel.publishing.fetch_sub(1, Ordering::SeqCst);
         {
             let mut streams = self

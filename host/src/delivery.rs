@@ -5,6 +5,7 @@
 //!
 //! ```text
 //!  GET /preview/{channel}/preview.isml/{rest}   the channel's live timeline
+//!  GET /preview/{channel}/[…]                    the preview page (preview_page)
 //!  GET /{locator}/{manifest}.ism/{rest}         the locator's asset: live
 //!      archive window while its program runs, the whole asset after
 //!      rest = Manifest[(format=F)]      → packager for F (default `mss`)
@@ -310,6 +311,10 @@ impl Delivery {
         {
             tracing::info!(%peer, "delivery refused: address not allowed");
             return plain(StatusCode::FORBIDDEN, "address not allowed\n", "no-store");
+        }
+        if let Some((channel, page)) = crate::preview_page::parse(path) {
+            return crate::preview_page::serve(&self.origin, channel, page, method, headers, peer)
+                .await;
         }
         if let Some((channel, rest)) = parse_preview(path) {
             return self

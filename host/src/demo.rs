@@ -10,7 +10,7 @@ use sluice_sdk::flv::{self, MediaDemuxer, TagType};
 use sluice_sdk::plugin::Event;
 use tokio::sync::watch;
 
-use crate::channel::{Channel, StreamIngest};
+use crate::channel::{Channel, Source, StreamIngest};
 use crate::config::IngestLimits;
 
 /// The clip.
@@ -73,7 +73,7 @@ pub async fn run(channel: Arc<Channel>, limits: IngestLimits, mut shutdown: watc
             return;
         }
     };
-    let mut ingest = StreamIngest::new(channel, "demo", &limits);
+    let mut ingest = StreamIngest::open(channel, "demo", &limits, Source::internal("demo"));
     let mut demux = MediaDemuxer::new("demo", 1, 2);
     let start = tokio::time::Instant::now();
     tracing::info!("demo source started");

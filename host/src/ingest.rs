@@ -18,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tracing::Instrument;
 
-use crate::channel::{Channel, Channels, StreamIngest};
+use crate::channel::{Channel, Channels, Source, StreamIngest};
 use crate::config::IngestLimits;
 use crate::metrics::metrics;
 use crate::plugins::{IngestSession, PluginHost};
@@ -314,7 +314,12 @@ impl Connection<'_> {
             if self.ingest.is_some() {
                 return Err("already publishing on this connection".to_owned());
             }
-            self.ingest = Some(StreamIngest::new(channel.clone(), stream, &self.ctx.limits));
+            self.ingest = Some(StreamIngest::open(
+                channel.clone(),
+                stream,
+                &self.ctx.limits,
+                Source::remote(self.peer, "rtmp"),
+            ));
             tracing::info!("publish accepted");
         }
         self.channel = Some(channel);
@@ -501,7 +506,12 @@ pub async fn http_ingest(
         Ok(s) => s,
         Err(e) => return refuse(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     };
-    let ingest = StreamIngest::new(channel.clone(), target.stream, &ctx.limits);
+    let ingest = StreamIngest::open(
+        channel.clone(),
+        target.stream,
+        &ctx.limits,
+        Source::remote(peer, target.extension),
+    );
     // The body is driven by a task of its own: if the client goes away and
     // the server drops this request's future, the stream still ends properly
     // (what was cut is published, the session closed).

@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod names;
 pub mod plugin_check;
 pub mod plugins;
+pub mod preview_page;
 pub mod quic;
 pub mod readiness;
 pub mod server;

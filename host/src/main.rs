@@ -258,6 +258,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 config.log_format,
                 &format!("play http://{host}/demo/demo.ism/Manifest(format=m3u8-cmaf)"),
             );
+            // The preview web page (CONTRACT: `--demo` prints it).
+            announce(
+                config.log_format,
+                &format!("preview-page http://{host}/preview/demo/"),
+            );
         }
         stop.await;
         tracing::info!("draining");

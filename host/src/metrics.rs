@@ -5,12 +5,16 @@
 //! One process-wide registry: the counters are reached from the ingest path
 //! without threading a handle through every call.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
+
+use crate::channel::Channels;
 
 /// Labels naming a channel.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -37,6 +41,17 @@ pub struct DuplicateLabels {
     pub kind: &'static str,
 }
 
+/// Labels of a dropped duplicate fragment of a stream.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamDuplicateLabels {
+    /// Channel name.
+    pub channel: String,
+    /// Stream name.
+    pub stream: String,
+    /// `matching`, `mismatching` or `overlapping`.
+    pub kind: &'static str,
+}
+
 /// Labels of a refused or ended ingest session.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
@@ -59,6 +74,14 @@ pub struct Metrics {
     pub duplicates: Family<DuplicateLabels, Counter>,
     /// Discontinuities recorded.
     pub discontinuities: Family<ChannelLabels, Counter>,
+    /// Fragments added to channel timelines, per stream.
+    pub ingest_fragments: Family<StreamLabels, Counter>,
+    /// Fragments dropped as duplicates, per stream and kind.
+    pub ingest_duplicates: Family<StreamDuplicateLabels, Counter>,
+    /// Discontinuities recorded, per stream.
+    pub ingest_discontinuities: Family<StreamLabels, Counter>,
+    /// The channels the scrape-time ingest gauges read.
+    ingest_gauges: Arc<IngestGauges>,
     /// Fragments written to asset storage.
     pub storage_writes: Counter,
     /// Bytes of fragment payload written to asset storage.
@@ -115,6 +138,10 @@ pub fn metrics() -> &'static Metrics {
             fragments: Family::default(),
             duplicates: Family::default(),
             discontinuities: Family::default(),
+            ingest_fragments: Family::default(),
+            ingest_duplicates: Family::default(),
+            ingest_discontinuities: Family::default(),
+            ingest_gauges: Arc::default(),
             storage_writes: Counter::default(),
             storage_bytes: Counter::default(),
             storage_failures: Counter::default(),
@@ -220,8 +247,78 @@ pub fn metrics() -> &'static Metrics {
             "Discontinuities recorded in channel timelines",
             m.discontinuities.clone(),
         );
+        registry.register(
+            "ingest_fragments",
+            "Fragments added to channel timelines, per stream",
+            m.ingest_fragments.clone(),
+        );
+        registry.register(
+            "ingest_duplicate_fragments",
+            "Fragments dropped as duplicates, per stream (matching, mismatching, overlapping)",
+            m.ingest_duplicates.clone(),
+        );
+        registry.register(
+            "ingest_discontinuities",
+            "Discontinuities recorded, per stream",
+            m.ingest_discontinuities.clone(),
+        );
+        registry.register_collector(Box::new(m.ingest_gauges.clone()));
         Metrics { registry, ..m }
     })
+}
+
+/// The ingest gauges computed at scrape time from the channels of this
+/// process: encoders connected and seconds since the newest fragment, per
+/// channel and stream.
+#[derive(Debug, Default)]
+struct IngestGauges {
+    channels: Mutex<Vec<Weak<Channels>>>,
+}
+
+impl Collector for IngestGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let sets: Vec<Arc<Channels>> = {
+            let mut list = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+            list.retain(|w| w.strong_count() > 0);
+            list.iter().filter_map(Weak::upgrade).collect()
+        };
+        let now = crate::channel::now_ms();
+        // (labels, encoders, seconds since the newest fragment)
+        let mut rows = Vec::new();
+        for channel in sets.iter().flat_map(|c| c.list()) {
+            for (meter, active) in channel.stream_meters() {
+                let labels = StreamLabels {
+                    channel: channel.name.clone(),
+                    stream: meter.name().to_owned(),
+                };
+                let age = meter.fragment_age_ms(now).map(|ms| ms as f64 / 1000.0);
+                rows.push((labels, i64::try_from(active).unwrap_or(i64::MAX), age));
+            }
+        }
+        let gauge = ConstGauge::new(0i64);
+        let mut family = encoder.encode_descriptor(
+            "ingest_encoders",
+            "Encoder sessions publishing now, per stream.",
+            None,
+            gauge.metric_type(),
+        )?;
+        for (labels, active, _) in &rows {
+            ConstGauge::new(*active).encode(family.encode_family(labels)?)?;
+        }
+        let gauge = ConstGauge::new(0f64);
+        let mut family = encoder.encode_descriptor(
+            "ingest_last_fragment_age_seconds",
+            "Seconds since the stream's newest fragment was added (at scrape time).",
+            None,
+            gauge.metric_type(),
+        )?;
+        for (labels, _, age) in &rows {
+            if let Some(age) = age {
+                ConstGauge::new(*age).encode(family.encode_family(labels)?)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Metrics {
@@ -232,6 +329,15 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+
+    /// Exposes the scrape-time ingest gauges of `channels` (held weakly).
+    pub fn observe_channels(&self, channels: &Arc<Channels>) {
+        self.ingest_gauges
+            .channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::downgrade(channels));
     }
 
     /// Counts a refusal or error end of an ingest session.

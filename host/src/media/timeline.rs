@@ -278,6 +278,20 @@ impl Snapshot {
             .flat_map(move |t| t.fragments.range(range.clone()))
     }
 
+    /// The number of listed fragments of `track` and the newest `n` of
+    /// them, oldest first.
+    pub fn tail(&self, track: u32, n: usize) -> (usize, Vec<FragmentInfo>) {
+        let Some(t) = self.tracks.iter().find(|t| t.info.id == track) else {
+            return (0, Vec::new());
+        };
+        let first = t
+            .fragments
+            .partition_point(|e| e.info.start < t.window_start);
+        let listed = t.fragments.len() - first;
+        let from = t.fragments.len() - listed.min(n);
+        (listed, t.fragments.range(from..).map(|e| e.info).collect())
+    }
+
     /// The newest fragment of `track`.
     pub fn last(&self, track: u32) -> Option<FragmentInfo> {
         let t = self.tracks.iter().find(|t| t.info.id == track)?;
