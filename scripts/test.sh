@@ -27,6 +27,7 @@ python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 
 # (S3) from PyPI, Azurite (Azure Blob) at the version
 # tests/objstore/package-lock.json pins.
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "moto[server]==5.2.5"
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "prometheus-client==0.21.1"
 (cd tests/objstore && npm ci --no-audit --no-fund --loglevel=error)
 
 # rust-toolchain.toml pins the toolchain; rustup installs it (and the

@@ -251,6 +251,11 @@ impl Delivery {
                 u32::try_from(v.len + 256).unwrap_or(u32::MAX)
             })
             .expire_after(TtlExpiry)
+            .eviction_listener(|_k, _v, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    crate::metrics::metrics().delivery_cache_evictions.inc();
+                }
+            })
             .build();
         Delivery {
             plugins,
@@ -520,6 +525,15 @@ impl Delivery {
             );
         };
         let (plugins, formats) = self.plugins.formats();
+        // A label only ever names a format a packager serves.
+        let format_label = crate::metrics::FormatLabels {
+            format: if formats.split(',').any(|f| f == format) {
+                format.to_owned()
+            } else {
+                "other".to_owned()
+            },
+        };
+        let m = crate::metrics::metrics();
         let immutable_key = CacheKey {
             presentation: presentation.clone(),
             path: rest.to_owned(),
@@ -527,7 +541,10 @@ impl Delivery {
             plugins,
         };
         let cached = match self.cache.get(&immutable_key).await {
-            Some(hit) => Ok(hit),
+            Some(hit) => {
+                m.delivery_cache_hits.get_or_create(&format_label).inc();
+                Ok(hit)
+            }
             None => {
                 let Some((view, generation)) = make() else {
                     return plain(StatusCode::NOT_FOUND, "not found\n", "public, max-age=1");
@@ -551,16 +568,50 @@ impl Delivery {
                         formats.to_string(),
                     )],
                 };
-                self.cache
-                    .try_get_with(key, self.package(request, view, immutable_key))
+                let present = self.cache.contains_key(&key);
+                let packaged = std::sync::atomic::AtomicBool::new(false);
+                let package = async {
+                    packaged.store(true, std::sync::atomic::Ordering::Relaxed);
+                    self.package(request, view, immutable_key).await
+                };
+                let result = self
+                    .cache
+                    .try_get_with(key, package)
                     .await
-                    .map_err(|e: Arc<Failure>| (*e).clone())
+                    .map_err(|e: Arc<Failure>| (*e).clone());
+                let counter = if packaged.load(std::sync::atomic::Ordering::Relaxed) {
+                    m.delivery_cache_bytes
+                        .set(i64::try_from(self.cache.weighted_size()).unwrap_or(i64::MAX));
+                    &m.delivery_cache_misses
+                } else if present {
+                    &m.delivery_cache_hits
+                } else {
+                    &m.delivery_coalesced
+                };
+                counter.get_or_create(&format_label).inc();
+                result
             }
         };
-        match cached {
+        let resp = match cached {
             Ok(c) => respond(&c, method, headers),
             Err(f) => plain(f.status, &format!("{}\n", f.message), "no-store"),
+        };
+        let status = match resp.status().as_u16() {
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        m.delivery_requests
+            .get_or_create(&crate::metrics::DeliveryLabels {
+                format: format_label.format.clone(),
+                status,
+            })
+            .inc();
+        if let Some(len) = hyper::body::Body::size_hint(resp.body()).exact() {
+            m.delivery_bytes.get_or_create(&format_label).inc_by(len);
         }
+        resp
     }
 
     async fn package<P: Presentation>(

@@ -11,7 +11,8 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::channel::Channels;
@@ -111,6 +112,32 @@ pub struct Metrics {
     /// QUIC tier: fragments not pushed or reset because the subscriber was
     /// behind, per channel.
     pub tier_quic_skipped: Family<ChannelLabels, Counter>,
+    /// Plugin calls (packager requests; ingest feeds, authorisations and
+    /// closes).
+    pub plugin_calls: Family<PluginLabels, Counter>,
+    /// Plugin call duration, instantiation included.
+    pub plugin_call_seconds: Family<PluginLabels, Histogram, fn() -> Histogram>,
+    /// Plugin calls that trapped, ran past their deadline or memory.
+    pub plugin_failures: Family<PluginFailureLabels, Counter>,
+    /// The largest linear memory an instance of the plugin had, bytes.
+    pub plugin_memory_peak: Family<PluginLabels, Gauge>,
+    /// Plugin registry reloads (the plugin directory changed).
+    pub plugin_reloads: Counter,
+    /// Delivery responses of packaged resources, by format and status class.
+    pub delivery_requests: Family<DeliveryLabels, Counter>,
+    /// Delivery body bytes sent, by format.
+    pub delivery_bytes: Family<FormatLabels, Counter>,
+    /// Delivery responses found in the response cache.
+    pub delivery_cache_hits: Family<FormatLabels, Counter>,
+    /// Delivery responses packaged for the request.
+    pub delivery_cache_misses: Family<FormatLabels, Counter>,
+    /// Delivery requests that waited for a response another request was
+    /// packaging.
+    pub delivery_coalesced: Family<FormatLabels, Counter>,
+    /// Response cache size, bytes (weighed).
+    pub delivery_cache_bytes: Gauge,
+    /// Responses evicted from the response cache for size.
+    pub delivery_cache_evictions: Counter,
 }
 
 /// Labels naming an edge's upstream.
@@ -125,6 +152,51 @@ pub struct UpstreamLabels {
 pub struct KindLabels {
     /// `health`, `locator`, `timeline`, `blocking`, `fragment`, `other`.
     pub kind: &'static str,
+}
+
+/// Labels naming a plugin and its world.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    /// Plugin name (as it declares it; bounded by the plugins loaded).
+    pub plugin: String,
+    /// `packager` or `ingest-adapter`.
+    pub world: &'static str,
+}
+
+/// Labels of a plugin failure.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginFailureLabels {
+    /// Plugin name.
+    pub plugin: String,
+    /// `packager` or `ingest-adapter`.
+    pub world: &'static str,
+    /// `trap`, `deadline` or `memory`.
+    pub kind: &'static str,
+}
+
+/// Labels of a delivery response.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    /// A format a packager serves, or `other` (never the raw request).
+    pub format: String,
+    /// `2xx`, `3xx`, `4xx` or `5xx`.
+    pub status: &'static str,
+}
+
+/// Labels naming a delivery format.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FormatLabels {
+    /// A format a packager serves, or `other`.
+    pub format: String,
+}
+
+/// Buckets of the plugin call histogram, seconds: 50 µs to 1 s.
+const CALL_BUCKETS: [f64; 12] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.25, 1.0,
+];
+
+fn call_histogram() -> Histogram {
+    Histogram::new(CALL_BUCKETS)
 }
 
 /// The process-wide metrics.
@@ -155,8 +227,80 @@ pub fn metrics() -> &'static Metrics {
             edge_pushed_listed: Family::default(),
             tier_quic_pushed: Family::default(),
             tier_quic_skipped: Family::default(),
+            plugin_calls: Family::default(),
+            plugin_call_seconds: Family::new_with_constructor(call_histogram),
+            plugin_failures: Family::default(),
+            plugin_memory_peak: Family::default(),
+            plugin_reloads: Counter::default(),
+            delivery_requests: Family::default(),
+            delivery_bytes: Family::default(),
+            delivery_cache_hits: Family::default(),
+            delivery_cache_misses: Family::default(),
+            delivery_coalesced: Family::default(),
+            delivery_cache_bytes: Gauge::default(),
+            delivery_cache_evictions: Counter::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "plugin_calls",
+            "Plugin calls (packager requests; ingest feeds, authorisations, closes)",
+            m.plugin_calls.clone(),
+        );
+        registry.register(
+            "plugin_call_seconds",
+            "Plugin call duration, instantiation included",
+            m.plugin_call_seconds.clone(),
+        );
+        registry.register(
+            "plugin_failures",
+            "Plugin calls that trapped, ran past their deadline or their memory cap",
+            m.plugin_failures.clone(),
+        );
+        registry.register(
+            "plugin_memory_peak_bytes",
+            "The largest linear memory an instance of the plugin had",
+            m.plugin_memory_peak.clone(),
+        );
+        registry.register(
+            "plugin_reloads",
+            "Plugin registry reloads (the plugin directory changed)",
+            m.plugin_reloads.clone(),
+        );
+        registry.register(
+            "delivery_requests",
+            "Delivery responses of packaged resources, by format and status class",
+            m.delivery_requests.clone(),
+        );
+        registry.register(
+            "delivery_bytes",
+            "Delivery body bytes sent, by format",
+            m.delivery_bytes.clone(),
+        );
+        registry.register(
+            "delivery_cache_hits",
+            "Delivery responses found in the response cache",
+            m.delivery_cache_hits.clone(),
+        );
+        registry.register(
+            "delivery_cache_misses",
+            "Delivery responses packaged for the request",
+            m.delivery_cache_misses.clone(),
+        );
+        registry.register(
+            "delivery_coalesced",
+            "Delivery requests that waited for a response another request was packaging",
+            m.delivery_coalesced.clone(),
+        );
+        registry.register(
+            "delivery_cache_bytes",
+            "Response cache size (weighed bytes)",
+            m.delivery_cache_bytes.clone(),
+        );
+        registry.register(
+            "delivery_cache_evictions",
+            "Responses evicted from the response cache for size",
+            m.delivery_cache_evictions.clone(),
+        );
         registry.register(
             "edge_upstream_requests",
             "Edge: requests sent to each upstream (by position)",
@@ -338,6 +482,35 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(Arc::downgrade(channels));
+    }
+
+    /// Counts one plugin call of `elapsed` whose instance reached
+    /// `memory_peak` bytes, and its failure if it failed.
+    pub fn plugin_call(
+        &self,
+        labels: &PluginLabels,
+        elapsed: std::time::Duration,
+        memory_peak: usize,
+        failure: Option<&'static str>,
+    ) {
+        self.plugin_calls.get_or_create(labels).inc();
+        self.plugin_call_seconds
+            .get_or_create(labels)
+            .observe(elapsed.as_secs_f64());
+        let peak = i64::try_from(memory_peak).unwrap_or(i64::MAX);
+        self.plugin_memory_peak
+            .get_or_create(labels)
+            .inner()
+            .fetch_max(peak, std::sync::atomic::Ordering::Relaxed);
+        if let Some(kind) = failure {
+            self.plugin_failures
+                .get_or_create(&PluginFailureLabels {
+                    plugin: labels.plugin.clone(),
+                    world: labels.world,
+                    kind,
+                })
+                .inc();
+        }
     }
 
     /// Counts a refusal or error end of an ingest session.

@@ -613,6 +613,31 @@ pub fn record_clip(server: &Sluice, seconds: u32) -> Result<serde_json::Value> {
     wait_recorded(server, "show", u64::from(seconds.saturating_sub(2)) * 1000)
 }
 
+/// `ffmpeg -re -i SOURCE -c copy -f FORMAT [OUTPUT_ARGS…] URL`: an encoder
+/// sending a file in real time without re-encoding (run it, or spawn it).
+pub fn ffmpeg_copy_realtime(
+    source: &Path,
+    format: &str,
+    output_args: &[&str],
+    url: &str,
+) -> Command {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args([
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-nostdin",
+        "-re",
+        "-i",
+    ])
+    .arg(source)
+    .args(["-c", "copy", "-f", format])
+    .args(output_args)
+    .arg(url)
+    .stdin(Stdio::null());
+    cmd
+}
+
 /// Pushes a file with `ffmpeg -c copy` over RTMP to `url`, in real time
 /// (`-re`) or as fast as the server reads. Returns success and stderr.
 pub fn push_file(source: &Path, url: &str, realtime: bool) -> Result<(bool, String)> {

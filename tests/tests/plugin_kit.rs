@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sluice_tests::{
-    Sluice, build_component, encode_source, example_plugin, ffprobe_frames, http_get, http_request,
-    record_clip, run, running_channel, sluice_bin, stop_program, tempdir::TempDir, wait_for,
-    wait_until_ended,
+    Sluice, build_component, encode_source, example_plugin, ffmpeg_copy_realtime, ffprobe_frames,
+    http_get, http_request, record_clip, run, running_channel, sluice_bin, stop_program,
+    tempdir::TempDir, wait_for, wait_until_ended,
 };
 
 /// One `EXT-X-BYTERANGE` entry of an I-frame playlist: length, offset, URI.
@@ -170,18 +170,12 @@ fn the_ts_ingest_adapter_hot_added_takes_ffmpeg_mpegts_posts() -> anyhow::Result
     // ffmpeg posts MPEG-TS as a broadcast encoder or SRT gateway would.
     let work = TempDir::new("sluice-kit-ts-src")?;
     let source = encode_source(work.path(), 8, "source.mp4")?;
-    let (ok, _, err) = run(std::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-nostdin",
-            "-re",
-            "-i",
-        ])
-        .arg(&source)
-        .args(["-c", "copy", "-f", "mpegts", "-method", "POST"])
-        .arg(&url))?;
+    let (ok, _, err) = run(&mut ffmpeg_copy_realtime(
+        &source,
+        "mpegts",
+        &["-method", "POST"],
+        &url,
+    ))?;
     assert!(ok, "{err}\n{}", s.log());
     let base = "/preview/ts1/preview.isml";
     let master = wait_until_ended(s.http, base, 1)?;

@@ -180,6 +180,19 @@ pub mod testing {
     }
 }
 
+impl PluginError {
+    /// `trap`, `deadline` or `memory` for a plugin that failed while
+    /// running (the metrics' label); `None` otherwise.
+    pub fn failure_kind(&self) -> Option<&'static str> {
+        match self {
+            PluginError::Trap { .. } => Some("trap"),
+            PluginError::Deadline { .. } => Some("deadline"),
+            PluginError::Memory { .. } => Some("memory"),
+            _ => None,
+        }
+    }
+}
+
 /// What a loaded plugin declares and where it comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginSummary {
@@ -503,6 +516,7 @@ fn spawn_watcher(host: Weak<PluginHost>) -> std::io::Result<()> {
                 std::thread::sleep(POLL_INTERVAL);
                 let Some(host) = host.upgrade() else { break };
                 if host.dir_changed() {
+                    crate::metrics::metrics().plugin_reloads.inc();
                     let generation = host.reload_now();
                     tracing::info!(generation, dir = %host.dir.display(), "plugins reloaded");
                 }
@@ -678,16 +692,35 @@ impl PackagerPlugin {
             .pre
             .instantiate(&mut store)
             .and_then(|b| b.sluice_plugin_packaging().call_handle(&mut store, &req));
+        let labels = crate::metrics::PluginLabels {
+            plugin: self.name.to_string(),
+            world: "packager",
+        };
+        let cost = CallCost {
+            elapsed: began.elapsed(),
+            memory_peak: store.data().limiter.peak,
+        };
         match result {
             Ok(response) => {
                 store.data_mut().flush_output();
-                let cost = CallCost {
-                    elapsed: began.elapsed(),
-                    memory_peak: store.data().limiter.peak,
-                };
+                crate::metrics::metrics().plugin_call(
+                    &labels,
+                    cost.elapsed,
+                    cost.memory_peak,
+                    None,
+                );
                 Ok((convert::response(response), cost))
             }
-            Err(e) => Err(self.runtime.failure(&self.name, e, &mut store)),
+            Err(e) => {
+                let err = self.runtime.failure(&self.name, e, &mut store);
+                crate::metrics::metrics().plugin_call(
+                    &labels,
+                    cost.elapsed,
+                    cost.memory_peak,
+                    err.failure_kind(),
+                );
+                Err(err)
+            }
         }
     }
 }
@@ -779,20 +812,30 @@ impl IngestSession {
                 message: format!("session unusable after an earlier failure: {failed}"),
             });
         }
+        let began = std::time::Instant::now();
         let busy = self.runtime.arm(&mut self.store);
         let outcome = f(&self.bindings, &mut self.store, self.session);
         drop(busy);
+        let (elapsed, peak) = (began.elapsed(), self.store.data().limiter.peak);
+        let labels = crate::metrics::PluginLabels {
+            plugin: self.name.to_string(),
+            world: "ingest-adapter",
+        };
+        let m = crate::metrics::metrics();
         match outcome {
             Ok(Ok(v)) => {
                 self.store.data_mut().flush_output();
+                m.plugin_call(&labels, elapsed, peak, None);
                 Ok(v)
             }
             Ok(Err(e)) => {
                 self.store.data_mut().flush_output();
+                m.plugin_call(&labels, elapsed, peak, None);
                 Err(PluginError::Session(e))
             }
             Err(e) => {
                 let err = self.runtime.failure(&self.name, e, &mut self.store);
+                m.plugin_call(&labels, elapsed, peak, err.failure_kind());
                 self.failed = Some(err.to_string());
                 Err(err)
             }
