@@ -193,3 +193,37 @@ fn the_ts_ingest_adapter_hot_added_takes_ffmpeg_mpegts_posts() -> anyhow::Result
     assert!(audio >= 350, "{audio} audio frames");
     Ok(())
 }
+
+#[test]
+fn a_plugin_built_against_the_first_released_interface_keeps_loading() -> anyhow::Result<()> {
+    // Built straight from wit/0.1.0 with wit-bindgen, not through the SDK:
+    // what a plugin author's 0.1.0 build is, whatever the SDK moves to.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/wit-0-1-0");
+    let wasm = build_component(&dir, "wit-0-1-0")?;
+    let (ok, out, err) = run(std::process::Command::new(sluice_bin())
+        .args(["plugin", "check"])
+        .arg(&wasm))?;
+    assert!(ok, "{err}");
+    assert!(out.contains("world: packager"), "{out}");
+    assert!(out.contains("Manifest(format=wit-0-1-0): 200"), "{out}");
+    // Loaded from the plugin directory, it packages with the 0.1.0
+    // presentation imports (`fragments` as records) on today's host.
+    let plugins = TempDir::new("sluice-kit-v010")?;
+    std::fs::copy(&wasm, plugins.path().join("wit-0-1-0.wasm"))?;
+    let dir = plugins.path().to_str().context("utf-8 path")?;
+    let s = Sluice::start("", &["--plugin-dir", dir])?;
+    record_clip(&s, 6)?;
+    let r = http_get(s.http, "/show/show.ism/Manifest(format=wit-0-1-0)", &[])?;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text = r.text();
+    assert!(
+        text.starts_with("sluice:plugin@0.1.0 fragment_ms=2000\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(" video avc1.") && text.contains(" audio mp4a.40.2"),
+        "{text}"
+    );
+    assert!(!text.contains("fragments=0"), "{text}");
+    Ok(())
+}

@@ -120,7 +120,68 @@ pub fn log(level: LogLevel, message: &str) {
 ///
 /// `export!(packager: T)` for a `T: Packager`, or `export!(ingest_adapter: T)`
 /// for a `T: IngestAdapter`. In native builds it expands to nothing, so the
-/// same crate is an ordinary library there.
+/// same crate is an ordinary library there. Call it once per plugin crate,
+/// at its root; the crate enables the SDK feature of its world (`packager`
+/// or `ingest-adapter`) and is a `cdylib` for `wasm32-wasip2`.
+///
+/// An ingest adapter that declares one track and turns every byte it is
+/// fed into one sample:
+///
+/// ```
+/// use sluice_sdk::plugin::{
+///     AdapterInfo, Event, IngestAdapter, Sample, SessionConfig, SessionError, TrackInfo,
+///     TrackKind,
+/// };
+///
+/// struct Bytes {
+///     next: i64,
+///     declared: bool,
+/// }
+///
+/// impl IngestAdapter for Bytes {
+///     fn info() -> AdapterInfo {
+///         AdapterInfo {
+///             name: "bytes".into(),
+///             version: "0.1.0".into(),
+///             description: "one sample per byte (an example)".into(),
+///             extension: "bytes".into(),
+///         }
+///     }
+///
+///     fn new(_config: SessionConfig) -> Self {
+///         Bytes { next: 0, declared: false }
+///     }
+///
+///     fn feed(&mut self, data: &[u8]) -> Result<Vec<Event>, SessionError> {
+///         let mut events = Vec::new();
+///         if !std::mem::replace(&mut self.declared, true) {
+///             events.push(Event::Track(TrackInfo::new(1, TrackKind::Data, 1000)));
+///         }
+///         let samples = data
+///             .iter()
+///             .map(|b| {
+///                 self.next += 1;
+///                 Sample {
+///                     track: 1,
+///                     dts: self.next,
+///                     composition_offset: 0,
+///                     duration: 1,
+///                     keyframe: true,
+///                     data: vec![*b],
+///                 }
+///             })
+///             .collect();
+///         events.push(Event::Samples(samples));
+///         Ok(events)
+///     }
+/// }
+///
+/// sluice_sdk::export!(ingest_adapter: Bytes);
+///
+/// let mut session = Bytes::new(SessionConfig::default());
+/// let events = session.feed(b"ab").expect("any bytes do");
+/// assert!(matches!(&events[1], Event::Samples(s) if s.len() == 2));
+/// ```
 #[macro_export]
 macro_rules! export {
     (packager: $t:ty) => {

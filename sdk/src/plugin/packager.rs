@@ -219,6 +219,59 @@ impl Response {
 }
 
 /// A packager: stateless, one call per request.
+///
+/// A whole packager: it declares its format, answers its manifest from
+/// the view, and is tested natively against an in-memory presentation
+/// (the same crate builds for `wasm32-wasip2`, where
+/// [`export!`](crate::export) emits the component glue):
+///
+/// ```
+/// use sluice_sdk::plugin::{
+///     CachePolicy, MemoryView, Packager, PackagerInfo, PresentationState, Request, Response,
+///     TrackInfo, TrackKind, View,
+/// };
+///
+/// /// Lists the tracks, one per line.
+/// struct TrackList;
+///
+/// impl Packager for TrackList {
+///     fn info() -> PackagerInfo {
+///         PackagerInfo {
+///             name: "track-list".into(),
+///             version: "0.1.0".into(),
+///             description: "the tracks, one per line".into(),
+///             formats: vec!["tracks".into()],
+///         }
+///     }
+///
+///     fn handle(request: &Request, view: &dyn View) -> Response {
+///         if request.path != "Manifest(format=tracks)" {
+///             return Response::not_found("no such resource");
+///         }
+///         let lines: String = view
+///             .tracks()
+///             .iter()
+///             .map(|t| format!("{} {}\n", t.id, t.codec))
+///             .collect();
+///         Response::ok("text/plain", CachePolicy::MaxAge(1), lines.into_bytes())
+///     }
+/// }
+///
+/// sluice_sdk::export!(packager: TrackList);
+///
+/// let mut view = MemoryView::new(PresentationState::Live, 2000, None);
+/// view.add_track(TrackInfo {
+///     codec: "avc1.64001f".into(),
+///     ..TrackInfo::new(1, TrackKind::Video, 90_000)
+/// });
+/// let request = Request {
+///     format: "tracks".into(),
+///     path: "Manifest(format=tracks)".into(),
+///     ..Request::default()
+/// };
+/// let response = TrackList::handle(&request, &view);
+/// assert_eq!(response.status, 200);
+/// ```
 pub trait Packager: 'static {
     /// Describes the packager.
     fn info() -> PackagerInfo;
