@@ -522,9 +522,12 @@ impl Archive {
         let key = stored.key(track, info.start);
         let mut attempt = 0u32;
         let written = loop {
+            let began = std::time::Instant::now();
             match self.objects.put_fragment(&key, fragment).await {
                 Ok(()) => {
                     let m = crate::metrics::metrics();
+                    m.storage_write_seconds
+                        .observe(began.elapsed().as_secs_f64());
                     m.storage_writes.inc();
                     m.storage_bytes.inc_by(fragment.data.len() as u64);
                     break true;

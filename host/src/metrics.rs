@@ -134,6 +134,12 @@ pub struct Metrics {
     /// Delivery requests that waited for a response another request was
     /// packaging.
     pub delivery_coalesced: Family<FormatLabels, Counter>,
+    /// Edge: upstream request duration (headers and body).
+    pub edge_upstream_seconds: Family<UpstreamLabels, Histogram, fn() -> Histogram>,
+    /// Edge: 1 while an upstream is in use (not backing off), else 0.
+    pub edge_upstream_up: Family<UpstreamLabels, Gauge>,
+    /// Storage: fragment object write duration (a put, retries apart).
+    pub storage_write_seconds: Histogram,
     /// Response cache size, bytes (weighed).
     pub delivery_cache_bytes: Gauge,
     /// Responses evicted from the response cache for size.
@@ -199,6 +205,15 @@ fn call_histogram() -> Histogram {
     Histogram::new(CALL_BUCKETS)
 }
 
+/// Buckets of upstream fetches and storage writes, seconds: 1 ms to 10 s.
+const FETCH_BUCKETS: [f64; 12] = [
+    0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+fn fetch_histogram() -> Histogram {
+    Histogram::new(FETCH_BUCKETS)
+}
+
 /// The process-wide metrics.
 pub fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -237,6 +252,9 @@ pub fn metrics() -> &'static Metrics {
             delivery_cache_hits: Family::default(),
             delivery_cache_misses: Family::default(),
             delivery_coalesced: Family::default(),
+            edge_upstream_seconds: Family::new_with_constructor(fetch_histogram),
+            edge_upstream_up: Family::default(),
+            storage_write_seconds: fetch_histogram(),
             delivery_cache_bytes: Gauge::default(),
             delivery_cache_evictions: Counter::default(),
             registry: Registry::default(),
@@ -290,6 +308,21 @@ pub fn metrics() -> &'static Metrics {
             "delivery_coalesced",
             "Delivery requests that waited for a response another request was packaging",
             m.delivery_coalesced.clone(),
+        );
+        registry.register(
+            "edge_upstream_seconds",
+            "Edge: upstream request duration (blocking timeline requests included)",
+            m.edge_upstream_seconds.clone(),
+        );
+        registry.register(
+            "edge_upstream_up",
+            "Edge: 1 while the upstream is in use (not backing off), else 0",
+            m.edge_upstream_up.clone(),
+        );
+        registry.register(
+            "storage_write_seconds",
+            "Storage: fragment object write duration",
+            m.storage_write_seconds.clone(),
         );
         registry.register(
             "delivery_cache_bytes",

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use sluice_tests::faultproxy::{FaultProxy, Mode};
-use sluice_tests::{Sluice, http_get, wait_for};
+use sluice_tests::{Sluice, http_get, metric, wait_for};
 
 /// Polls `/readyz` until its status is `status`; returns the body.
 fn readyz_becomes(s: &Sluice, status: u16) -> anyhow::Result<String> {
@@ -46,10 +46,22 @@ fn an_edge_is_ready_while_an_upstream_answers() -> anyhow::Result<()> {
     let proxy = FaultProxy::start(node.http)?;
     let edge = Sluice::start("", &["--upstream", &format!("http://{}", proxy.addr)])?;
     assert_eq!(http_get(edge.admin, "/readyz", &[])?.status, 200);
+    let up = r#"sluice_edge_upstream_up{upstream="0"}"#;
+    assert_eq!(metric(edge.admin, up)?, 1);
+    assert!(
+        metric(
+            edge.admin,
+            r#"sluice_edge_upstream_seconds_count{upstream="0"}"#
+        )? > 0
+    );
     proxy.set(Mode::Refuse);
     let body = readyz_becomes(&edge, 503)?;
     assert!(body.contains("upstreams: none reachable"), "{body}");
     assert!(body.contains(&proxy.addr.to_string()), "{body}");
+    // The metrics say which upstream is in use: none now.
+    wait_for(Duration::from_secs(30), || {
+        (metric(edge.admin, up).ok()? == 0).then_some(())
+    })?;
     proxy.set(Mode::Pass);
     readyz_becomes(&edge, 200)?;
     Ok(())

@@ -281,8 +281,9 @@ impl Edge {
         Ok(edge)
     }
 
-    /// Asks every upstream for `/_tier/v1/health` (at once, 2 s each);
-    /// returns the failures, `url: why`.
+    /// Asks every upstream for `/_tier/v1/health` (at once, 2 s each), a
+    /// health check that starts or ends its back-off; returns the
+    /// failures, `url: why`.
     pub async fn probe_upstreams(&self) -> Vec<String> {
         let probes = self.core.upstreams.all().iter().map(|up| async move {
             let answer = self
@@ -290,11 +291,17 @@ impl Edge {
                 .upstreams
                 .get(up, "/_tier/v1/health", Duration::from_secs(2), 4096)
                 .await;
-            match answer {
+            // A health check: its outcome moves the upstream's back-off.
+            let failure = match answer {
                 Ok(a) if a.status == http::StatusCode::OK => None,
                 Ok(a) => Some(format!("{}: status {}", up.url, a.status)),
                 Err(e) => Some(format!("{}: {e}", up.url)),
+            };
+            match &failure {
+                None => up.succeeded(),
+                Some(why) => up.failed(why),
             }
+            failure
         });
         futures_util::future::join_all(probes)
             .await

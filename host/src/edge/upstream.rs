@@ -73,12 +73,12 @@ impl Upstream {
             tracing::debug!(upstream = %self.url, error = why, failures = h.failures, ?backoff, "upstream still failing");
         }
         h.down_until = Some(Instant::now() + backoff);
-        crate::metrics::metrics()
-            .edge_upstream_failures
-            .get_or_create(&crate::metrics::UpstreamLabels {
-                upstream: self.index.to_string(),
-            })
-            .inc();
+        let m = crate::metrics::metrics();
+        let label = crate::metrics::UpstreamLabels {
+            upstream: self.index.to_string(),
+        };
+        m.edge_upstream_failures.get_or_create(&label).inc();
+        m.edge_upstream_up.get_or_create(&label).set(0);
     }
 
     /// Records a success: the back-off ends.
@@ -88,6 +88,12 @@ impl Upstream {
             tracing::info!(upstream = %self.url, "upstream answers again");
         }
         *h = Health::default();
+        crate::metrics::metrics()
+            .edge_upstream_up
+            .get_or_create(&crate::metrics::UpstreamLabels {
+                upstream: self.index.to_string(),
+            })
+            .set(1);
     }
 }
 
@@ -258,6 +264,7 @@ impl Upstreams {
                 body: body.freeze(),
             })
         };
+        let began = std::time::Instant::now();
         let answer = tokio::time::timeout(timeout, work)
             .await
             .map_err(|_| UpstreamError::Transport(format!("no answer within {timeout:?}")))?;
@@ -266,6 +273,9 @@ impl Upstreams {
             upstream: up.index.to_string(),
         };
         m.edge_upstream_requests.get_or_create(&label).inc();
+        m.edge_upstream_seconds
+            .get_or_create(&label)
+            .observe(began.elapsed().as_secs_f64());
         if let Ok(a) = &answer {
             m.edge_upstream_bytes
                 .get_or_create(&label)
