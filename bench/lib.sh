@@ -154,18 +154,20 @@ rps() {
 }
 
 # Interleaved wrk rounds, one side against nginx, and the report:
-#   wrk_side_by_side LABEL BASE NGINX_BASE "HEADER"
+#   wrk_side_by_side LABEL BASE NGINX_BASE "HEADER" [PEER_LABEL] [AIM]
 # Uses $rounds, $seconds, $connections, $segment, $playlist and $size.
 # Each round first GETs the path once from BASE (packaging it into the
-# response cache), then runs wrk on BASE and on NGINX_BASE. Prints every
-# round and the medians, with the ratio LABEL/nginx and the aim (>= 1.0x).
+# response cache) and from the peer, then runs wrk on BASE and on the
+# peer. Prints every round and the medians, with the ratio LABEL/PEER
+# (PEER_LABEL, default nginx) and the aim (AIM, default ">= 1.0x").
 wrk_side_by_side() {
-  local label=$1 base=$2 nbase=$3 header=$4 r what path a n
+  local label=$1 base=$2 nbase=$3 header=$4 peer=${5:-nginx} aim=${6:->= 1.0x} r what path a n
   local results=()
   for r in $(seq 1 "$rounds"); do
     for what in segment playlist; do
       path=${!what}
       curl -sf "$base/$path" -o /dev/null
+      curl -sf "$nbase/$path" -o /dev/null
       a=$(rps "$seconds" "$connections" "$base/$path")
       n=$(rps "$seconds" "$connections" "$nbase/$path")
       results+=("$r $what $a $n")
@@ -173,17 +175,17 @@ wrk_side_by_side() {
   done
   printf '%s\n' "${results[@]}" | python3 -c '
 import statistics, sys
-label, header = sys.argv[1], sys.argv[2]
-size, seconds, conns = (int(x) for x in sys.argv[3:])
+label, header, peer, aim = sys.argv[1:5]
+size, seconds, conns = (int(x) for x in sys.argv[5:])
 rows = [l.split() for l in sys.stdin if l.strip()]
 print(f"{header}, wrk -t2 -c{conns} -d{seconds}s, segment {size} bytes")
 for r, what, a, n in rows:
-    print(f"round {r} {what:8}: {label} {float(a):10.1f} req/s  nginx {float(n):10.1f} req/s  "
-          f"ratio {float(a) / float(n):.2f}x")
+    print(f"round {r} {what:8}: {label} {float(a):10.1f} req/s  {peer} {float(n):10.1f} req/s  "
+          f"ratio {float(a) / float(n):.3f}x")
 for what in ("segment", "playlist"):
     a = statistics.median(float(x[2]) for x in rows if x[1] == what)
     n = statistics.median(float(x[3]) for x in rows if x[1] == what)
-    print(f"median {what:8}: {label} {a:10.1f} req/s  nginx {n:10.1f} req/s  "
-          f"ratio {label}/nginx {a / n:.2f}x (aim >= 1.0x)")
-' "$label" "$header" "$size" "$seconds" "$connections"
+    print(f"median {what:8}: {label} {a:10.1f} req/s  {peer} {n:10.1f} req/s  "
+          f"ratio {label}/{peer} {a / n:.3f}x (aim {aim})")
+' "$label" "$header" "$peer" "$aim" "$size" "$seconds" "$connections"
 }

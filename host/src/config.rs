@@ -46,6 +46,10 @@ pub struct Config {
     pub tier_token: Option<String>,
     /// Create channel `demo` fed by the built-in test source (default false).
     pub demo: bool,
+    /// Count the delivery and plugin metrics of `GET /metrics` (default
+    /// true). Off only to measure what they cost on the hot path
+    /// (`bench/metrics-cost.sh`); the other metrics are always counted.
+    pub metrics: bool,
     /// Plugin host settings.
     pub plugins: PluginConfig,
     /// Ingest limits.
@@ -75,6 +79,7 @@ impl Default for Config {
             admin_token: None,
             tier_token: None,
             demo: false,
+            metrics: true,
             plugins: PluginConfig::default(),
             ingest: IngestLimits::default(),
             delivery: DeliveryConfig::default(),

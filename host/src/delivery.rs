@@ -525,9 +525,12 @@ impl Delivery {
             );
         };
         let (plugins, formats) = self.plugins.formats();
+        let counting = crate::metrics::enabled();
         // A label only ever names a format a packager serves.
         let format_label = crate::metrics::FormatLabels {
-            format: if formats.split(',').any(|f| f == format) {
+            format: if !counting {
+                String::new()
+            } else if formats.split(',').any(|f| f == format) {
                 format.to_owned()
             } else {
                 "other".to_owned()
@@ -542,7 +545,9 @@ impl Delivery {
         };
         let cached = match self.cache.get(&immutable_key).await {
             Some(hit) => {
-                m.delivery_cache_hits.get_or_create(&format_label).inc();
+                if counting {
+                    m.delivery_cache_hits.get_or_create(&format_label).inc();
+                }
                 Ok(hit)
             }
             None => {
@@ -579,16 +584,18 @@ impl Delivery {
                     .try_get_with(key, package)
                     .await
                     .map_err(|e: Arc<Failure>| (*e).clone());
-                let counter = if packaged.load(std::sync::atomic::Ordering::Relaxed) {
-                    m.delivery_cache_bytes
-                        .set(i64::try_from(self.cache.weighted_size()).unwrap_or(i64::MAX));
-                    &m.delivery_cache_misses
-                } else if present {
-                    &m.delivery_cache_hits
-                } else {
-                    &m.delivery_coalesced
-                };
-                counter.get_or_create(&format_label).inc();
+                if counting {
+                    let counter = if packaged.load(std::sync::atomic::Ordering::Relaxed) {
+                        m.delivery_cache_bytes
+                            .set(i64::try_from(self.cache.weighted_size()).unwrap_or(i64::MAX));
+                        &m.delivery_cache_misses
+                    } else if present {
+                        &m.delivery_cache_hits
+                    } else {
+                        &m.delivery_coalesced
+                    };
+                    counter.get_or_create(&format_label).inc();
+                }
                 result
             }
         };
@@ -596,6 +603,9 @@ impl Delivery {
             Ok(c) => respond(&c, method, headers),
             Err(f) => plain(f.status, &format!("{}\n", f.message), "no-store"),
         };
+        if !counting {
+            return resp;
+        }
         let status = match resp.status().as_u16() {
             200..=299 => "2xx",
             300..=399 => "3xx",

@@ -214,6 +214,20 @@ fn fetch_histogram() -> Histogram {
     Histogram::new(FETCH_BUCKETS)
 }
 
+/// Whether the delivery and plugin metrics are counted (`metrics` in the
+/// config; on by default).
+static ENABLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Turns the delivery and plugin metrics on or off (the `metrics` key).
+pub fn set_enabled(on: bool) {
+    ENABLED.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether the delivery and plugin metrics are counted.
+pub fn enabled() -> bool {
+    ENABLED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The process-wide metrics.
 pub fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -526,6 +540,9 @@ impl Metrics {
         memory_peak: usize,
         failure: Option<&'static str>,
     ) {
+        if !enabled() {
+            return;
+        }
         self.plugin_calls.get_or_create(labels).inc();
         self.plugin_call_seconds
             .get_or_create(labels)

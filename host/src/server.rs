@@ -55,6 +55,7 @@ impl Server {
         })?;
         let plugins = PluginHost::new(&config.plugins, &config.data_dir)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
+        crate::metrics::set_enabled(config.metrics);
         if !config.edge.upstreams.is_empty() {
             return Self::start_edge(config, plugins).await;
         }

@@ -155,3 +155,30 @@ fn metrics_parse_and_follow_ingest_plugins_delivery_and_redundant_encoders() -> 
     })?;
     Ok(())
 }
+
+#[test]
+fn metrics_off_counts_no_delivery_or_plugin_calls() -> anyhow::Result<()> {
+    // `metrics = false` (bench/metrics-cost.sh measures what they cost).
+    // (Top-level keys go before the harness's own [plugins] table.)
+    let s = Sluice::start("metrics = false\n[plugins]\n", &["--demo"])?;
+    let manifest = "/preview/demo/preview.isml/Manifest(format=m3u8-cmaf)";
+    wait_for(Duration::from_secs(30), || {
+        (http_get(s.http, manifest, &[]).ok()?.status == 200).then_some(())
+    })?;
+    assert_eq!(http_get(s.http, manifest, &[])?.status, 200);
+    let m = scrape(&s)?;
+    assert!(
+        !m.keys()
+            .any(|k| k.starts_with("sluice_delivery_requests_total{")
+                || k.starts_with("sluice_plugin_calls_total{")),
+        "{m:?}"
+    );
+    // Ingest is counted regardless.
+    assert!(
+        value(
+            &m,
+            r#"sluice_ingest_bytes_total{channel="demo",stream="demo"}"#
+        ) > 0.0
+    );
+    Ok(())
+}
