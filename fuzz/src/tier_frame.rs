@@ -1,5 +1,5 @@
 //! `tier_frame`: the frames of the QUIC tier protocol `sluice-tier/1`
-//! (`host/src/quic/frame.rs`, compiled in here with `#[path]`), which an
+//! (`host/src/wire/frame.rs`, compiled in here with `#[path]`), which an
 //! ingest node reads from edges (requests) and an edge reads from its
 //! upstreams (answer heads, push heads).
 //!
@@ -14,7 +14,7 @@
 
 use crate::{Input, pieces, split};
 
-#[path = "../../host/src/quic/frame.rs"]
+#[path = "../../host/src/wire/frame.rs"]
 pub mod frame;
 
 use frame::{FrameError, FrameReader, Head, MAX_FRAME, PushHead, Request};

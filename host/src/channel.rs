@@ -659,6 +659,24 @@ pub struct Channels {
     map: RwLock<HashMap<String, Arc<Channel>>>,
 }
 
+impl crate::metrics::IngestGaugeSource for Channels {
+    fn ingest_gauges(&self) -> Vec<(StreamLabels, i64, Option<f64>)> {
+        let now = now_ms();
+        let mut rows = Vec::new();
+        for channel in self.list() {
+            for (meter, active) in channel.stream_meters() {
+                let labels = StreamLabels {
+                    channel: channel.name.clone(),
+                    stream: meter.name().to_owned(),
+                };
+                let age = meter.fragment_age_ms(now).map(|ms| ms as f64 / 1000.0);
+                rows.push((labels, i64::try_from(active).unwrap_or(i64::MAX), age));
+            }
+        }
+        rows
+    }
+}
+
 impl Channels {
     /// Adds a channel (replacing one with the same name).
     pub fn insert(&self, channel: Channel) -> Arc<Channel> {

@@ -19,23 +19,20 @@
 //! through the store's read cache) and runs the packager again, at most
 //! twice. The host stays format-agnostic; a segment costs one storage read.
 
-use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use hyper::body::{Frame, SizeHint};
 use moka::Expiry;
 use sluice_sdk::plugin::{BodyPart, CachePolicy, Request as PluginRequest};
 
-use crate::archive::{Archive, AssetView};
-use crate::channel::Channels;
+use crate::archive::AssetView;
+pub use crate::body::Body;
 use crate::config::DeliveryConfig;
 use crate::edge::{Edge, PresKey};
 use crate::media::timeline::Snapshot;
+pub use crate::origin::Origin;
 use crate::plugins::{PluginError, PluginHost};
 
 /// A presentation packagers read (through the SDK's [`View`](sluice_sdk::plugin::View)) and the host
@@ -90,57 +87,6 @@ impl Presentation for AssetView {
 
     async fn refill(&self, misses: Vec<(u32, u64)>) -> Result<(), String> {
         self.fetch(misses).await.map_err(|e| e.to_string())
-    }
-}
-
-/// A response body made of shared byte chunks (payload slices are spliced,
-/// not copied).
-#[derive(Debug, Default)]
-pub struct Body {
-    parts: VecDeque<Bytes>,
-}
-
-impl Body {
-    /// A body from parts.
-    pub fn from_parts(parts: impl IntoIterator<Item = Bytes>) -> Self {
-        Body {
-            parts: parts.into_iter().filter(|p| !p.is_empty()).collect(),
-        }
-    }
-
-    /// An empty body.
-    pub fn empty() -> Self {
-        Body::default()
-    }
-
-    /// A body of one chunk.
-    pub fn text(s: impl Into<String>) -> Self {
-        Body::from_parts([Bytes::from(s.into())])
-    }
-
-    /// The chunks, in order: the shared `Bytes`, not copies.
-    pub(crate) fn into_chunks(self) -> impl Iterator<Item = Bytes> {
-        self.parts.into_iter()
-    }
-}
-
-impl hyper::body::Body for Body {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Poll::Ready(self.parts.pop_front().map(|b| Ok(Frame::data(b))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.parts.is_empty()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.parts.iter().map(|p| p.len() as u64).sum())
     }
 }
 
@@ -219,19 +165,6 @@ impl Route {
             Route::Delivery
         }
     }
-}
-
-/// Where presentations come from.
-pub enum Origin {
-    /// This node's channels and archive.
-    Ingest {
-        /// Channels (previews).
-        channels: Arc<Channels>,
-        /// Assets and locators.
-        archive: Arc<Archive>,
-    },
-    /// Upstreams, through the edge's caches.
-    Edge(Arc<Edge>),
 }
 
 /// The delivery service.

@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod archive;
+pub mod body;
 pub mod channel;
 pub mod config;
 pub mod delivery;
@@ -23,6 +24,7 @@ pub mod ingest;
 pub mod media;
 pub mod metrics;
 pub mod names;
+pub mod origin;
 pub mod plugin_check;
 pub mod plugins;
 pub mod preview_page;
@@ -34,5 +36,6 @@ pub mod store;
 pub mod tier;
 pub mod timefmt;
 pub mod tls;
+pub mod wire;
 
 pub use server::Server;

@@ -15,8 +15,6 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::channel::Channels;
-
 /// Labels naming a channel.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ChannelLabels {
@@ -458,34 +456,37 @@ pub fn metrics() -> &'static Metrics {
     })
 }
 
-/// The ingest gauges computed at scrape time from the channels of this
+/// Where the scrape-time ingest gauges come from (a node's channels):
+/// per channel and stream, the encoder sessions publishing now and the
+/// seconds since the stream's newest fragment.
+pub trait IngestGaugeSource: Send + Sync {
+    /// One row per channel and stream.
+    fn ingest_gauges(&self) -> Vec<(StreamLabels, i64, Option<f64>)>;
+}
+
+/// The ingest gauges computed at scrape time from the sources of this
 /// process: encoders connected and seconds since the newest fragment, per
 /// channel and stream.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct IngestGauges {
-    channels: Mutex<Vec<Weak<Channels>>>,
+    sources: Mutex<Vec<Weak<dyn IngestGaugeSource>>>,
+}
+
+impl std::fmt::Debug for IngestGauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestGauges").finish_non_exhaustive()
+    }
 }
 
 impl Collector for IngestGauges {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let sets: Vec<Arc<Channels>> = {
-            let mut list = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        let sources: Vec<Arc<dyn IngestGaugeSource>> = {
+            let mut list = self.sources.lock().unwrap_or_else(|e| e.into_inner());
             list.retain(|w| w.strong_count() > 0);
             list.iter().filter_map(Weak::upgrade).collect()
         };
-        let now = crate::channel::now_ms();
         // (labels, encoders, seconds since the newest fragment)
-        let mut rows = Vec::new();
-        for channel in sets.iter().flat_map(|c| c.list()) {
-            for (meter, active) in channel.stream_meters() {
-                let labels = StreamLabels {
-                    channel: channel.name.clone(),
-                    stream: meter.name().to_owned(),
-                };
-                let age = meter.fragment_age_ms(now).map(|ms| ms as f64 / 1000.0);
-                rows.push((labels, i64::try_from(active).unwrap_or(i64::MAX), age));
-            }
-        }
+        let rows: Vec<_> = sources.iter().flat_map(|s| s.ingest_gauges()).collect();
         let gauge = ConstGauge::new(0i64);
         let mut family = encoder.encode_descriptor(
             "ingest_encoders",
@@ -522,13 +523,13 @@ impl Metrics {
         out
     }
 
-    /// Exposes the scrape-time ingest gauges of `channels` (held weakly).
-    pub fn observe_channels(&self, channels: &Arc<Channels>) {
+    /// Exposes the scrape-time ingest gauges of `source` (held weakly).
+    pub fn observe_ingest(&self, source: &Arc<dyn IngestGaugeSource>) {
         self.ingest_gauges
-            .channels
+            .sources
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::downgrade(channels));
+            .push(Arc::downgrade(source));
     }
 
     /// Counts one plugin call of `elapsed` whose instance reached

@@ -24,9 +24,10 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::json;
 use sluice_sdk::plugin::{PresentationState, TrackKind, View};
 
+use crate::body::Body;
 use crate::channel::{Channel, now_ms};
-use crate::delivery::{Body, Origin};
 use crate::edge::PresKey;
+use crate::origin::Origin;
 
 /// The page's HTML, with `{{…}}` placeholders filled per channel.
 static INDEX: &str = include_str!("../assets/preview/index.html");

@@ -75,7 +75,8 @@ impl Server {
         tracing::debug!(storage = %objects.describe(), "asset storage");
         let archive = Archive::open(store.clone(), objects.clone()).await?;
         let channels = Arc::new(Channels::default());
-        crate::metrics::metrics().observe_channels(&channels);
+        let gauges: Arc<dyn crate::metrics::IngestGaugeSource> = channels.clone();
+        crate::metrics::metrics().observe_ingest(&gauges);
         let mut channel_configs = config.channels.clone();
         if config.demo && !channel_configs.iter().any(|c| c.name == "demo") {
             channel_configs.push(ChannelConfig {

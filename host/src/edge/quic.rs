@@ -1,5 +1,5 @@
 //! `quic://HOST:PORT?cert-sha256=HEX` upstreams: the tier protocol
-//! ([`crate::quic::tier`]) on one QUIC connection per upstream, made when
+//! (`sluice-tier/1`, see `crate::quic`) on one QUIC connection per upstream, made when
 //! first needed and again after it is lost.
 //!
 //! ```text
@@ -30,10 +30,9 @@ use tokio::sync::watch;
 
 use super::FragKey;
 use super::answer::{Answer, UpstreamError};
-use crate::quic::tier::{
-    ALPN_TIER, DUPLICATE, Head, MAX_FRAME, PushHead, Request, encode_frame, read_frame,
-};
 use crate::storage::Fragment;
+use crate::wire::frame::{Head, MAX_FRAME, PushHead, Request, encode_frame};
+use crate::wire::{ALPN_TIER, DUPLICATE, read_frame};
 
 /// Time a QUIC handshake may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -305,7 +304,7 @@ impl QuicUpstream {
         } else {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         };
-        let e = crate::quic::udp_socket(local)
+        let e = crate::wire::udp_socket(local)
             .and_then(|socket| {
                 quinn::Endpoint::new(
                     quinn::EndpointConfig::default(),
@@ -525,7 +524,7 @@ async fn read_head(recv: &mut quinn::RecvStream) -> Result<(StatusCode, Head), U
         .await
         .map_err(|e| UpstreamError::Transport(e.to_string()))?
         .ok_or_else(|| UpstreamError::Transport("stream ended before the answer".into()))?;
-    let head: Head = crate::quic::frame::decode(&frame)
+    let head: Head = crate::wire::frame::decode(&frame)
         .map_err(|e| UpstreamError::Transport(format!("bad answer head: {e}")))?;
     let status = StatusCode::from_u16(head.status)
         .map_err(|_| UpstreamError::Transport(format!("bad status {}", head.status)))?;
@@ -578,7 +577,7 @@ async fn close_when_silent(conn: quinn::Connection, url: String) {
             (seen, heard) = (now, tokio::time::Instant::now());
         } else if heard.elapsed() >= SILENT_LIMIT {
             tracing::warn!(upstream = %url, silent = ?SILENT_LIMIT, "quic upstream went silent; closing its connection");
-            conn.close(crate::quic::tier::SILENT, b"peer silent");
+            conn.close(crate::wire::SILENT, b"peer silent");
             return;
         }
     }
@@ -602,13 +601,13 @@ impl QuicUpstream {
                 Ok(Ok(Some(f))) => f,
                 _ => return,
             };
-        let checked = crate::quic::frame::decode::<PushHead>(&head)
+        let checked = crate::wire::frame::decode::<PushHead>(&head)
             .and_then(|head| Ok((head.checked(MAX_PUSH_OBJECT)?, head)));
         let (sum, head) = match checked {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(upstream = %self.url, error = %e, "bad push head");
-                let _ = recv.stop(crate::quic::tier::BAD_FRAME);
+                let _ = recv.stop(crate::wire::BAD_FRAME);
                 return;
             }
         };

@@ -15,7 +15,6 @@
 //! GOAWAY and finishes the requests it accepted (10 s at most), then the
 //! endpoint closes.
 
-pub mod frame;
 pub mod http3;
 pub mod tier;
 
@@ -75,38 +74,10 @@ pub fn alt_svc(port: u16) -> http::HeaderValue {
         .expect("digits and ASCII punctuation are a valid header value")
 }
 
-/// Socket buffer size asked for on every QUIC endpoint's UDP socket. A
-/// fragment pushed to an edge (or a segment sent to a viewer) leaves as a
-/// burst of datagrams; with the kernel's default receive buffer (about
-/// 208 KiB) a burst of a few hundred kilobytes overflows it on a fast link
-/// and every overflow costs a loss-recovery delay (tens of milliseconds,
-/// the peer's ack delay included). The kernel caps the size at
-/// `net.core.rmem_max` / `wmem_max`; raise those to get all of it.
-pub const UDP_BUFFER: usize = 8 << 20;
-
-/// A UDP socket bound to `addr` with [`UDP_BUFFER`]-sized buffers (as
-/// large as the kernel allows; a smaller one is logged, not an error).
-pub fn udp_socket(addr: SocketAddr) -> std::io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    let _ = socket.set_recv_buffer_size(UDP_BUFFER);
-    let _ = socket.set_send_buffer_size(UDP_BUFFER);
-    let got = socket.recv_buffer_size().unwrap_or(0);
-    if got < UDP_BUFFER {
-        tracing::debug!(
-            asked = UDP_BUFFER,
-            got,
-            "UDP receive buffer capped by the kernel (net.core.rmem_max)"
-        );
-    }
-    socket.bind(&addr.into())?;
-    Ok(socket.into())
-}
-
 /// Binds the listener's UDP socket (before the certificate is read, as the
 /// TCP listeners are).
 pub fn bind(addr: SocketAddr) -> anyhow::Result<UdpSocket> {
-    udp_socket(addr).with_context(|| format!("cannot listen on quic={addr}"))
+    crate::wire::udp_socket(addr).with_context(|| format!("cannot listen on quic={addr}"))
 }
 
 /// A QUIC server endpoint on `socket` serving `material` with the

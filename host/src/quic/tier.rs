@@ -47,21 +47,10 @@ use tracing::Instrument as _;
 
 use super::Services;
 use crate::channel::Channel;
-
-/// ALPN of the tier protocol.
-pub const ALPN_TIER: &[u8] = b"sluice-tier/1";
-
-/// Application error code: a frame the protocol does not allow (closes the
-/// connection).
-pub const BAD_FRAME: quinn::VarInt = quinn::VarInt::from_u32(0x101);
-/// Stream reset code of a push skipped because it went stale.
-pub const STALE: quinn::VarInt = quinn::VarInt::from_u32(0x102);
-/// Stop code of a push the edge already holds (or did not ask for).
-pub const DUPLICATE: quinn::VarInt = quinn::VarInt::from_u32(0x103);
-/// Connection close code when the node holds `MAX_CONNECTIONS` already.
-pub const BUSY: quinn::VarInt = quinn::VarInt::from_u32(0x104);
-/// Connection close code of an edge whose upstream went silent.
-pub const SILENT: quinn::VarInt = quinn::VarInt::from_u32(0x105);
+pub use crate::wire::frame::{
+    FrameError, Head, MAX_FRAME, PushHead, Request, decode, encode_frame, frame_len,
+};
+pub use crate::wire::{ALPN_TIER, BAD_FRAME, BUSY, DUPLICATE, SILENT, STALE, read_frame};
 
 /// Tier connections a node holds at once (edges hold one per upstream).
 const MAX_CONNECTIONS: usize = 1024;
@@ -82,35 +71,6 @@ const MAX_INFLIGHT_BYTES: u64 = 32 << 20;
 
 /// New fragments per track one wake-up pushes; older ones are skipped.
 const MAX_NEW_PER_TRACK: usize = 4;
-
-pub use super::frame::{
-    FrameError, Head, MAX_FRAME, PushHead, Request, decode, encode_frame, frame_len,
-};
-
-/// Reads one frame of at most `max` bytes, never past its end (a body may
-/// follow); `None` when the stream ends before any byte of it.
-pub async fn read_frame(
-    recv: &mut quinn::RecvStream,
-    max: usize,
-) -> Result<Option<Vec<u8>>, FrameError> {
-    let mut reader = super::frame::FrameReader::new(max);
-    let mut chunk = [0u8; 4096];
-    while reader.needed() > 0 {
-        let want = reader.needed().min(chunk.len());
-        match recv.read(&mut chunk[..want]).await {
-            Ok(Some(n)) => {
-                reader.feed(&chunk[..n])?;
-            }
-            Ok(None) if reader.is_empty() => return Ok(None),
-            Ok(None) => return Err(FrameError::Read("end of stream".into())),
-            Err(e) => return Err(FrameError::Read(e.to_string())),
-        }
-    }
-    reader
-        .frame()
-        .map(Some)
-        .ok_or_else(|| FrameError::Read("incomplete frame".into()))
-}
 
 /// Tier connections open now.
 static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);

@@ -1,4 +1,4 @@
-//! The frames of `sluice-tier/1` (see [`super::tier`]): a 4-byte
+//! The frames of `sluice-tier/1` (the protocol: `crate::quic::tier`): a 4-byte
 //! big-endian length and that many bytes of JSON, at most [`MAX_FRAME`].
 //!
 //! Pure and bounded (no I/O, no allocation beyond the declared length of a
