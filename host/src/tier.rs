@@ -33,7 +33,7 @@ use tokio::sync::watch;
 use crate::archive::{Archive, AssetView, ticks_to_ms};
 use crate::channel::{Channel, Channels};
 use crate::delivery::Body;
-use crate::edge::{Edge, EdgeView, PresKey};
+use crate::edge::{Edge, EdgeLocator, EdgeView, PresKey};
 use crate::media::timeline::Snapshot;
 use crate::names::valid_name;
 
@@ -306,29 +306,29 @@ impl Tier {
     }
 
     async fn locator(&self, id: &str) -> http::Response<Body> {
+        // The record an edge parses back (`EdgeLocator`), whichever
+        // backend answers.
         let record = match &self.backend {
-            Backend::Ingest { archive, .. } => archive.locator(id).map(|l| {
-                json!({
-                    "id": l.id,
-                    "asset": l.asset,
-                    "manifest_name": archive.manifest_name(&l.asset),
-                    "start_ms": l.start_ms,
-                    "expiry_ms": l.expiry_ms,
-                })
+            Backend::Ingest { archive, .. } => archive.locator(id).map(|l| EdgeLocator {
+                manifest_name: archive.manifest_name(&l.asset),
+                asset: l.asset,
+                start_ms: l.start_ms,
+                expiry_ms: l.expiry_ms,
             }),
             Backend::Edge(edge) => match edge.locator(id).await {
-                Ok(l) => l.map(|l| {
-                    json!({
-                        "id": id,
-                        "asset": l.asset,
-                        "manifest_name": l.manifest_name,
-                        "start_ms": l.start_ms,
-                        "expiry_ms": l.expiry_ms,
-                    })
-                }),
+                Ok(l) => l,
                 Err(e) => return upstream_unavailable(&e),
             },
         };
+        let record = record.map(|l| {
+            json!({
+                "id": id,
+                "asset": l.asset,
+                "manifest_name": l.manifest_name,
+                "start_ms": l.start_ms,
+                "expiry_ms": l.expiry_ms,
+            })
+        });
         match record {
             Some(r) => json_response(&r, "public, max-age=2"),
             None => text(

@@ -195,9 +195,7 @@ impl Followed {
                 discontinuity_sequence: last.info.discontinuity_sequence,
             },
             sum: key.sum,
-            from: 1u64
-                .checked_shl(u32::try_from(up).unwrap_or(64))
-                .unwrap_or(0),
+            from: upstream_bit(up),
         };
         if entry.info.duration == 0 {
             return false;
@@ -216,9 +214,7 @@ impl Followed {
     /// and the asset ends; without, an "ended" document only adds what it
     /// lists, so the end shows only once the whole listing is in.
     fn merge(&self, docs: &[Doc], up: usize, replace: bool) -> Result<Vec<(u32, Entry)>, String> {
-        let bit = 1u64
-            .checked_shl(u32::try_from(up).unwrap_or(64))
-            .unwrap_or(0);
+        let bit = upstream_bit(up);
         let asset = !matches!(self.key, PresKey::Channel(_));
         let mut parsed = Vec::with_capacity(docs.len());
         for doc in docs {
@@ -339,6 +335,12 @@ impl Followed {
         }
         Ok(added)
     }
+}
+
+/// The bit of upstream position `up` in [`Entry::from`] (none past 63).
+fn upstream_bit(up: usize) -> u64 {
+    1u64.checked_shl(u32::try_from(up).unwrap_or(64))
+        .unwrap_or(0)
 }
 
 /// A timeline document of the upstream interface.

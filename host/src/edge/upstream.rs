@@ -74,26 +74,29 @@ impl Upstream {
         }
         h.down_until = Some(Instant::now() + backoff);
         let m = crate::metrics::metrics();
-        let label = crate::metrics::UpstreamLabels {
-            upstream: self.index.to_string(),
-        };
+        let label = self.labels();
         m.edge_upstream_failures.get_or_create(&label).inc();
         m.edge_upstream_up.get_or_create(&label).set(0);
+    }
+
+    fn labels(&self) -> crate::metrics::UpstreamLabels {
+        crate::metrics::UpstreamLabels {
+            upstream: self.index.to_string(),
+        }
     }
 
     /// Records a success: the back-off ends.
     pub fn succeeded(&self) {
         let mut h = self.health.lock().unwrap_or_else(|e| e.into_inner());
+        // Only a change moves the gauge: successes are the common case.
         if h.failures > 0 {
             tracing::info!(upstream = %self.url, "upstream answers again");
+            crate::metrics::metrics()
+                .edge_upstream_up
+                .get_or_create(&self.labels())
+                .set(1);
         }
         *h = Health::default();
-        crate::metrics::metrics()
-            .edge_upstream_up
-            .get_or_create(&crate::metrics::UpstreamLabels {
-                upstream: self.index.to_string(),
-            })
-            .set(1);
     }
 }
 
@@ -132,12 +135,18 @@ impl Upstreams {
                 )?)),
                 None => None,
             };
-            list.push(std::sync::Arc::new(Upstream {
+            let up = Upstream {
                 url: parsed.base,
                 index,
                 health: Mutex::new(Health::default()),
                 quic,
-            }));
+            };
+            // In use until it fails.
+            crate::metrics::metrics()
+                .edge_upstream_up
+                .get_or_create(&up.labels())
+                .set(1);
+            list.push(std::sync::Arc::new(up));
         }
         anyhow::ensure!(!list.is_empty(), "an edge needs at least one upstream");
         crate::storage::install_crypto_provider();
@@ -269,9 +278,7 @@ impl Upstreams {
             .await
             .map_err(|_| UpstreamError::Transport(format!("no answer within {timeout:?}")))?;
         let m = crate::metrics::metrics();
-        let label = crate::metrics::UpstreamLabels {
-            upstream: up.index.to_string(),
-        };
+        let label = up.labels();
         m.edge_upstream_requests.get_or_create(&label).inc();
         m.edge_upstream_seconds
             .get_or_create(&label)

@@ -163,6 +163,15 @@ const BUILTINS: &[(&str, &[u8])] = &[
     ),
 ];
 
+/// The embedded built-in `crate_name` (`sluice-plugin-hls`): its name and
+/// component.
+fn builtin(crate_name: &str) -> Option<(&'static str, &'static [u8])> {
+    BUILTINS
+        .iter()
+        .find(|(name, _)| *name == crate_name)
+        .copied()
+}
+
 /// Test support: the misbehaving `testbed` plugin, built but never embedded,
 /// and the embedded built-ins' bytes (to test overrides with real plugins).
 #[doc(hidden)]
@@ -173,10 +182,7 @@ pub mod testing {
     /// The embedded component of a built-in, by crate name
     /// (`sluice-plugin-hls`).
     pub fn builtin(crate_name: &str) -> Option<&'static [u8]> {
-        super::BUILTINS
-            .iter()
-            .find(|(name, _)| *name == crate_name)
-            .map(|(_, wasm)| *wasm)
+        super::builtin(crate_name).map(|(_, wasm)| wasm)
     }
 }
 
@@ -581,6 +587,10 @@ fn load_candidate(
             let plugin = Arc::new(PackagerPlugin {
                 runtime: runtime.clone(),
                 name: Arc::from(info.name.as_str()),
+                labels: crate::metrics::PluginLabels {
+                    plugin: info.name.clone(),
+                    world: "packager",
+                },
                 origin: origin.clone(),
                 info,
                 pre,
@@ -602,6 +612,10 @@ fn load_candidate(
             let plugin = Arc::new(IngestPlugin {
                 runtime: runtime.clone(),
                 name: Arc::from(info.name.as_str()),
+                labels: crate::metrics::PluginLabels {
+                    plugin: info.name.clone(),
+                    world: "ingest-adapter",
+                },
                 origin: origin.clone(),
                 info,
                 pre,
@@ -652,6 +666,8 @@ fn summary(c: &Candidate<AnyPlugin>) -> PluginSummary {
 pub struct PackagerPlugin {
     runtime: Arc<Runtime>,
     name: Arc<str>,
+    /// Its metrics' labels, made once.
+    labels: crate::metrics::PluginLabels,
     origin: Origin,
     info: PackagerInfo,
     pre: packager::PackagerPre<PluginState>,
@@ -692,10 +708,7 @@ impl PackagerPlugin {
             .pre
             .instantiate(&mut store)
             .and_then(|b| b.sluice_plugin_packaging().call_handle(&mut store, &req));
-        let labels = crate::metrics::PluginLabels {
-            plugin: self.name.to_string(),
-            world: "packager",
-        };
+        let labels = &self.labels;
         let cost = CallCost {
             elapsed: began.elapsed(),
             memory_peak: store.data().limiter.peak,
@@ -703,18 +716,13 @@ impl PackagerPlugin {
         match result {
             Ok(response) => {
                 store.data_mut().flush_output();
-                crate::metrics::metrics().plugin_call(
-                    &labels,
-                    cost.elapsed,
-                    cost.memory_peak,
-                    None,
-                );
+                crate::metrics::metrics().plugin_call(labels, cost.elapsed, cost.memory_peak, None);
                 Ok((convert::response(response), cost))
             }
             Err(e) => {
                 let err = self.runtime.failure(&self.name, e, &mut store);
                 crate::metrics::metrics().plugin_call(
-                    &labels,
+                    labels,
                     cost.elapsed,
                     cost.memory_peak,
                     err.failure_kind(),
@@ -738,6 +746,8 @@ pub struct CallCost {
 pub struct IngestPlugin {
     runtime: Arc<Runtime>,
     name: Arc<str>,
+    /// Its metrics' labels, made once (sessions share them).
+    labels: crate::metrics::PluginLabels,
     origin: Origin,
     info: AdapterInfo,
     pre: ingest::IngestAdapterPre<PluginState>,
@@ -770,6 +780,7 @@ impl IngestPlugin {
             Ok((bindings, session)) => Ok(IngestSession {
                 runtime: self.runtime.clone(),
                 name: self.name.clone(),
+                labels: self.labels.clone(),
                 store,
                 bindings,
                 session,
@@ -787,6 +798,7 @@ impl IngestPlugin {
 pub struct IngestSession {
     runtime: Arc<Runtime>,
     name: Arc<str>,
+    labels: crate::metrics::PluginLabels,
     store: Store<PluginState>,
     bindings: ingest::IngestAdapter,
     session: ResourceAny,
@@ -817,25 +829,22 @@ impl IngestSession {
         let outcome = f(&self.bindings, &mut self.store, self.session);
         drop(busy);
         let (elapsed, peak) = (began.elapsed(), self.store.data().limiter.peak);
-        let labels = crate::metrics::PluginLabels {
-            plugin: self.name.to_string(),
-            world: "ingest-adapter",
-        };
+        let labels = &self.labels;
         let m = crate::metrics::metrics();
         match outcome {
             Ok(Ok(v)) => {
                 self.store.data_mut().flush_output();
-                m.plugin_call(&labels, elapsed, peak, None);
+                m.plugin_call(labels, elapsed, peak, None);
                 Ok(v)
             }
             Ok(Err(e)) => {
                 self.store.data_mut().flush_output();
-                m.plugin_call(&labels, elapsed, peak, None);
+                m.plugin_call(labels, elapsed, peak, None);
                 Err(PluginError::Session(e))
             }
             Err(e) => {
                 let err = self.runtime.failure(&self.name, e, &mut self.store);
-                m.plugin_call(&labels, elapsed, peak, err.failure_kind());
+                m.plugin_call(labels, elapsed, peak, err.failure_kind());
                 self.failed = Some(err.to_string());
                 Err(err)
             }
@@ -915,9 +924,7 @@ impl Checked {
     /// The built-in packager `crate_name` (`sluice-plugin-hls`), loaded
     /// beside the checked plugin (to make fixtures for ingest adapters).
     pub fn builtin_packager(&self, crate_name: &str) -> Result<Arc<PackagerPlugin>, PluginError> {
-        let (name, wasm) = BUILTINS
-            .iter()
-            .find(|(name, _)| *name == crate_name)
+        let (name, wasm) = builtin(crate_name)
             .ok_or_else(|| PluginError::Host(format!("no built-in plugin {crate_name}")))?;
         let origin = Origin::Builtin(name);
         match load_candidate(&self.runtime, crate_name, wasm, origin)?.plugin {
